@@ -1,0 +1,129 @@
+//! The typed verification lifecycle event (contract §1).
+//!
+//! Only the fields the engine uses are typed here. Unknown extra fields are not an
+//! error and are not lost: the original bytes travel with the event
+//! ([`crate::InputRecord::payload`]) to every output that keeps raw events.
+
+use std::net::IpAddr;
+
+use crate::time::EventTime;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub event_id: String,
+    pub verification_id: String,
+    pub tenant_id: String,
+    pub occurred_at: EventTime,
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventKind {
+    Requested(Requested),
+    Sent(Sent),
+    Delivered { provider: String },
+    Undelivered { provider: String, error_code: Option<String> },
+    Approved,
+    CheckFailed,
+}
+
+impl EventKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventKind::Requested(_) => EventType::Requested.as_str(),
+            EventKind::Sent(_) => EventType::Sent.as_str(),
+            EventKind::Delivered { .. } => EventType::Delivered.as_str(),
+            EventKind::Undelivered { .. } => EventType::Undelivered.as_str(),
+            EventKind::Approved => EventType::Approved.as_str(),
+            EventKind::CheckFailed => EventType::CheckFailed.as_str(),
+        }
+    }
+}
+
+/// The `type` discriminator, as it appears on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Requested,
+    Sent,
+    Delivered,
+    Undelivered,
+    Approved,
+    CheckFailed,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 6] = [
+        EventType::Requested,
+        EventType::Sent,
+        EventType::Delivered,
+        EventType::Undelivered,
+        EventType::Approved,
+        EventType::CheckFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Requested => "verification.requested",
+            EventType::Sent => "verification.sent",
+            EventType::Delivered => "verification.delivered",
+            EventType::Undelivered => "verification.undelivered",
+            EventType::Approved => "verification.approved",
+            EventType::CheckFailed => "verification.check_failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Requested {
+    pub phone_number: String,
+    pub country: String,
+    pub channel: Channel,
+    pub service: String,
+    pub ip: Option<IpAddr>,
+    pub device_id: Option<String>,
+    pub user_id: Option<String>,
+    pub locale: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sent {
+    pub provider: String,
+    pub attempt: u32,
+    pub cost: Option<f64>,
+    pub currency: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Sms,
+    Voice,
+    Whatsapp,
+    Email,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sms => "sms",
+            Channel::Voice => "voice",
+            Channel::Whatsapp => "whatsapp",
+            Channel::Email => "email",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Channel> {
+        match text {
+            "sms" => Some(Channel::Sms),
+            "voice" => Some(Channel::Voice),
+            "whatsapp" => Some(Channel::Whatsapp),
+            "email" => Some(Channel::Email),
+            _ => None,
+        }
+    }
+}

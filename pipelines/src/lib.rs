@@ -1,0 +1,28 @@
+//! The streaming core of veriflow: event model, validation, dedup, lifecycle join,
+//! watermarks and checkpoints. It knows streams and state, not Kafka or HTTP: sources
+//! and sinks live in `veriflow-connectors`.
+//!
+//! Data flow for one input partition ([`PartitionPipeline`]):
+//!
+//! ```text
+//! bytes ─ validate ─┬─ rejected ──────────────────────────▶ dead-letter output
+//!                   └─ event ─ watermark ─┬─ late ─────────▶ late output
+//!                                         └─ dedup ─ join ─ timers ─▶ outcomes
+//!                                                                 └─▶ orphans (late output)
+//! ```
+
+pub mod checkpoint;
+pub mod country;
+pub mod event;
+pub mod lifecycle;
+pub mod outcome;
+pub mod partition;
+pub mod reject;
+pub mod time;
+pub mod validate;
+
+pub use event::{Channel, Event, EventKind, EventType};
+pub use outcome::{Outcome, OutcomeKind};
+pub use partition::{InputRecord, Output, PartitionPipeline, PartitionState, PartitionStats, PipelineConfig};
+pub use reject::{RejectReason, Rejected, Rejection};
+pub use validate::ValidationLimits;

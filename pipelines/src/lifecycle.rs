@@ -1,0 +1,187 @@
+//! One verification's lifecycle: the events seen so far and the rule that decides it.
+//!
+//! The rule (contract §1): a verification **succeeds** when an `approved` event occurs
+//! within the TTL after `requested`; otherwise it **expires** at `requested + TTL`.
+//! Its *deadline* is the earliest approval within the TTL, or the expiry instant. The
+//! outcome is computed only from events that occurred at or before the deadline, so it
+//! depends on the set of events, never on the order in which they arrived.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Channel, Event, EventKind};
+use crate::outcome::{Outcome, OutcomeKind};
+use crate::time::EventTime;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestInfo {
+    pub at: EventTime,
+    pub country: String,
+    pub channel: Channel,
+    pub service: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendInfo {
+    pub at: EventTime,
+    pub attempt: u32,
+    pub provider: String,
+    pub cost: Option<f64>,
+    pub currency: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub at: EventTime,
+    pub delivered: bool,
+}
+
+/// A raw input held while its verification's `requested` event is still unknown, so
+/// that it can be handed to the late output if that event never comes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldRecord {
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    pub tenant_id: String,
+    pub requested: Option<RequestInfo>,
+    /// Earliest event time seen; bounds how long an orphan is kept.
+    pub first_event_at: EventTime,
+    /// Hashes of the event ids already applied (dedup within the verification).
+    pub seen: Vec<u64>,
+    pub sends: Vec<SendInfo>,
+    pub receipts: Vec<Receipt>,
+    pub approvals: Vec<EventTime>,
+    pub check_failures: Vec<EventTime>,
+    /// Raw inputs kept only until `requested` arrives.
+    pub held: Vec<HeldRecord>,
+}
+
+/// What applying an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    New,
+    Duplicate,
+}
+
+impl Verification {
+    pub fn new(tenant_id: &str, first_event_at: EventTime) -> Self {
+        Verification {
+            tenant_id: tenant_id.to_owned(),
+            requested: None,
+            first_event_at,
+            seen: Vec::new(),
+            sends: Vec::new(),
+            receipts: Vec::new(),
+            approvals: Vec::new(),
+            check_failures: Vec::new(),
+            held: Vec::new(),
+        }
+    }
+
+    /// Folds one event in. A second event with the same `event_id` changes nothing.
+    pub fn apply(&mut self, event: Event, held: impl FnOnce() -> HeldRecord) -> Applied {
+        let id_hash = fnv1a64(event.event_id.as_bytes());
+        if self.seen.contains(&id_hash) {
+            return Applied::Duplicate;
+        }
+        self.seen.push(id_hash);
+        self.first_event_at = self.first_event_at.min(event.occurred_at);
+        let at = event.occurred_at;
+        match event.kind {
+            EventKind::Requested(r) => {
+                // The first `requested` (by event id) wins; a second distinct one is
+                // a producer bug we tolerate by keeping the earlier instant.
+                let replace = self.requested.as_ref().is_none_or(|prev| at < prev.at);
+                if replace {
+                    self.requested = Some(RequestInfo {
+                        at,
+                        country: r.country,
+                        channel: r.channel,
+                        service: r.service,
+                    });
+                }
+                self.held = Vec::new();
+            }
+            EventKind::Sent(s) => self.sends.push(SendInfo {
+                at,
+                attempt: s.attempt,
+                provider: s.provider,
+                cost: s.cost,
+                currency: s.currency,
+            }),
+            EventKind::Delivered { .. } => self.receipts.push(Receipt { at, delivered: true }),
+            EventKind::Undelivered { .. } => self.receipts.push(Receipt { at, delivered: false }),
+            EventKind::Approved => self.approvals.push(at),
+            EventKind::CheckFailed => self.check_failures.push(at),
+        }
+        if self.requested.is_none() {
+            self.held.push(held());
+        }
+        Applied::New
+    }
+
+    /// The event-time instant at which this verification is decided.
+    pub fn deadline(&self, ttl_ms: i64) -> EventTime {
+        match &self.requested {
+            Some(r) => {
+                let expiry = r.at + ttl_ms;
+                self.first_approval(expiry).unwrap_or(expiry)
+            }
+            None => self.first_event_at + ttl_ms,
+        }
+    }
+
+    fn first_approval(&self, expiry: EventTime) -> Option<EventTime> {
+        self.approvals.iter().copied().filter(|&a| a <= expiry).min()
+    }
+
+    /// The final outcome, or `None` for an orphan (no `requested` seen).
+    pub fn outcome(&self, verification_id: &str, ttl_ms: i64) -> Option<Outcome> {
+        let r = self.requested.as_ref()?;
+        let deadline = self.deadline(ttl_ms);
+        let approved_at = self.first_approval(r.at + ttl_ms);
+        let within = |t: EventTime| t <= deadline;
+
+        let mut sends: Vec<&SendInfo> = self.sends.iter().filter(|s| within(s.at)).collect();
+        sends.sort_by(|a, b| {
+            (a.attempt, a.at, &a.provider).cmp(&(b.attempt, b.at, &b.provider))
+        });
+        let currency = sends.iter().find_map(|s| s.currency.clone());
+        let mixed = sends.iter().any(|s| s.currency.is_some() && s.currency != currency);
+        let costs: Vec<f64> = sends.iter().filter_map(|s| s.cost).collect();
+        let cost = if costs.is_empty() || mixed { None } else { Some(costs.iter().sum()) };
+
+        Some(Outcome {
+            verification_id: verification_id.to_owned(),
+            tenant_id: self.tenant_id.clone(),
+            outcome: if approved_at.is_some() { OutcomeKind::Approved } else { OutcomeKind::Expired },
+            requested_at: r.at,
+            decided_at: deadline,
+            time_to_approve_ms: approved_at.map(|a| (a - r.at).max(0)),
+            country: r.country.clone(),
+            channel: r.channel,
+            service: r.service.clone(),
+            providers: sends.iter().map(|s| s.provider.clone()).collect(),
+            attempts: sends.len() as u32,
+            delivered: self.receipts.iter().filter(|x| x.delivered && within(x.at)).count() as u32,
+            undelivered: self.receipts.iter().filter(|x| !x.delivered && within(x.at)).count() as u32,
+            check_failed: self.check_failures.iter().filter(|&&t| within(t)).count() as u32,
+            cost,
+            currency: if mixed { None } else { currency },
+        })
+    }
+}
+
+/// FNV-1a, 64 bit: stable across builds and platforms, so checkpoints stay readable.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}

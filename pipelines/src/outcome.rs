@@ -1,0 +1,113 @@
+//! The `verifications.outcomes` record (contract §2): one per verification, when final.
+
+use serde::Serialize;
+
+use crate::event::Channel;
+use crate::time::{EventTime, format_rfc3339};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutcomeKind {
+    Approved,
+    Expired,
+}
+
+impl OutcomeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeKind::Approved => "approved",
+            OutcomeKind::Expired => "expired",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub verification_id: String,
+    pub tenant_id: String,
+    pub outcome: OutcomeKind,
+    pub requested_at: EventTime,
+    /// Approval instant, or `requested_at + TTL` for an expiry.
+    pub decided_at: EventTime,
+    pub time_to_approve_ms: Option<i64>,
+    pub country: String,
+    pub channel: Channel,
+    pub service: String,
+    /// Providers tried, in attempt order (a provider tried twice appears twice).
+    pub providers: Vec<String>,
+    pub attempts: u32,
+    pub delivered: u32,
+    pub undelivered: u32,
+    pub check_failed: u32,
+    /// Sum of `sent.cost`; `None` when no cost was reported or currencies differ.
+    pub cost: Option<f64>,
+    pub currency: Option<String>,
+}
+
+/// The wire form. Field names are part of the public contract.
+#[derive(Serialize)]
+struct OutcomeJson<'a> {
+    /// Deterministic id: a replayed outcome carries the same id.
+    outcome_id: String,
+    verification_id: &'a str,
+    tenant_id: &'a str,
+    outcome: OutcomeKind,
+    requested_at: String,
+    decided_at: String,
+    time_to_approve_ms: Option<i64>,
+    country: &'a str,
+    channel: Channel,
+    service: &'a str,
+    providers: &'a [String],
+    attempts: u32,
+    failed_attempts: u32,
+    delivered: u32,
+    undelivered: u32,
+    check_failed: u32,
+    cost: Option<f64>,
+    currency: Option<&'a str>,
+    /// The scores the verification was given at request time (filled by the scoring
+    /// stage; `null` until a model is deployed).
+    scores: Option<()>,
+}
+
+impl Outcome {
+    /// A failed attempt is a `sent` event of a verification that did not succeed
+    /// (contract §1).
+    pub fn failed_attempts(&self) -> u32 {
+        match self.outcome {
+            OutcomeKind::Approved => 0,
+            OutcomeKind::Expired => self.attempts,
+        }
+    }
+
+    pub fn outcome_id(&self) -> String {
+        format!("{}:{}", self.tenant_id, self.verification_id)
+    }
+
+    pub fn to_json_bytes(&self) -> Vec<u8> {
+        let json = OutcomeJson {
+            outcome_id: self.outcome_id(),
+            verification_id: &self.verification_id,
+            tenant_id: &self.tenant_id,
+            outcome: self.outcome,
+            requested_at: format_rfc3339(self.requested_at),
+            decided_at: format_rfc3339(self.decided_at),
+            time_to_approve_ms: self.time_to_approve_ms,
+            country: &self.country,
+            channel: self.channel,
+            service: &self.service,
+            providers: &self.providers,
+            attempts: self.attempts,
+            failed_attempts: self.failed_attempts(),
+            delivered: self.delivered,
+            undelivered: self.undelivered,
+            check_failed: self.check_failed,
+            cost: self.cost,
+            currency: self.currency.as_deref(),
+            scores: None,
+        };
+        // Serializing plain structs of strings and numbers cannot fail.
+        serde_json::to_vec(&json).unwrap_or_default()
+    }
+}

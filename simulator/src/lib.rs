@@ -1,0 +1,638 @@
+//! A seeded, deterministic simulator of verification traffic, with ground truth.
+//!
+//! It produces the contract's lifecycle events (§1) in *arrival* order: receipts and
+//! approvals arrive late and out of order, some events twice. Beside them it produces
+//! one [`Truth`] record per verification (the real outcome, whether it was fraud, and
+//! each provider's true success probability at that moment) so tests and training can
+//! score the engine against what really happened.
+//!
+//! Guarantee: no event arrives more than [`SimConfig::max_arrival_delay_ms`] after it
+//! occurred, so an engine whose allowed lateness is at least that sees nothing late.
+//! Same seed and config, same bytes.
+
+mod rng;
+pub mod world;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+use rng::Rng;
+use world::{COUNTRIES, PROVIDERS, PUMPING_TARGETS, Quality, TENANTS, diurnal, local_hour};
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub seed: u64,
+    /// Event time of the first request, ms since the epoch.
+    pub start: i64,
+    /// Span of simulated request times; `None` runs forever.
+    pub duration_ms: Option<i64>,
+    /// Mean verification requests per simulated second (legitimate and fraud).
+    pub rate: f64,
+    /// Share of verifications that are SMS-pumping attack traffic.
+    pub fraud_share: f64,
+    /// Share of events delivered twice (same `event_id`, same bytes).
+    pub duplicate_share: f64,
+    /// Upper bound on arrival delay after the event occurred.
+    pub max_arrival_delay_ms: i64,
+    /// Verification TTL used to decide the true outcome.
+    pub ttl_ms: i64,
+    /// Provider outages per simulated day, across all countries and providers.
+    pub outages_per_day: f64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 1,
+            start: 1_767_571_200_000, // 2026-01-05T00:00:00Z
+            duration_ms: Some(10 * 60_000),
+            rate: 20.0,
+            fraud_share: 0.02,
+            duplicate_share: 0.01,
+            max_arrival_delay_ms: 60_000,
+            ttl_ms: 600_000,
+            outages_per_day: 8.0,
+        }
+    }
+}
+
+/// One message to produce: the key is the tenant id, as the contract requires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimEvent {
+    /// When the message reaches the broker (simulated time, ms).
+    pub arrival: i64,
+    pub key: String,
+    pub payload: Vec<u8>,
+}
+
+/// What really happened to one verification.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Truth {
+    pub verification_id: String,
+    pub tenant_id: String,
+    pub requested_at: String,
+    pub country: String,
+    pub channel: String,
+    pub is_fraud: bool,
+    pub outcome: &'static str,
+    pub approved_at: Option<String>,
+    pub time_to_approve_ms: Option<i64>,
+    pub attempts: u32,
+    pub providers: Vec<String>,
+    /// True P(approved) had the first attempt gone through each provider, at request time.
+    pub p_success: BTreeMap<&'static str, f64>,
+}
+
+pub enum SimItem {
+    Event(SimEvent),
+    Truth(Truth),
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Pending {
+    arrival: i64,
+    seq: u64,
+    key: String,
+    payload: Vec<u8>,
+}
+
+struct Attack {
+    tenant: usize,
+    country: usize,
+    prefix: String,
+    next_number: u64,
+    number_width: usize,
+    next_at: f64,
+    end_at: f64,
+    mean_gap_ms: f64,
+    ips: Vec<String>,
+    user_agent: &'static str,
+}
+
+pub struct Simulator {
+    cfg: SimConfig,
+    rng: Rng,
+    quality: Quality,
+    end: f64,
+    next_legit_at: f64,
+    legit_candidate_gap_ms: f64,
+    next_attack_start: f64,
+    attack_gap_ms: f64,
+    attacks: Vec<Attack>,
+    pending: BinaryHeap<Reverse<Pending>>,
+    truths: VecDeque<Truth>,
+    seq: u64,
+    verifications: u64,
+}
+
+const MEAN_DIURNAL: f64 = 0.62;
+
+impl Simulator {
+    pub fn new(cfg: SimConfig) -> Self {
+        let mut rng = Rng::seeded(cfg.seed);
+        let end = cfg.duration_ms.map_or(f64::INFINITY, |d| (cfg.start + d) as f64);
+        let horizon = cfg.start + cfg.duration_ms.unwrap_or(30 * 86_400_000) + 86_400_000;
+        let quality = Quality::new(cfg.seed, cfg.start, horizon, cfg.outages_per_day);
+        let legit_rate = cfg.rate * (1.0 - cfg.fraud_share);
+        let legit_candidate_gap_ms = 1000.0 * MEAN_DIURNAL / legit_rate.max(1e-9);
+        // An attack lasts ~3 min at ~25 % of the normal rate: size ≈ 45 s × rate.
+        let fraud_rate = cfg.rate * cfg.fraud_share;
+        let attack_gap_ms = if fraud_rate > 0.0 { 1000.0 * 45.0 * cfg.rate / fraud_rate } else { f64::INFINITY };
+        let start = cfg.start as f64;
+        let next_legit_at = start + rng.exponential(legit_candidate_gap_ms);
+        let next_attack_start = start + rng.exponential(attack_gap_ms);
+        Simulator {
+            cfg,
+            rng,
+            quality,
+            end,
+            next_legit_at,
+            legit_candidate_gap_ms,
+            next_attack_start,
+            attack_gap_ms,
+            attacks: Vec::new(),
+            pending: BinaryHeap::new(),
+            truths: VecDeque::new(),
+            seq: 0,
+            verifications: 0,
+        }
+    }
+
+    pub fn config(&self) -> &SimConfig {
+        &self.cfg
+    }
+
+    pub fn quality(&self) -> &Quality {
+        &self.quality
+    }
+
+    /// The next event in arrival order, or a ground-truth record; `None` at the end.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Option<SimItem> {
+        loop {
+            if let Some(truth) = self.truths.pop_front() {
+                return Some(SimItem::Truth(truth));
+            }
+            let next_request = self.next_request_time();
+            if let Some(Reverse(p)) = self.pending.peek()
+                && (p.arrival as f64) <= next_request
+            {
+                let Reverse(p) = self.pending.pop()?;
+                return Some(SimItem::Event(SimEvent { arrival: p.arrival, key: p.key, payload: p.payload }));
+            }
+            if next_request.is_infinite() {
+                return None;
+            }
+            self.generate_next_request();
+        }
+    }
+
+    fn next_request_time(&self) -> f64 {
+        let attack = self.attacks.iter().map(|a| a.next_at).fold(f64::INFINITY, f64::min);
+        let t = self.next_legit_at.min(attack).min(self.next_attack_start);
+        if t >= self.end { f64::INFINITY } else { t }
+    }
+
+    fn generate_next_request(&mut self) {
+        let attack_idx = self
+            .attacks
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.next_at.total_cmp(&b.1.next_at))
+            .map(|(i, a)| (i, a.next_at));
+        let legit_at = self.next_legit_at;
+        match attack_idx {
+            Some((i, at)) if at <= legit_at && at <= self.next_attack_start => {
+                self.fraud_request(i, at as i64);
+                let gap = self.rng.exponential(self.attacks[i].mean_gap_ms);
+                self.attacks[i].next_at += gap;
+                if self.attacks[i].next_at >= self.attacks[i].end_at {
+                    self.attacks.swap_remove(i);
+                }
+            }
+            _ if self.next_attack_start <= legit_at => {
+                let at = self.next_attack_start;
+                self.start_attack(at);
+                self.next_attack_start = at + self.rng.exponential(self.attack_gap_ms);
+            }
+            _ => {
+                self.next_legit_at += self.rng.exponential(self.legit_candidate_gap_ms);
+                self.legit_request(legit_at as i64);
+            }
+        }
+    }
+
+    fn start_attack(&mut self, at: f64) {
+        let rng = &mut self.rng;
+        let tenant = rng.weighted(&TENANTS.iter().map(|t| t.weight).collect::<Vec<_>>());
+        let country = PUMPING_TARGETS[rng.index(PUMPING_TARGETS.len())];
+        let c = &COUNTRIES[country];
+        let fixed = c.subscriber_digits - 4;
+        let mut prefix = format!("+{}{}", c.calling_code, rng.int(2, 9));
+        for _ in 1..fixed {
+            prefix.push(char::from(b'0' + rng.int(0, 9) as u8));
+        }
+        let rate_per_s = self.cfg.rate * rng.between(0.1, 0.4);
+        let ips = (0..rng.int(8, 40))
+            .map(|_| format!("{}.{}.{}.{}", [45, 185, 193, 91][rng.index(4)], rng.int(0, 255), rng.int(0, 255), rng.int(1, 254)))
+            .collect();
+        let duration_ms = rng.between(60_000.0, 300_000.0);
+        self.attacks.push(Attack {
+            tenant,
+            country,
+            prefix,
+            next_number: rng.int(0, 5000) as u64,
+            number_width: 4,
+            next_at: at,
+            end_at: at + duration_ms,
+            mean_gap_ms: 1000.0 / rate_per_s.max(1e-6),
+            ips,
+            user_agent: ["okhttp/4.9.0", "python-requests/2.31.0", "Go-http-client/1.1"][rng.index(3)],
+        });
+    }
+
+    fn new_ids(&mut self) -> String {
+        self.verifications += 1;
+        format!("v{:x}-{:09}", self.cfg.seed, self.verifications)
+    }
+
+    fn legit_request(&mut self, t: i64) {
+        let tenant_idx = self.rng.weighted(&TENANTS.iter().map(|t| t.weight).collect::<Vec<_>>());
+        let tenant = &TENANTS[tenant_idx];
+        let weights: Vec<f64> = tenant.countries.iter().map(|(_, w)| *w).collect();
+        let country = tenant.countries[self.rng.weighted(&weights)].0;
+        let c = &COUNTRIES[country];
+        // Thinning: keep the candidate with the destination's diurnal intensity.
+        if !self.rng.chance(diurnal(local_hour(t, c), tenant.peak_hour, tenant.diurnal_depth)) {
+            return;
+        }
+        let vid = self.new_ids();
+        let rng = &mut self.rng;
+        // Returning users are common: a skewed draw from a fixed population.
+        let user = (50_000.0 * rng.unit().powi(2)) as u64;
+        let user_hash = rng::hash64(format!("{}/{}/{}", tenant.id, c.code, user).as_bytes());
+        let phone = phone_number(c, user_hash);
+        let channel = match rng.unit() {
+            x if x < 0.88 => "sms",
+            x if x < 0.96 => "whatsapp",
+            _ => "voice",
+        };
+        let service = tenant.services[rng.index(tenant.services.len())];
+        let ip = format!(
+            "{}.{}.{}.{}",
+            100 + 7 * country as u64 + user_hash % 5,
+            (user_hash >> 8) % 256,
+            (user_hash >> 16) % 256,
+            1 + (user_hash >> 24) % 254
+        );
+        let request = RequestFields {
+            phone_number: phone,
+            country: c.code,
+            channel,
+            service,
+            ip: Some(ip),
+            device_id: Some(format!("d-{:012x}", user_hash >> 16)),
+            user_id: Some(format!("u-{:010x}", user_hash >> 24)),
+            locale: Some(c.locale),
+            user_agent: Some(["Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X)", "Mozilla/5.0 (Linux; Android 14)", "Mozilla/5.0 (Windows NT 10.0; Win64; x64)"][(user_hash % 3) as usize]),
+        };
+        let behaviour = Behaviour {
+            converts: c.conversion,
+            retry_after_failure: 0.7,
+            retry_after_silence: 0.3,
+            is_fraud: false,
+        };
+        self.lifecycle(vid, tenant_idx, country, t, request, behaviour);
+    }
+
+    fn fraud_request(&mut self, attack: usize, t: i64) {
+        let vid = self.new_ids();
+        let rng = &mut self.rng;
+        let a = &mut self.attacks[attack];
+        let step = if rng.chance(0.8) { 1 } else { 2 };
+        a.next_number += step;
+        let number = a.next_number % 10u64.pow(a.number_width as u32);
+        let phone = format!("{}{:0width$}", a.prefix, number, width = a.number_width);
+        let ip = a.ips[rng.index(a.ips.len())].clone();
+        let request = RequestFields {
+            phone_number: phone,
+            country: COUNTRIES[a.country].code,
+            channel: "sms",
+            service: if rng.chance(0.8) { "signup" } else { "login" },
+            ip: Some(ip),
+            device_id: if rng.chance(0.5) { Some(format!("d-{:012x}", rng.next_u64() >> 16)) } else { None },
+            user_id: None,
+            locale: if rng.chance(0.7) { Some("en-US") } else { None },
+            user_agent: Some(a.user_agent),
+        };
+        let (tenant, country) = (a.tenant, a.country);
+        let behaviour = Behaviour { converts: 0.005, retry_after_failure: 0.5, retry_after_silence: 0.4, is_fraud: true };
+        self.lifecycle(vid, tenant, country, t, request, behaviour);
+    }
+
+    /// Plays one verification out: sends, receipts, retries on another provider,
+    /// wrong codes, approval within the TTL or expiry.
+    fn lifecycle(&mut self, vid: String, tenant_idx: usize, country: usize, t: i64, req: RequestFields, b: Behaviour) {
+        let tenant = &TENANTS[tenant_idx];
+        let c = &COUNTRIES[country];
+        let expiry = t + self.cfg.ttl_ms;
+        let p_success: BTreeMap<&'static str, f64> = PROVIDERS
+            .iter()
+            .enumerate()
+            .map(|(p, name)| (*name, self.quality.delivery_probability(country, p, t) * b.converts))
+            .collect();
+
+        let mut events: Vec<(i64, WireEvent)> = Vec::new();
+        let mut n = 0u32;
+        let mut next_event_id = |vid: &str| {
+            n += 1;
+            format!("{vid}-e{n}")
+        };
+        let base = |kind: &'static str, at: i64, id: String| WireEvent::new(id, kind, &vid, tenant.id, at);
+        events.push((t, base("verification.requested", t, next_event_id(&vid)).with_request(&req)));
+
+        let mut tried: Vec<usize> = Vec::new();
+        let mut cursor = t;
+        let mut approved_at = None;
+        for attempt in 1..=3u32 {
+            let provider = self.route(tenant_idx, &tried);
+            tried.push(provider);
+            let sent_at = cursor + self.rng.int(50, 400);
+            if sent_at >= expiry {
+                tried.pop();
+                break;
+            }
+            let mut sent = base("verification.sent", sent_at, next_event_id(&vid));
+            sent.provider = Some(PROVIDERS[provider]);
+            sent.attempt = Some(attempt);
+            sent.cost = Some((self.quality.price(country, provider) * 10_000.0).round() / 10_000.0);
+            sent.currency = Some("USD");
+            events.push((sent_at, sent));
+
+            let delivered = self.rng.chance(self.quality.delivery_probability(country, provider, sent_at));
+            let latency = self.rng.lognormal(self.quality.latency_median_ms(country, provider), 0.6).min(120_000.0) as i64;
+            let receipt_at = sent_at + latency.max(200);
+            if delivered {
+                let mut dlr = base("verification.delivered", receipt_at, next_event_id(&vid));
+                dlr.provider = Some(PROVIDERS[provider]);
+                events.push((receipt_at, dlr));
+                if self.rng.chance(b.converts) {
+                    let mut typing_at = receipt_at + self.rng.int(6_000, 60_000);
+                    if self.rng.chance(0.07) {
+                        events.push((typing_at, base("verification.check_failed", typing_at, next_event_id(&vid))));
+                        typing_at += self.rng.int(4_000, 25_000);
+                    }
+                    if typing_at <= expiry {
+                        events.push((typing_at, base("verification.approved", typing_at, next_event_id(&vid))));
+                        approved_at = Some(typing_at);
+                    }
+                    break;
+                }
+                if !self.rng.chance(b.retry_after_silence) {
+                    break;
+                }
+                cursor = sent_at + self.rng.int(30_000, 90_000);
+            } else {
+                if self.rng.chance(0.8) {
+                    let mut dlr = base("verification.undelivered", receipt_at, next_event_id(&vid));
+                    dlr.provider = Some(PROVIDERS[provider]);
+                    dlr.error_code = Some(["30003", "30005", "30006", "30008"][self.rng.index(4)]);
+                    events.push((receipt_at, dlr));
+                }
+                if !self.rng.chance(b.retry_after_failure) {
+                    break;
+                }
+                cursor = sent_at + self.rng.int(20_000, 60_000);
+            }
+        }
+
+        for (at, event) in events {
+            let payload = serde_json::to_vec(&event).unwrap_or_default();
+            let copies = if self.rng.chance(self.cfg.duplicate_share) { 2 } else { 1 };
+            for _ in 0..copies {
+                let delay = self.arrival_delay();
+                self.seq += 1;
+                self.pending.push(Reverse(Pending {
+                    arrival: at + delay,
+                    seq: self.seq,
+                    key: tenant.id.to_owned(),
+                    payload: payload.clone(),
+                }));
+            }
+        }
+        self.truths.push_back(Truth {
+            verification_id: vid,
+            tenant_id: tenant.id.to_owned(),
+            requested_at: rfc3339(t),
+            country: c.code.to_owned(),
+            channel: req.channel.to_owned(),
+            is_fraud: b.is_fraud,
+            outcome: if approved_at.is_some() { "approved" } else { "expired" },
+            approved_at: approved_at.map(rfc3339),
+            time_to_approve_ms: approved_at.map(|a| a - t),
+            attempts: tried.len() as u32,
+            providers: tried.iter().map(|&p| PROVIDERS[p].to_owned()).collect(),
+            p_success,
+        });
+    }
+
+    /// The tenant's static preference among providers not tried yet.
+    fn route(&mut self, tenant: usize, tried: &[usize]) -> usize {
+        let weights: Vec<f64> = TENANTS[tenant]
+            .provider_weights
+            .iter()
+            .enumerate()
+            .map(|(p, w)| if tried.contains(&p) { 0.0 } else { w.max(0.001) })
+            .collect();
+        self.rng.weighted(&weights)
+    }
+
+    /// Mostly prompt, sometimes slow, never beyond the configured bound.
+    fn arrival_delay(&mut self) -> i64 {
+        let max = self.cfg.max_arrival_delay_ms.max(0);
+        let d = if self.rng.chance(0.85) {
+            self.rng.exponential(300.0)
+        } else {
+            self.rng.between(0.0, max as f64)
+        };
+        (d as i64).min(max)
+    }
+}
+
+struct Behaviour {
+    converts: f64,
+    retry_after_failure: f64,
+    retry_after_silence: f64,
+    is_fraud: bool,
+}
+
+struct RequestFields {
+    phone_number: String,
+    country: &'static str,
+    channel: &'static str,
+    service: &'static str,
+    ip: Option<String>,
+    device_id: Option<String>,
+    user_id: Option<String>,
+    locale: Option<&'static str>,
+    user_agent: Option<&'static str>,
+}
+
+/// The contract's event JSON; field order is fixed so the bytes are reproducible.
+#[derive(Serialize)]
+struct WireEvent {
+    event_id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    verification_id: String,
+    tenant_id: &'static str,
+    occurred_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone_number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    country: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    locale: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_agent: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempt: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cost: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    currency: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_code: Option<&'static str>,
+}
+
+impl WireEvent {
+    fn new(event_id: String, kind: &'static str, vid: &str, tenant: &'static str, at: i64) -> Self {
+        WireEvent {
+            event_id,
+            kind,
+            verification_id: vid.to_owned(),
+            tenant_id: tenant,
+            occurred_at: rfc3339(at),
+            phone_number: None,
+            country: None,
+            channel: None,
+            service: None,
+            ip: None,
+            device_id: None,
+            user_id: None,
+            locale: None,
+            user_agent: None,
+            provider: None,
+            attempt: None,
+            cost: None,
+            currency: None,
+            error_code: None,
+        }
+    }
+
+    fn with_request(mut self, r: &RequestFields) -> Self {
+        self.phone_number = Some(r.phone_number.clone());
+        self.country = Some(r.country);
+        self.channel = Some(r.channel);
+        self.service = Some(r.service);
+        self.ip = r.ip.clone();
+        self.device_id = r.device_id.clone();
+        self.user_id = r.user_id.clone();
+        self.locale = r.locale;
+        self.user_agent = r.user_agent;
+        self
+    }
+}
+
+fn phone_number(c: &world::Country, h: u64) -> String {
+    let mut digits = format!("+{}", c.calling_code);
+    let mut x = h;
+    for i in 0..c.subscriber_digits {
+        let d = if i == 0 { 2 + x % 8 } else { x % 10 };
+        digits.push(char::from(b'0' + d as u8));
+        x = x / 10 ^ (x << 7).rotate_left(13);
+    }
+    digits
+}
+
+fn rfc3339(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(|d| d.to_rfc3339_opts(SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(cfg: SimConfig) -> (Vec<SimEvent>, Vec<Truth>) {
+        let mut sim = Simulator::new(cfg);
+        let (mut events, mut truths) = (Vec::new(), Vec::new());
+        while let Some(item) = sim.next() {
+            match item {
+                SimItem::Event(e) => events.push(e),
+                SimItem::Truth(t) => truths.push(t),
+            }
+        }
+        (events, truths)
+    }
+
+    #[test]
+    fn same_seed_same_bytes_other_seed_other_bytes() {
+        let cfg = SimConfig { duration_ms: Some(120_000), ..Default::default() };
+        let (a, ta) = run(cfg.clone());
+        let (b, tb) = run(cfg.clone());
+        assert!(a.len() > 1000, "{} events", a.len());
+        assert_eq!(a, b);
+        assert_eq!(ta, tb);
+        let (c, _) = run(SimConfig { seed: 2, ..cfg });
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn arrivals_are_ordered_and_within_the_bound() {
+        let cfg = SimConfig { duration_ms: Some(300_000), ..Default::default() };
+        let (events, truths) = run(cfg.clone());
+        assert!(events.windows(2).all(|w| w[0].arrival <= w[1].arrival));
+        let mut out_of_order = 0;
+        let mut max_seen = i64::MIN;
+        for e in &events {
+            let v: serde_json::Value = serde_json::from_slice(&e.payload).unwrap();
+            let at = DateTime::parse_from_rfc3339(v["occurred_at"].as_str().unwrap()).unwrap().timestamp_millis();
+            assert!(e.arrival >= at && e.arrival - at <= cfg.max_arrival_delay_ms);
+            if at < max_seen {
+                out_of_order += 1;
+            }
+            max_seen = max_seen.max(at);
+        }
+        assert!(out_of_order > 100, "only {out_of_order} out-of-order events");
+        let approved = truths.iter().filter(|t| t.outcome == "approved").count();
+        assert!(approved > truths.len() / 2 && approved < truths.len());
+    }
+
+    #[test]
+    fn attacks_are_sequential_and_rarely_approved() {
+        let cfg = SimConfig { duration_ms: Some(3 * 3_600_000), rate: 5.0, fraud_share: 0.05, ..Default::default() };
+        let (_, truths) = run(cfg);
+        let fraud: Vec<_> = truths.iter().filter(|t| t.is_fraud).collect();
+        let share = fraud.len() as f64 / truths.len() as f64;
+        assert!((0.01..0.15).contains(&share), "fraud share {share}");
+        let approved = fraud.iter().filter(|t| t.outcome == "approved").count();
+        assert!(approved * 50 < fraud.len(), "{approved} of {} attack verifications approved", fraud.len());
+    }
+}
