@@ -1,1 +1,240 @@
-fn main() {}
+//! The `veriflow` command line.
+
+mod config;
+mod demo;
+mod pace;
+mod run;
+mod simulate;
+mod summary;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use veriflow_pipelines::time::{parse_duration_ms, parse_rfc3339};
+use veriflow_simulator::SimConfig;
+
+use config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "veriflow",
+    version,
+    about = "Stream processing and scoring for phone/SMS verification traffic"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Consume verification events from Kafka and write outcomes, dead letters and
+    /// late events back to Kafka, checkpointing as it goes.
+    Run {
+        /// TOML configuration (see veriflow.example.toml). Env: VERIFLOW_SECTION__KEY.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Overrides kafka.brokers.
+        #[arg(long)]
+        brokers: Option<String>,
+        /// Overrides kafka.group_id.
+        #[arg(long)]
+        group: Option<String>,
+        /// Overrides checkpoint.dir.
+        #[arg(long)]
+        checkpoint_dir: Option<PathBuf>,
+        /// Stop at the end of the input: decide every open verification, commit, exit.
+        #[arg(long)]
+        until_end: bool,
+    },
+    /// Run the pipeline in-process on simulated traffic and show a live summary.
+    Demo {
+        /// Wall-clock run time (e.g. 30s); runs until Ctrl-C when omitted.
+        #[arg(long, value_parser = parse_std_duration)]
+        duration: Option<Duration>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Verification requests per simulated second.
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
+        /// Simulated seconds per wall second, or `max`.
+        #[arg(long, default_value = "120", value_parser = parse_speed)]
+        speed: Speed,
+        /// Share of verifications that are SMS-pumping attacks.
+        #[arg(long, default_value_t = 0.03)]
+        fraud_share: f64,
+    },
+    /// Produce simulated contract events (and a ground-truth file) to Kafka or a file.
+    Simulate {
+        /// Verification requests per simulated second.
+        #[arg(long)]
+        rate: f64,
+        /// Span of simulated request times (e.g. 10m, 2h).
+        #[arg(long, value_parser = parse_ms)]
+        duration: i64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// kafka://host:port/topic or file://path/events.jsonl
+        #[arg(long)]
+        out: simulate::Target,
+        /// Ground-truth JSON lines (default: beside the events, or <topic>.truth.jsonl).
+        #[arg(long)]
+        truth: Option<PathBuf>,
+        /// Simulated start (RFC 3339).
+        #[arg(long, default_value = "2026-01-05T00:00:00Z", value_parser = parse_instant)]
+        start: i64,
+        #[arg(long, default_value_t = 0.02)]
+        fraud_share: f64,
+        /// Share of events delivered twice.
+        #[arg(long, default_value_t = 0.01)]
+        duplicate_share: f64,
+        /// Share of events followed by a malformed message.
+        #[arg(long, default_value_t = 0.0)]
+        malformed_share: f64,
+        /// Largest delay between an event and its arrival; keep it within the
+        /// engine's allowed lateness.
+        #[arg(long, default_value = "60s", value_parser = parse_ms)]
+        max_delay: i64,
+        /// Partitions if the topic must be created.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        /// Simulated seconds per wall second, or `max`.
+        #[arg(long, default_value = "max", value_parser = parse_speed)]
+        speed: Speed,
+    },
+}
+
+#[derive(Clone, Copy)]
+struct Speed(Option<f64>);
+
+fn parse_speed(s: &str) -> Result<Speed, String> {
+    if s == "max" {
+        return Ok(Speed(None));
+    }
+    match s.parse::<f64>() {
+        Ok(x) if x > 0.0 && x.is_finite() => Ok(Speed(Some(x))),
+        _ => Err(format!("`{s}` is not a positive number or `max`")),
+    }
+}
+
+fn parse_ms(s: &str) -> Result<i64, String> {
+    parse_duration_ms(s)
+        .ok_or_else(|| format!("`{s}` is not a duration (examples: 500ms, 30s, 10m, 2h)"))
+}
+
+fn parse_std_duration(s: &str) -> Result<Duration, String> {
+    parse_ms(s).map(|ms| Duration::from_millis(ms as u64))
+}
+
+fn parse_instant(s: &str) -> Result<i64, String> {
+    parse_rfc3339(s).ok_or_else(|| format!("`{s}` is not an RFC 3339 timestamp"))
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VERIFLOW_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let shutdown = install_shutdown_handler()?;
+    match cli.command {
+        Command::Run {
+            config,
+            brokers,
+            group,
+            checkpoint_dir,
+            until_end,
+        } => {
+            let mut config = Config::load(config.as_deref())?;
+            if let Some(b) = brokers {
+                config.kafka.brokers = b;
+            }
+            if let Some(g) = group {
+                config.kafka.group_id = g;
+            }
+            if let Some(d) = checkpoint_dir {
+                config.checkpoint.dir = d;
+            }
+            run::run(&config, run::RunOptions { until_end }, shutdown)
+        }
+        Command::Demo {
+            duration,
+            seed,
+            rate,
+            speed,
+            fraud_share,
+        } => demo::demo(
+            demo::DemoOptions {
+                duration,
+                seed,
+                rate,
+                speed: speed.0,
+                fraud_share,
+                partitions: 4,
+            },
+            shutdown,
+        ),
+        Command::Simulate {
+            rate,
+            duration,
+            seed,
+            out,
+            truth,
+            start,
+            fraud_share,
+            duplicate_share,
+            malformed_share,
+            max_delay,
+            partitions,
+            speed,
+        } => {
+            anyhow::ensure!(rate > 0.0, "--rate must be positive");
+            let sim = SimConfig {
+                seed,
+                start,
+                duration_ms: Some(duration),
+                rate,
+                fraud_share,
+                duplicate_share,
+                malformed_share,
+                max_arrival_delay_ms: max_delay,
+                ..SimConfig::default()
+            };
+            simulate::simulate(simulate::SimulateOptions {
+                sim,
+                out,
+                truth,
+                partitions,
+                speed: speed.0,
+            })
+        }
+    }
+}
+
+/// First Ctrl-C / SIGTERM: finish cleanly. Second: leave at once.
+fn install_shutdown_handler() -> anyhow::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let handler_flag = flag.clone();
+    ctrlc::set_handler(move || {
+        if handler_flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    })
+    .context("installing the Ctrl-C handler")?;
+    Ok(flag)
+}

@@ -24,12 +24,19 @@ const EXTENSION: &str = "vfck";
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error("checkpoint I/O on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "checkpoint {path} has format version {found}; this build of veriflow reads version {supported}. \
          Run the veriflow version that wrote it to drain, or move the checkpoint directory aside to start from the committed offsets"
     )]
-    UnsupportedVersion { path: PathBuf, found: u32, supported: u32 },
+    UnsupportedVersion {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
     #[error("checkpoint {path} is corrupt: {why}")]
     Corrupt { path: PathBuf, why: String },
 }
@@ -44,7 +51,10 @@ pub struct CheckpointStore {
 impl CheckpointStore {
     /// `keep`: how many checkpoints per partition survive pruning (at least 1).
     pub fn new(dir: impl Into<PathBuf>, keep: usize) -> Self {
-        CheckpointStore { dir: dir.into(), keep: keep.max(1) }
+        CheckpointStore {
+            dir: dir.into(),
+            keep: keep.max(1),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -99,7 +109,9 @@ impl CheckpointStore {
     ) -> Result<Option<PartitionState>, CheckpointError> {
         let dir = self.partition_dir(topic, partition);
         let files = list_checkpoints(&dir)?;
-        let Some(path) = files.last() else { return Ok(None) };
+        let Some(path) = files.last() else {
+            return Ok(None);
+        };
         read_checkpoint(path).map(Some)
     }
 
@@ -107,7 +119,10 @@ impl CheckpointStore {
         let files = list_checkpoints(dir)?;
         if files.len() > self.keep {
             for old in &files[..files.len() - self.keep] {
-                fs::remove_file(old).map_err(|source| CheckpointError::Io { path: old.clone(), source })?;
+                fs::remove_file(old).map_err(|source| CheckpointError::Io {
+                    path: old.clone(),
+                    source,
+                })?;
             }
         }
         Ok(())
@@ -119,7 +134,12 @@ fn list_checkpoints(dir: &Path) -> Result<Vec<PathBuf>, CheckpointError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(CheckpointError::Io { path: dir.to_path_buf(), source }),
+        Err(source) => {
+            return Err(CheckpointError::Io {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
     };
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
@@ -131,12 +151,19 @@ fn list_checkpoints(dir: &Path) -> Result<Vec<PathBuf>, CheckpointError> {
 }
 
 pub fn read_checkpoint(path: &Path) -> Result<PartitionState, CheckpointError> {
-    let corrupt = |why: &str| CheckpointError::Corrupt { path: path.to_path_buf(), why: why.to_owned() };
-    let bytes = fs::read(path).map_err(|source| CheckpointError::Io { path: path.to_path_buf(), source })?;
+    let corrupt = |why: &str| CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        why: why.to_owned(),
+    };
+    let bytes = fs::read(path).map_err(|source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
         return Err(corrupt("not a veriflow checkpoint (bad magic)"));
     }
-    let word = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let word =
+        |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
     let version = word(8);
     if version != FORMAT_VERSION {
         return Err(CheckpointError::UnsupportedVersion {
@@ -149,7 +176,10 @@ pub fn read_checkpoint(path: &Path) -> Result<PartitionState, CheckpointError> {
     let mut len_bytes = [0u8; 8];
     len_bytes.copy_from_slice(&bytes[16..24]);
     let len = u64::from_le_bytes(len_bytes) as usize;
-    let payload = bytes.get(HEADER_LEN..).filter(|p| p.len() == len).ok_or_else(|| corrupt("truncated"))?;
+    let payload = bytes
+        .get(HEADER_LEN..)
+        .filter(|p| p.len() == len)
+        .ok_or_else(|| corrupt("truncated"))?;
     if crc32fast::hash(payload) != crc {
         return Err(corrupt("checksum mismatch"));
     }
@@ -162,11 +192,26 @@ mod tests {
     use crate::partition::{InputRecord, PartitionPipeline, PipelineConfig};
 
     fn some_state() -> PartitionState {
-        let cfg = PipelineConfig { limits: crate::ValidationLimits { max_future_skew_ms: None, ..Default::default() }, ..Default::default() };
+        let cfg = PipelineConfig {
+            limits: crate::ValidationLimits {
+                max_future_skew_ms: None,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
         let mut p = PartitionPipeline::new(3);
         let payload = br#"{"event_id":"e1","type":"verification.requested","verification_id":"v1","tenant_id":"t1","occurred_at":"2026-01-01T00:00:00Z","phone_number":"+5511999990000","country":"BR","channel":"sms","service":"login"}"#;
         let mut out = Vec::new();
-        p.process(&cfg, InputRecord { offset: 41, key: Some(b"t1"), payload }, 0, &mut out);
+        p.process(
+            &cfg,
+            InputRecord {
+                offset: 41,
+                key: Some(b"t1"),
+                payload,
+            },
+            0,
+            &mut out,
+        );
         assert!(out.is_empty());
         p.snapshot()
     }
@@ -182,7 +227,12 @@ mod tests {
         }
         let loaded = store.load_latest("verifications", 3).unwrap().unwrap();
         assert_eq!(loaded, state);
-        assert_eq!(list_checkpoints(&dir.path().join("verifications/3")).unwrap().len(), 2);
+        assert_eq!(
+            list_checkpoints(&dir.path().join("verifications/3"))
+                .unwrap()
+                .len(),
+            2
+        );
         assert!(store.load_latest("verifications", 4).unwrap().is_none());
     }
 
@@ -191,17 +241,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = CheckpointStore::new(dir.path(), 2);
         store.save("t", &some_state()).unwrap();
-        let path = list_checkpoints(&dir.path().join("t/3")).unwrap().pop().unwrap();
+        let path = list_checkpoints(&dir.path().join("t/3"))
+            .unwrap()
+            .pop()
+            .unwrap();
         let mut bytes = fs::read(&path).unwrap();
         bytes[8] = 9;
         fs::write(&path, &bytes).unwrap();
         let err = store.load_latest("t", 3).unwrap_err();
-        assert!(matches!(err, CheckpointError::UnsupportedVersion { found: 9, .. }), "{err}");
+        assert!(
+            matches!(err, CheckpointError::UnsupportedVersion { found: 9, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("reads version 1"));
         bytes[8] = 1;
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         fs::write(&path, &bytes).unwrap();
-        assert!(matches!(store.load_latest("t", 3).unwrap_err(), CheckpointError::Corrupt { .. }));
+        assert!(matches!(
+            store.load_latest("t", 3).unwrap_err(),
+            CheckpointError::Corrupt { .. }
+        ));
     }
 }

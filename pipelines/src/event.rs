@@ -21,8 +21,13 @@ pub struct Event {
 pub enum EventKind {
     Requested(Requested),
     Sent(Sent),
-    Delivered { provider: String },
-    Undelivered { provider: String, error_code: Option<String> },
+    Delivered {
+        provider: String,
+    },
+    Undelivered {
+        provider: String,
+        error_code: Option<String>,
+    },
     Approved,
     CheckFailed,
 }

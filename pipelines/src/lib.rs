@@ -13,6 +13,7 @@
 
 pub mod checkpoint;
 pub mod country;
+pub mod engine;
 pub mod event;
 pub mod lifecycle;
 pub mod outcome;
@@ -21,8 +22,11 @@ pub mod reject;
 pub mod time;
 pub mod validate;
 
+pub use engine::{CheckpointReport, Engine};
 pub use event::{Channel, Event, EventKind, EventType};
 pub use outcome::{Outcome, OutcomeKind};
-pub use partition::{InputRecord, Output, PartitionPipeline, PartitionState, PartitionStats, PipelineConfig};
+pub use partition::{
+    InputRecord, Output, PartitionPipeline, PartitionState, PartitionStats, PipelineConfig,
+};
 pub use reject::{RejectReason, Rejected, Rejection};
 pub use validate::ValidationLimits;

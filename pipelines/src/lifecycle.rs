@@ -113,8 +113,14 @@ impl Verification {
                 cost: s.cost,
                 currency: s.currency,
             }),
-            EventKind::Delivered { .. } => self.receipts.push(Receipt { at, delivered: true }),
-            EventKind::Undelivered { .. } => self.receipts.push(Receipt { at, delivered: false }),
+            EventKind::Delivered { .. } => self.receipts.push(Receipt {
+                at,
+                delivered: true,
+            }),
+            EventKind::Undelivered { .. } => self.receipts.push(Receipt {
+                at,
+                delivered: false,
+            }),
             EventKind::Approved => self.approvals.push(at),
             EventKind::CheckFailed => self.check_failures.push(at),
         }
@@ -136,7 +142,11 @@ impl Verification {
     }
 
     fn first_approval(&self, expiry: EventTime) -> Option<EventTime> {
-        self.approvals.iter().copied().filter(|&a| a <= expiry).min()
+        self.approvals
+            .iter()
+            .copied()
+            .filter(|&a| a <= expiry)
+            .min()
     }
 
     /// The final outcome, or `None` for an orphan (no `requested` seen).
@@ -147,18 +157,26 @@ impl Verification {
         let within = |t: EventTime| t <= deadline;
 
         let mut sends: Vec<&SendInfo> = self.sends.iter().filter(|s| within(s.at)).collect();
-        sends.sort_by(|a, b| {
-            (a.attempt, a.at, &a.provider).cmp(&(b.attempt, b.at, &b.provider))
-        });
+        sends.sort_by(|a, b| (a.attempt, a.at, &a.provider).cmp(&(b.attempt, b.at, &b.provider)));
         let currency = sends.iter().find_map(|s| s.currency.clone());
-        let mixed = sends.iter().any(|s| s.currency.is_some() && s.currency != currency);
+        let mixed = sends
+            .iter()
+            .any(|s| s.currency.is_some() && s.currency != currency);
         let costs: Vec<f64> = sends.iter().filter_map(|s| s.cost).collect();
-        let cost = if costs.is_empty() || mixed { None } else { Some(costs.iter().sum()) };
+        let cost = if costs.is_empty() || mixed {
+            None
+        } else {
+            Some(costs.iter().sum())
+        };
 
         Some(Outcome {
             verification_id: verification_id.to_owned(),
             tenant_id: self.tenant_id.clone(),
-            outcome: if approved_at.is_some() { OutcomeKind::Approved } else { OutcomeKind::Expired },
+            outcome: if approved_at.is_some() {
+                OutcomeKind::Approved
+            } else {
+                OutcomeKind::Expired
+            },
             requested_at: r.at,
             decided_at: deadline,
             time_to_approve_ms: approved_at.map(|a| (a - r.at).max(0)),
@@ -167,8 +185,16 @@ impl Verification {
             service: r.service.clone(),
             providers: sends.iter().map(|s| s.provider.clone()).collect(),
             attempts: sends.len() as u32,
-            delivered: self.receipts.iter().filter(|x| x.delivered && within(x.at)).count() as u32,
-            undelivered: self.receipts.iter().filter(|x| !x.delivered && within(x.at)).count() as u32,
+            delivered: self
+                .receipts
+                .iter()
+                .filter(|x| x.delivered && within(x.at))
+                .count() as u32,
+            undelivered: self
+                .receipts
+                .iter()
+                .filter(|x| !x.delivered && within(x.at))
+                .count() as u32,
             check_failed: self.check_failures.iter().filter(|&&t| within(t)).count() as u32,
             cost,
             currency: if mixed { None } else { currency },

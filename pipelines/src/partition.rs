@@ -159,12 +159,16 @@ impl PartitionPipeline {
                 format_rfc3339(event.occurred_at),
                 format_rfc3339(wm)
             );
-            out.push(Output::Rejected(
-                self.rejected(Rejection::field(RejectReason::Late, "occurred_at", detail), record),
-            ));
+            out.push(Output::Rejected(self.rejected(
+                Rejection::field(RejectReason::Late, "occurred_at", detail),
+                record,
+            )));
             return;
         }
-        self.max_event_time = Some(self.max_event_time.map_or(event.occurred_at, |m| m.max(event.occurred_at)));
+        self.max_event_time = Some(
+            self.max_event_time
+                .map_or(event.occurred_at, |m| m.max(event.occurred_at)),
+        );
 
         let key = (event.tenant_id.clone(), event.verification_id.clone());
         if self.decided.contains_key(&key) {
@@ -212,12 +216,19 @@ impl PartitionPipeline {
             if *deadline >= watermark {
                 break;
             }
-            let Some(Reverse((deadline, key))) = self.timers.pop() else { break };
-            let live = self.open.get(&key).is_some_and(|v| v.deadline(cfg.ttl_ms) == deadline);
+            let Some(Reverse((deadline, key))) = self.timers.pop() else {
+                break;
+            };
+            let live = self
+                .open
+                .get(&key)
+                .is_some_and(|v| v.deadline(cfg.ttl_ms) == deadline);
             if !live {
                 continue;
             }
-            let Some(verification) = self.open.remove(&key) else { continue };
+            let Some(verification) = self.open.remove(&key) else {
+                continue;
+            };
             match verification.outcome(&key.1, cfg.ttl_ms) {
                 Some(outcome) => {
                     self.stats.outcomes += 1;
@@ -226,12 +237,14 @@ impl PartitionPipeline {
                 None => {
                     for held in verification.held {
                         self.stats.orphaned += 1;
-                        let detail = format!(
-                            "no verification.requested for `{}` within the TTL",
-                            key.1
-                        );
+                        let detail =
+                            format!("no verification.requested for `{}` within the TTL", key.1);
                         out.push(Output::Rejected(Rejected {
-                            rejection: Rejection::field(RejectReason::Orphan, "verification_id", detail),
+                            rejection: Rejection::field(
+                                RejectReason::Orphan,
+                                "verification_id",
+                                detail,
+                            ),
                             partition: self.partition,
                             offset: held.offset,
                             key: held.key,
@@ -266,7 +279,11 @@ impl PartitionPipeline {
 
     /// The state to checkpoint. Sorted, so equal states give equal bytes.
     pub fn snapshot(&self) -> PartitionState {
-        let mut open: Vec<_> = self.open.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut open: Vec<_> = self
+            .open
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         open.sort_by(|a, b| a.0.cmp(&b.0));
         let mut decided: Vec<_> = self.decided.iter().map(|(k, v)| (k.clone(), *v)).collect();
         decided.sort();
@@ -285,7 +302,8 @@ impl PartitionPipeline {
         p.next_offset = state.next_offset;
         p.max_event_time = state.max_event_time;
         for (key, v) in state.open {
-            p.timers.push(Reverse((v.deadline(cfg.ttl_ms), key.clone())));
+            p.timers
+                .push(Reverse((v.deadline(cfg.ttl_ms), key.clone())));
             p.open.insert(key, v);
         }
         for (key, forget_at) in state.decided {

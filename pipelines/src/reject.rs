@@ -9,7 +9,7 @@ use serde::Serialize;
 
 /// Machine-readable reason codes. The string forms are part of the public contract
 /// (DLQ header `veriflow.reason`), so never rename one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectReason {
     /// The message exceeds `pipeline.max_event_bytes`.
@@ -72,11 +72,19 @@ pub struct Rejection {
 
 impl Rejection {
     pub fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
-        Rejection { reason, field: None, detail: detail.into() }
+        Rejection {
+            reason,
+            field: None,
+            detail: detail.into(),
+        }
     }
 
     pub fn field(reason: RejectReason, field: &'static str, detail: impl Into<String>) -> Self {
-        Rejection { reason, field: Some(field), detail: detail.into() }
+        Rejection {
+            reason,
+            field: Some(field),
+            detail: detail.into(),
+        }
     }
 }
 

@@ -51,12 +51,15 @@ pub fn parse_event(
     if payload.len() > limits.max_event_bytes {
         return Err(Rejection::new(
             RejectReason::TooLarge,
-            format!("{} bytes exceeds the limit of {}", payload.len(), limits.max_event_bytes),
+            format!(
+                "{} bytes exceeds the limit of {}",
+                payload.len(),
+                limits.max_event_bytes
+            ),
         ));
     }
-    let text = std::str::from_utf8(payload).map_err(|e| {
-        Rejection::new(RejectReason::InvalidUtf8, format!("not UTF-8: {e}"))
-    })?;
+    let text = std::str::from_utf8(payload)
+        .map_err(|e| Rejection::new(RejectReason::InvalidUtf8, format!("not UTF-8: {e}")))?;
     let fields = read_fields(text)?;
     build_event(fields, limits, now)
 }
@@ -246,9 +249,11 @@ fn read_fields(text: &str) -> Result<Fields<'_>, Rejection> {
 
     let mut rejection = None;
     let mut de = serde_json::Deserializer::from_str(text);
-    let result = Seed { rejection: &mut rejection }
-        .deserialize(&mut de)
-        .and_then(|fields| de.end().map(|()| fields));
+    let result = Seed {
+        rejection: &mut rejection,
+    }
+    .deserialize(&mut de)
+    .and_then(|fields| de.end().map(|()| fields));
     match (result, rejection) {
         (_, Some(rejection)) => Err(rejection),
         (Ok(fields), None) => Ok(fields),
@@ -256,7 +261,11 @@ fn read_fields(text: &str) -> Result<Fields<'_>, Rejection> {
     }
 }
 
-fn build_event(f: Fields<'_>, limits: &ValidationLimits, now: EventTime) -> Result<Event, Rejection> {
+fn build_event(
+    f: Fields<'_>,
+    limits: &ValidationLimits,
+    now: EventTime,
+) -> Result<Event, Rejection> {
     let type_text = required_str(&f, "type", MAX_ID_BYTES)?;
     let event_type = EventType::parse(&type_text).ok_or_else(|| {
         Rejection::field(
@@ -273,7 +282,10 @@ fn build_event(f: Fields<'_>, limits: &ValidationLimits, now: EventTime) -> Resu
         Rejection::field(
             RejectReason::InvalidTimestamp,
             "occurred_at",
-            format!("`{}` is not an RFC 3339 timestamp", truncate(&occurred_text, 64)),
+            format!(
+                "`{}` is not an RFC 3339 timestamp",
+                truncate(&occurred_text, 64)
+            ),
         )
     })?;
     if occurred_at < limits.min_event_time {
@@ -289,7 +301,10 @@ fn build_event(f: Fields<'_>, limits: &ValidationLimits, now: EventTime) -> Resu
         return Err(Rejection::field(
             RejectReason::TimestampOutOfRange,
             "occurred_at",
-            format!("{occurred_text} is more than {} s in the future", skew / 1000),
+            format!(
+                "{occurred_text} is more than {} s in the future",
+                skew / 1000
+            ),
         ));
     }
 
@@ -300,9 +315,11 @@ fn build_event(f: Fields<'_>, limits: &ValidationLimits, now: EventTime) -> Resu
             attempt: attempt(&f)?,
             cost: cost(&f)?,
             currency: optional_str(&f, "currency", 3)?
-                .map(|c| validated(c, "currency", "an ISO 4217 code such as USD", |c| {
-                    c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase())
-                }))
+                .map(|c| {
+                    validated(c, "currency", "an ISO 4217 code such as USD", |c| {
+                        c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase())
+                    })
+                })
                 .transpose()?,
         }),
         EventType::Delivered => EventKind::Delivered {
@@ -326,11 +343,19 @@ fn build_event(f: Fields<'_>, limits: &ValidationLimits, now: EventTime) -> Resu
 
 fn requested(f: &Fields<'_>) -> Result<Requested, Rejection> {
     let phone = required_str(f, "phone_number", 16)?;
-    let phone = validated(phone, "phone_number", "E.164 (+ and 2 to 15 digits)", is_e164)?;
+    let phone = validated(
+        phone,
+        "phone_number",
+        "E.164 (+ and 2 to 15 digits)",
+        is_e164,
+    )?;
     let country = required_str(f, "country", 2)?;
-    let country = validated(country, "country", "an ISO 3166-1 alpha-2 code such as BR", |c| {
-        is_assigned_alpha2(c)
-    })?;
+    let country = validated(
+        country,
+        "country",
+        "an ISO 3166-1 alpha-2 code such as BR",
+        |c| is_assigned_alpha2(c),
+    )?;
     let channel_text = required_str(f, "channel", 16)?;
     let channel = Channel::parse(&channel_text).ok_or_else(|| {
         Rejection::field(
@@ -351,7 +376,14 @@ fn requested(f: &Fields<'_>) -> Result<Requested, Rejection> {
         })?),
     };
     let locale = optional_str(f, "locale", 64)?
-        .map(|l| validated(l, "locale", "a BCP 47 language tag such as pt-BR", is_bcp47_shape))
+        .map(|l| {
+            validated(
+                l,
+                "locale",
+                "a BCP 47 language tag such as pt-BR",
+                is_bcp47_shape,
+            )
+        })
         .transpose()?;
     Ok(Requested {
         phone_number: phone,
@@ -372,7 +404,11 @@ fn required_str<'f>(
     max: usize,
 ) -> Result<Cow<'f, str>, Rejection> {
     optional_str(f, key, max)?.ok_or_else(|| {
-        Rejection::field(RejectReason::MissingField, key, format!("`{key}` is required"))
+        Rejection::field(
+            RejectReason::MissingField,
+            key,
+            format!("`{key}` is required"),
+        )
     })
 }
 
@@ -493,7 +529,8 @@ fn is_bcp47_shape(s: &str) -> bool {
     let primary_ok = parts
         .next()
         .is_some_and(|p| (2..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphabetic()));
-    primary_ok && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+    primary_ok
+        && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -549,7 +586,9 @@ mod tests {
         let base = r#"{"event_id":"e","type":"verification.undelivered","verification_id":"v","tenant_id":"t","occurred_at":"2025-12-31T23:00:01Z","provider":"p","error_code":"#;
         for (code, want) in [("30008", "30008"), ("\"EXPIRED\"", "EXPIRED")] {
             match parse(&format!("{base}{code}}}")).unwrap().kind {
-                EventKind::Undelivered { error_code, .. } => assert_eq!(error_code.as_deref(), Some(want)),
+                EventKind::Undelivered { error_code, .. } => {
+                    assert_eq!(error_code.as_deref(), Some(want))
+                }
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -562,46 +601,109 @@ mod tests {
         assert_eq!(reason("{} trailing"), (InvalidJson, None));
         assert_eq!(reason("[1,2]"), (NotAnObject, None));
         assert_eq!(reason("\"text\""), (NotAnObject, None));
-        assert_eq!(reason(r#"{"type":"verification.approved"}"#), (MissingField, Some("event_id")));
-        assert_eq!(reason(r#"{"event_id":"e","type":"verification.exploded"}"#), (UnknownType, Some("type")));
-        assert_eq!(reason(r#"{"event_id":"e","type":"x","type":"y"}"#), (DuplicateField, Some("type")));
-        assert_eq!(reason(r#"{"event_id":7,"type":"verification.approved"}"#), (InvalidField, Some("event_id")));
+        assert_eq!(
+            reason(r#"{"type":"verification.approved"}"#),
+            (MissingField, Some("event_id"))
+        );
+        assert_eq!(
+            reason(r#"{"event_id":"e","type":"verification.exploded"}"#),
+            (UnknownType, Some("type"))
+        );
+        assert_eq!(
+            reason(r#"{"event_id":"e","type":"x","type":"y"}"#),
+            (DuplicateField, Some("type"))
+        );
+        assert_eq!(
+            reason(r#"{"event_id":7,"type":"verification.approved"}"#),
+            (InvalidField, Some("event_id"))
+        );
         let approved = |at: &str| {
-            format!(r#"{{"event_id":"e","type":"verification.approved","verification_id":"v","tenant_id":"t","occurred_at":"{at}"}}"#)
+            format!(
+                r#"{{"event_id":"e","type":"verification.approved","verification_id":"v","tenant_id":"t","occurred_at":"{at}"}}"#
+            )
         };
-        assert_eq!(reason(&approved("yesterday")), (InvalidTimestamp, Some("occurred_at")));
-        assert_eq!(reason(&approved("1970-01-01T00:00:00Z")), (TimestampOutOfRange, Some("occurred_at")));
-        assert_eq!(reason(&approved("2030-01-01T00:00:00Z")), (TimestampOutOfRange, Some("occurred_at")));
+        assert_eq!(
+            reason(&approved("yesterday")),
+            (InvalidTimestamp, Some("occurred_at"))
+        );
+        assert_eq!(
+            reason(&approved("1970-01-01T00:00:00Z")),
+            (TimestampOutOfRange, Some("occurred_at"))
+        );
+        assert_eq!(
+            reason(&approved("2030-01-01T00:00:00Z")),
+            (TimestampOutOfRange, Some("occurred_at"))
+        );
         let bad_req = |field: &str, value: &str| {
             let mut v: serde_json::Value = serde_json::from_str(REQ).unwrap();
             v[field] = serde_json::from_str(value).unwrap();
             reason(&v.to_string())
         };
-        assert_eq!(bad_req("phone_number", "\"5511999990000\""), (InvalidField, Some("phone_number")));
-        assert_eq!(bad_req("phone_number", "\"+0511\""), (InvalidField, Some("phone_number")));
-        assert_eq!(bad_req("country", "\"UK\""), (InvalidField, Some("country")));
-        assert_eq!(bad_req("channel", "\"pigeon\""), (InvalidField, Some("channel")));
+        assert_eq!(
+            bad_req("phone_number", "\"5511999990000\""),
+            (InvalidField, Some("phone_number"))
+        );
+        assert_eq!(
+            bad_req("phone_number", "\"+0511\""),
+            (InvalidField, Some("phone_number"))
+        );
+        assert_eq!(
+            bad_req("country", "\"UK\""),
+            (InvalidField, Some("country"))
+        );
+        assert_eq!(
+            bad_req("channel", "\"pigeon\""),
+            (InvalidField, Some("channel"))
+        );
         assert_eq!(bad_req("ip", "\"999.1.1.1\""), (InvalidField, Some("ip")));
         assert_eq!(bad_req("service", "null"), (MissingField, Some("service")));
-        assert_eq!(bad_req("tenant_id", "\"\""), (InvalidField, Some("tenant_id")));
-        assert_eq!(bad_req("locale", "\"not a locale\""), (InvalidField, Some("locale")));
+        assert_eq!(
+            bad_req("tenant_id", "\"\""),
+            (InvalidField, Some("tenant_id"))
+        );
+        assert_eq!(
+            bad_req("locale", "\"not a locale\""),
+            (InvalidField, Some("locale"))
+        );
         let sent = |extra: &str| {
-            format!(r#"{{"event_id":"e","type":"verification.sent","verification_id":"v","tenant_id":"t","occurred_at":"2025-12-31T23:00:00Z","provider":"p"{extra}}}"#)
+            format!(
+                r#"{{"event_id":"e","type":"verification.sent","verification_id":"v","tenant_id":"t","occurred_at":"2025-12-31T23:00:00Z","provider":"p"{extra}}}"#
+            )
         };
         assert_eq!(reason(&sent("")), (MissingField, Some("attempt")));
-        assert_eq!(reason(&sent(r#","attempt":0"#)), (InvalidField, Some("attempt")));
-        assert_eq!(reason(&sent(r#","attempt":1.5"#)), (InvalidField, Some("attempt")));
-        assert_eq!(reason(&sent(r#","attempt":1,"cost":-1"#)), (InvalidField, Some("cost")));
-        assert_eq!(reason(&sent(r#","attempt":1,"currency":"usd""#)), (InvalidField, Some("currency")));
+        assert_eq!(
+            reason(&sent(r#","attempt":0"#)),
+            (InvalidField, Some("attempt"))
+        );
+        assert_eq!(
+            reason(&sent(r#","attempt":1.5"#)),
+            (InvalidField, Some("attempt"))
+        );
+        assert_eq!(
+            reason(&sent(r#","attempt":1,"cost":-1"#)),
+            (InvalidField, Some("cost"))
+        );
+        assert_eq!(
+            reason(&sent(r#","attempt":1,"currency":"usd""#)),
+            (InvalidField, Some("currency"))
+        );
         assert!(parse(&sent(r#","attempt":2,"cost":0.0071,"currency":"USD""#)).is_ok());
     }
 
     #[test]
     fn size_and_encoding_limits() {
-        let limits = ValidationLimits { max_event_bytes: 100, ..Default::default() };
+        let limits = ValidationLimits {
+            max_event_bytes: 100,
+            ..Default::default()
+        };
         let r = parse_event(REQ.as_bytes(), &limits, NOW).unwrap_err();
         assert_eq!(r.reason, RejectReason::TooLarge);
-        let r = parse_event(b"{\"event_id\":\"\xff\"}", &ValidationLimits::default(), NOW).unwrap_err();
+        let r = parse_event(
+            b"{\"event_id\":\"\xff\"}",
+            &ValidationLimits::default(),
+            NOW,
+        )
+        .unwrap_err();
         assert_eq!(r.reason, RejectReason::InvalidUtf8);
         let r = parse_event(b"", &ValidationLimits::default(), NOW).unwrap_err();
         assert_eq!(r.reason, RejectReason::InvalidJson);

@@ -41,6 +41,9 @@ pub struct SimConfig {
     pub ttl_ms: i64,
     /// Provider outages per simulated day, across all countries and providers.
     pub outages_per_day: f64,
+    /// Share of events followed by an extra malformed message (bad JSON, unknown
+    /// type, missing field, bad timestamp, not an object). Not part of the truth.
+    pub malformed_share: f64,
 }
 
 impl Default for SimConfig {
@@ -55,6 +58,7 @@ impl Default for SimConfig {
             max_arrival_delay_ms: 60_000,
             ttl_ms: 600_000,
             outages_per_day: 8.0,
+            malformed_share: 0.0,
         }
     }
 }
@@ -133,14 +137,20 @@ const MEAN_DIURNAL: f64 = 0.62;
 impl Simulator {
     pub fn new(cfg: SimConfig) -> Self {
         let mut rng = Rng::seeded(cfg.seed);
-        let end = cfg.duration_ms.map_or(f64::INFINITY, |d| (cfg.start + d) as f64);
+        let end = cfg
+            .duration_ms
+            .map_or(f64::INFINITY, |d| (cfg.start + d) as f64);
         let horizon = cfg.start + cfg.duration_ms.unwrap_or(30 * 86_400_000) + 86_400_000;
         let quality = Quality::new(cfg.seed, cfg.start, horizon, cfg.outages_per_day);
         let legit_rate = cfg.rate * (1.0 - cfg.fraud_share);
         let legit_candidate_gap_ms = 1000.0 * MEAN_DIURNAL / legit_rate.max(1e-9);
         // An attack lasts ~3 min at ~25 % of the normal rate: size ≈ 45 s × rate.
         let fraud_rate = cfg.rate * cfg.fraud_share;
-        let attack_gap_ms = if fraud_rate > 0.0 { 1000.0 * 45.0 * cfg.rate / fraud_rate } else { f64::INFINITY };
+        let attack_gap_ms = if fraud_rate > 0.0 {
+            1000.0 * 45.0 * cfg.rate / fraud_rate
+        } else {
+            f64::INFINITY
+        };
         let start = cfg.start as f64;
         let next_legit_at = start + rng.exponential(legit_candidate_gap_ms);
         let next_attack_start = start + rng.exponential(attack_gap_ms);
@@ -181,7 +191,11 @@ impl Simulator {
                 && (p.arrival as f64) <= next_request
             {
                 let Reverse(p) = self.pending.pop()?;
-                return Some(SimItem::Event(SimEvent { arrival: p.arrival, key: p.key, payload: p.payload }));
+                return Some(SimItem::Event(SimEvent {
+                    arrival: p.arrival,
+                    key: p.key,
+                    payload: p.payload,
+                }));
             }
             if next_request.is_infinite() {
                 return None;
@@ -191,7 +205,11 @@ impl Simulator {
     }
 
     fn next_request_time(&self) -> f64 {
-        let attack = self.attacks.iter().map(|a| a.next_at).fold(f64::INFINITY, f64::min);
+        let attack = self
+            .attacks
+            .iter()
+            .map(|a| a.next_at)
+            .fold(f64::INFINITY, f64::min);
         let t = self.next_legit_at.min(attack).min(self.next_attack_start);
         if t >= self.end { f64::INFINITY } else { t }
     }
@@ -237,7 +255,15 @@ impl Simulator {
         }
         let rate_per_s = self.cfg.rate * rng.between(0.1, 0.4);
         let ips = (0..rng.int(8, 40))
-            .map(|_| format!("{}.{}.{}.{}", [45, 185, 193, 91][rng.index(4)], rng.int(0, 255), rng.int(0, 255), rng.int(1, 254)))
+            .map(|_| {
+                format!(
+                    "{}.{}.{}.{}",
+                    [45, 185, 193, 91][rng.index(4)],
+                    rng.int(0, 255),
+                    rng.int(0, 255),
+                    rng.int(1, 254)
+                )
+            })
             .collect();
         let duration_ms = rng.between(60_000.0, 300_000.0);
         self.attacks.push(Attack {
@@ -250,7 +276,11 @@ impl Simulator {
             end_at: at + duration_ms,
             mean_gap_ms: 1000.0 / rate_per_s.max(1e-6),
             ips,
-            user_agent: ["okhttp/4.9.0", "python-requests/2.31.0", "Go-http-client/1.1"][rng.index(3)],
+            user_agent: [
+                "okhttp/4.9.0",
+                "python-requests/2.31.0",
+                "Go-http-client/1.1",
+            ][rng.index(3)],
         });
     }
 
@@ -260,13 +290,19 @@ impl Simulator {
     }
 
     fn legit_request(&mut self, t: i64) {
-        let tenant_idx = self.rng.weighted(&TENANTS.iter().map(|t| t.weight).collect::<Vec<_>>());
+        let tenant_idx = self
+            .rng
+            .weighted(&TENANTS.iter().map(|t| t.weight).collect::<Vec<_>>());
         let tenant = &TENANTS[tenant_idx];
         let weights: Vec<f64> = tenant.countries.iter().map(|(_, w)| *w).collect();
         let country = tenant.countries[self.rng.weighted(&weights)].0;
         let c = &COUNTRIES[country];
         // Thinning: keep the candidate with the destination's diurnal intensity.
-        if !self.rng.chance(diurnal(local_hour(t, c), tenant.peak_hour, tenant.diurnal_depth)) {
+        if !self.rng.chance(diurnal(
+            local_hour(t, c),
+            tenant.peak_hour,
+            tenant.diurnal_depth,
+        )) {
             return;
         }
         let vid = self.new_ids();
@@ -297,7 +333,13 @@ impl Simulator {
             device_id: Some(format!("d-{:012x}", user_hash >> 16)),
             user_id: Some(format!("u-{:010x}", user_hash >> 24)),
             locale: Some(c.locale),
-            user_agent: Some(["Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X)", "Mozilla/5.0 (Linux; Android 14)", "Mozilla/5.0 (Windows NT 10.0; Win64; x64)"][(user_hash % 3) as usize]),
+            user_agent: Some(
+                [
+                    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X)",
+                    "Mozilla/5.0 (Linux; Android 14)",
+                    "Mozilla/5.0 (Windows NT 10.0; Win64; x64)",
+                ][(user_hash % 3) as usize],
+            ),
         };
         let behaviour = Behaviour {
             converts: c.conversion,
@@ -323,26 +365,48 @@ impl Simulator {
             channel: "sms",
             service: if rng.chance(0.8) { "signup" } else { "login" },
             ip: Some(ip),
-            device_id: if rng.chance(0.5) { Some(format!("d-{:012x}", rng.next_u64() >> 16)) } else { None },
+            device_id: if rng.chance(0.5) {
+                Some(format!("d-{:012x}", rng.next_u64() >> 16))
+            } else {
+                None
+            },
             user_id: None,
             locale: if rng.chance(0.7) { Some("en-US") } else { None },
             user_agent: Some(a.user_agent),
         };
         let (tenant, country) = (a.tenant, a.country);
-        let behaviour = Behaviour { converts: 0.005, retry_after_failure: 0.5, retry_after_silence: 0.4, is_fraud: true };
+        let behaviour = Behaviour {
+            converts: 0.005,
+            retry_after_failure: 0.5,
+            retry_after_silence: 0.4,
+            is_fraud: true,
+        };
         self.lifecycle(vid, tenant, country, t, request, behaviour);
     }
 
     /// Plays one verification out: sends, receipts, retries on another provider,
     /// wrong codes, approval within the TTL or expiry.
-    fn lifecycle(&mut self, vid: String, tenant_idx: usize, country: usize, t: i64, req: RequestFields, b: Behaviour) {
+    fn lifecycle(
+        &mut self,
+        vid: String,
+        tenant_idx: usize,
+        country: usize,
+        t: i64,
+        req: RequestFields,
+        b: Behaviour,
+    ) {
         let tenant = &TENANTS[tenant_idx];
         let c = &COUNTRIES[country];
         let expiry = t + self.cfg.ttl_ms;
         let p_success: BTreeMap<&'static str, f64> = PROVIDERS
             .iter()
             .enumerate()
-            .map(|(p, name)| (*name, self.quality.delivery_probability(country, p, t) * b.converts))
+            .map(|(p, name)| {
+                (
+                    *name,
+                    self.quality.delivery_probability(country, p, t) * b.converts,
+                )
+            })
             .collect();
 
         let mut events: Vec<(i64, WireEvent)> = Vec::new();
@@ -351,8 +415,12 @@ impl Simulator {
             n += 1;
             format!("{vid}-e{n}")
         };
-        let base = |kind: &'static str, at: i64, id: String| WireEvent::new(id, kind, &vid, tenant.id, at);
-        events.push((t, base("verification.requested", t, next_event_id(&vid)).with_request(&req)));
+        let base =
+            |kind: &'static str, at: i64, id: String| WireEvent::new(id, kind, &vid, tenant.id, at);
+        events.push((
+            t,
+            base("verification.requested", t, next_event_id(&vid)).with_request(&req),
+        ));
 
         let mut tried: Vec<usize> = Vec::new();
         let mut cursor = t;
@@ -372,8 +440,14 @@ impl Simulator {
             sent.currency = Some("USD");
             events.push((sent_at, sent));
 
-            let delivered = self.rng.chance(self.quality.delivery_probability(country, provider, sent_at));
-            let latency = self.rng.lognormal(self.quality.latency_median_ms(country, provider), 0.6).min(120_000.0) as i64;
+            let delivered = self.rng.chance(
+                self.quality
+                    .delivery_probability(country, provider, sent_at),
+            );
+            let latency = self
+                .rng
+                .lognormal(self.quality.latency_median_ms(country, provider), 0.6)
+                .min(120_000.0) as i64;
             let receipt_at = sent_at + latency.max(200);
             if delivered {
                 let mut dlr = base("verification.delivered", receipt_at, next_event_id(&vid));
@@ -382,11 +456,17 @@ impl Simulator {
                 if self.rng.chance(b.converts) {
                     let mut typing_at = receipt_at + self.rng.int(6_000, 60_000);
                     if self.rng.chance(0.07) {
-                        events.push((typing_at, base("verification.check_failed", typing_at, next_event_id(&vid))));
+                        events.push((
+                            typing_at,
+                            base("verification.check_failed", typing_at, next_event_id(&vid)),
+                        ));
                         typing_at += self.rng.int(4_000, 25_000);
                     }
                     if typing_at <= expiry {
-                        events.push((typing_at, base("verification.approved", typing_at, next_event_id(&vid))));
+                        events.push((
+                            typing_at,
+                            base("verification.approved", typing_at, next_event_id(&vid)),
+                        ));
                         approved_at = Some(typing_at);
                     }
                     break;
@@ -411,7 +491,21 @@ impl Simulator {
 
         for (at, event) in events {
             let payload = serde_json::to_vec(&event).unwrap_or_default();
-            let copies = if self.rng.chance(self.cfg.duplicate_share) { 2 } else { 1 };
+            if self.rng.chance(self.cfg.malformed_share) {
+                let bad = malformed(&payload, self.rng.index(5));
+                self.seq += 1;
+                self.pending.push(Reverse(Pending {
+                    arrival: at,
+                    seq: self.seq,
+                    key: tenant.id.to_owned(),
+                    payload: bad,
+                }));
+            }
+            let copies = if self.rng.chance(self.cfg.duplicate_share) {
+                2
+            } else {
+                1
+            };
             for _ in 0..copies {
                 let delay = self.arrival_delay();
                 self.seq += 1;
@@ -430,7 +524,11 @@ impl Simulator {
             country: c.code.to_owned(),
             channel: req.channel.to_owned(),
             is_fraud: b.is_fraud,
-            outcome: if approved_at.is_some() { "approved" } else { "expired" },
+            outcome: if approved_at.is_some() {
+                "approved"
+            } else {
+                "expired"
+            },
             approved_at: approved_at.map(rfc3339),
             time_to_approve_ms: approved_at.map(|a| a - t),
             attempts: tried.len() as u32,
@@ -445,7 +543,13 @@ impl Simulator {
             .provider_weights
             .iter()
             .enumerate()
-            .map(|(p, w)| if tried.contains(&p) { 0.0 } else { w.max(0.001) })
+            .map(|(p, w)| {
+                if tried.contains(&p) {
+                    0.0
+                } else {
+                    w.max(0.001)
+                }
+            })
             .collect();
         self.rng.weighted(&weights)
     }
@@ -559,6 +663,28 @@ impl WireEvent {
     }
 }
 
+/// A broken copy of a valid event, one of the kinds the contract sends to the DLQ.
+fn malformed(payload: &[u8], kind: usize) -> Vec<u8> {
+    let text = String::from_utf8_lossy(payload);
+    match kind {
+        0 => payload[..payload.len() / 2].to_vec(),
+        1 => text
+            .replacen(
+                "\"type\":\"verification.",
+                "\"type\":\"verification.unheard_of_",
+                1,
+            )
+            .into_bytes(),
+        2 => text
+            .replacen("\"event_id\":", "\"evt_id\":", 1)
+            .into_bytes(),
+        3 => text
+            .replacen("\"occurred_at\":\"", "\"occurred_at\":\"not-a-time ", 1)
+            .into_bytes(),
+        _ => format!("[{text}]").into_bytes(),
+    }
+}
+
 fn phone_number(c: &world::Country, h: u64) -> String {
     let mut digits = format!("+{}", c.calling_code);
     let mut x = h;
@@ -594,7 +720,10 @@ mod tests {
 
     #[test]
     fn same_seed_same_bytes_other_seed_other_bytes() {
-        let cfg = SimConfig { duration_ms: Some(120_000), ..Default::default() };
+        let cfg = SimConfig {
+            duration_ms: Some(120_000),
+            ..Default::default()
+        };
         let (a, ta) = run(cfg.clone());
         let (b, tb) = run(cfg.clone());
         assert!(a.len() > 1000, "{} events", a.len());
@@ -606,33 +735,50 @@ mod tests {
 
     #[test]
     fn arrivals_are_ordered_and_within_the_bound() {
-        let cfg = SimConfig { duration_ms: Some(300_000), ..Default::default() };
+        let cfg = SimConfig {
+            duration_ms: Some(300_000),
+            ..Default::default()
+        };
         let (events, truths) = run(cfg.clone());
         assert!(events.windows(2).all(|w| w[0].arrival <= w[1].arrival));
         let mut out_of_order = 0;
         let mut max_seen = i64::MIN;
         for e in &events {
             let v: serde_json::Value = serde_json::from_slice(&e.payload).unwrap();
-            let at = DateTime::parse_from_rfc3339(v["occurred_at"].as_str().unwrap()).unwrap().timestamp_millis();
+            let at = DateTime::parse_from_rfc3339(v["occurred_at"].as_str().unwrap())
+                .unwrap()
+                .timestamp_millis();
             assert!(e.arrival >= at && e.arrival - at <= cfg.max_arrival_delay_ms);
             if at < max_seen {
                 out_of_order += 1;
             }
             max_seen = max_seen.max(at);
         }
-        assert!(out_of_order > 100, "only {out_of_order} out-of-order events");
+        assert!(
+            out_of_order > 100,
+            "only {out_of_order} out-of-order events"
+        );
         let approved = truths.iter().filter(|t| t.outcome == "approved").count();
         assert!(approved > truths.len() / 2 && approved < truths.len());
     }
 
     #[test]
     fn attacks_are_sequential_and_rarely_approved() {
-        let cfg = SimConfig { duration_ms: Some(3 * 3_600_000), rate: 5.0, fraud_share: 0.05, ..Default::default() };
+        let cfg = SimConfig {
+            duration_ms: Some(3 * 3_600_000),
+            rate: 5.0,
+            fraud_share: 0.05,
+            ..Default::default()
+        };
         let (_, truths) = run(cfg);
         let fraud: Vec<_> = truths.iter().filter(|t| t.is_fraud).collect();
         let share = fraud.len() as f64 / truths.len() as f64;
         assert!((0.01..0.15).contains(&share), "fraud share {share}");
         let approved = fraud.iter().filter(|t| t.outcome == "approved").count();
-        assert!(approved * 50 < fraud.len(), "{approved} of {} attack verifications approved", fraud.len());
+        assert!(
+            approved * 50 < fraud.len(),
+            "{approved} of {} attack verifications approved",
+            fraud.len()
+        );
     }
 }

@@ -20,21 +20,133 @@ pub struct Country {
 }
 
 pub const COUNTRIES: &[Country] = &[
-    Country { code: "US", calling_code: "1", subscriber_digits: 10, utc_offset_h: -5, locale: "en-US", conversion: 0.93, price: 0.0079 },
-    Country { code: "BR", calling_code: "55", subscriber_digits: 11, utc_offset_h: -3, locale: "pt-BR", conversion: 0.90, price: 0.0110 },
-    Country { code: "MX", calling_code: "52", subscriber_digits: 10, utc_offset_h: -6, locale: "es-MX", conversion: 0.89, price: 0.0120 },
-    Country { code: "GB", calling_code: "44", subscriber_digits: 10, utc_offset_h: 0, locale: "en-GB", conversion: 0.94, price: 0.0350 },
-    Country { code: "FR", calling_code: "33", subscriber_digits: 9, utc_offset_h: 1, locale: "fr-FR", conversion: 0.93, price: 0.0700 },
-    Country { code: "ES", calling_code: "34", subscriber_digits: 9, utc_offset_h: 1, locale: "es-ES", conversion: 0.92, price: 0.0650 },
-    Country { code: "IN", calling_code: "91", subscriber_digits: 10, utc_offset_h: 5, locale: "en-IN", conversion: 0.86, price: 0.0040 },
-    Country { code: "ID", calling_code: "62", subscriber_digits: 10, utc_offset_h: 7, locale: "id-ID", conversion: 0.85, price: 0.0300 },
-    Country { code: "NG", calling_code: "234", subscriber_digits: 10, utc_offset_h: 1, locale: "en-NG", conversion: 0.82, price: 0.0450 },
-    Country { code: "EG", calling_code: "20", subscriber_digits: 10, utc_offset_h: 2, locale: "ar-EG", conversion: 0.84, price: 0.0500 },
+    Country {
+        code: "US",
+        calling_code: "1",
+        subscriber_digits: 10,
+        utc_offset_h: -5,
+        locale: "en-US",
+        conversion: 0.93,
+        price: 0.0079,
+    },
+    Country {
+        code: "BR",
+        calling_code: "55",
+        subscriber_digits: 11,
+        utc_offset_h: -3,
+        locale: "pt-BR",
+        conversion: 0.90,
+        price: 0.0110,
+    },
+    Country {
+        code: "MX",
+        calling_code: "52",
+        subscriber_digits: 10,
+        utc_offset_h: -6,
+        locale: "es-MX",
+        conversion: 0.89,
+        price: 0.0120,
+    },
+    Country {
+        code: "GB",
+        calling_code: "44",
+        subscriber_digits: 10,
+        utc_offset_h: 0,
+        locale: "en-GB",
+        conversion: 0.94,
+        price: 0.0350,
+    },
+    Country {
+        code: "FR",
+        calling_code: "33",
+        subscriber_digits: 9,
+        utc_offset_h: 1,
+        locale: "fr-FR",
+        conversion: 0.93,
+        price: 0.0700,
+    },
+    Country {
+        code: "ES",
+        calling_code: "34",
+        subscriber_digits: 9,
+        utc_offset_h: 1,
+        locale: "es-ES",
+        conversion: 0.92,
+        price: 0.0650,
+    },
+    Country {
+        code: "IN",
+        calling_code: "91",
+        subscriber_digits: 10,
+        utc_offset_h: 5,
+        locale: "en-IN",
+        conversion: 0.86,
+        price: 0.0040,
+    },
+    Country {
+        code: "ID",
+        calling_code: "62",
+        subscriber_digits: 10,
+        utc_offset_h: 7,
+        locale: "id-ID",
+        conversion: 0.85,
+        price: 0.0300,
+    },
+    Country {
+        code: "NG",
+        calling_code: "234",
+        subscriber_digits: 10,
+        utc_offset_h: 1,
+        locale: "en-NG",
+        conversion: 0.82,
+        price: 0.0450,
+    },
+    Country {
+        code: "EG",
+        calling_code: "20",
+        subscriber_digits: 10,
+        utc_offset_h: 2,
+        locale: "ar-EG",
+        conversion: 0.84,
+        price: 0.0500,
+    },
     // Destinations favoured by SMS pumping: high termination rates, little real traffic.
-    Country { code: "LV", calling_code: "371", subscriber_digits: 8, utc_offset_h: 2, locale: "lv-LV", conversion: 0.90, price: 0.0900 },
-    Country { code: "UZ", calling_code: "998", subscriber_digits: 9, utc_offset_h: 5, locale: "uz-UZ", conversion: 0.85, price: 0.2100 },
-    Country { code: "GN", calling_code: "224", subscriber_digits: 9, utc_offset_h: 0, locale: "fr-GN", conversion: 0.80, price: 0.1800 },
-    Country { code: "KG", calling_code: "996", subscriber_digits: 9, utc_offset_h: 6, locale: "ky-KG", conversion: 0.82, price: 0.1500 },
+    Country {
+        code: "LV",
+        calling_code: "371",
+        subscriber_digits: 8,
+        utc_offset_h: 2,
+        locale: "lv-LV",
+        conversion: 0.90,
+        price: 0.0900,
+    },
+    Country {
+        code: "UZ",
+        calling_code: "998",
+        subscriber_digits: 9,
+        utc_offset_h: 5,
+        locale: "uz-UZ",
+        conversion: 0.85,
+        price: 0.2100,
+    },
+    Country {
+        code: "GN",
+        calling_code: "224",
+        subscriber_digits: 9,
+        utc_offset_h: 0,
+        locale: "fr-GN",
+        conversion: 0.80,
+        price: 0.1800,
+    },
+    Country {
+        code: "KG",
+        calling_code: "996",
+        subscriber_digits: 9,
+        utc_offset_h: 6,
+        locale: "ky-KG",
+        conversion: 0.82,
+        price: 0.1500,
+    },
 ];
 
 /// Indices into [`COUNTRIES`] that pumping attacks target.
@@ -70,7 +182,15 @@ pub const TENANTS: &[Tenant] = &[
     Tenant {
         id: "shopfast",
         weight: 0.35,
-        countries: &[(1, 0.25), (2, 0.15), (5, 0.15), (4, 0.10), (6, 0.15), (7, 0.10), (3, 0.10)],
+        countries: &[
+            (1, 0.25),
+            (2, 0.15),
+            (5, 0.15),
+            (4, 0.10),
+            (6, 0.15),
+            (7, 0.10),
+            (3, 0.10),
+        ],
         peak_hour: 20.0,
         diurnal_depth: 0.7,
         provider_weights: &[0.2, 0.2, 0.2, 0.2, 0.2],
@@ -141,7 +261,10 @@ impl Quality {
                         let mut t = start as f64 + rng.exponential(mean_gap);
                         while (t as i64) < horizon {
                             let len = rng.between(8.0, 40.0) * MINUTE_MS as f64;
-                            outages.push(Outage { start: t as i64, end: (t + len) as i64 });
+                            outages.push(Outage {
+                                start: t as i64,
+                                end: (t + len) as i64,
+                            });
                             t += len + rng.exponential(mean_gap);
                         }
                         RouteQuality {

@@ -1,0 +1,196 @@
+//! Consumer-group source. Offsets are committed only when the caller says so — after
+//! the effects of everything before them are durable — never automatically.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use super::{KafkaConfig, KafkaConnectorError};
+
+/// Told about partitions coming and going, from inside the consumer's poll.
+pub trait PartitionListener: Send + Sync {
+    /// Partitions newly assigned to this instance (restore their state here).
+    fn assigned(&self, partitions: &[i32]);
+    /// Partitions about to be taken away. Make their effects durable and return the
+    /// offsets to commit for them; they are committed before the partitions go.
+    fn revoked(&self, partitions: &[i32]) -> Vec<(i32, i64)>;
+}
+
+struct SourceContext {
+    topic: String,
+    listener: Arc<dyn PartitionListener>,
+}
+
+impl ClientContext for SourceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // End of partition is reported through `SourceEvent::EndOfPartition`, not an error.
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::warn!(%error, reason, "kafka client error");
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let partitions = partitions_of(tpl, &self.topic);
+            let offsets = self.listener.revoked(&partitions);
+            if !offsets.is_empty()
+                && let Err(e) = commit(consumer, &self.topic, &offsets)
+            {
+                tracing::warn!(error = %e, "commit on revoke failed; the next owner replays from the previous commit");
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => self.listener.assigned(&partitions_of(tpl, &self.topic)),
+            Rebalance::Error(e) => tracing::error!(error = %e, "consumer group rebalance error"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+fn partitions_of(tpl: &TopicPartitionList, topic: &str) -> Vec<i32> {
+    tpl.elements()
+        .iter()
+        .filter(|e| e.topic() == topic)
+        .map(|e| e.partition())
+        .collect()
+}
+
+fn commit(
+    consumer: &BaseConsumer<SourceContext>,
+    topic: &str,
+    offsets: &[(i32, i64)],
+) -> Result<(), KafkaConnectorError> {
+    let mut tpl = TopicPartitionList::new();
+    for &(partition, offset) in offsets {
+        tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+            .map_err(KafkaConnectorError::Commit)?;
+    }
+    consumer
+        .commit(&tpl, CommitMode::Sync)
+        .map_err(KafkaConnectorError::Commit)
+}
+
+/// One consumed record.
+pub struct Record<'a>(BorrowedMessage<'a>);
+
+impl Record<'_> {
+    pub fn partition(&self) -> i32 {
+        self.0.partition()
+    }
+    pub fn offset(&self) -> i64 {
+        self.0.offset()
+    }
+    pub fn key(&self) -> Option<&[u8]> {
+        self.0.key()
+    }
+    /// An empty message (a tombstone) is an empty payload.
+    pub fn payload(&self) -> &[u8] {
+        self.0.payload().unwrap_or_default()
+    }
+}
+
+pub enum SourceEvent<'a> {
+    Record(Record<'a>),
+    /// The consumer reached the current end of a partition.
+    EndOfPartition(i32),
+    /// Nothing arrived within the poll timeout.
+    Idle,
+}
+
+pub struct KafkaSource {
+    consumer: BaseConsumer<SourceContext>,
+    topic: String,
+}
+
+impl KafkaSource {
+    /// Joins the consumer group and subscribes to `topic`. Without a committed offset
+    /// a partition starts at its beginning: nothing produced before veriflow first
+    /// ran is skipped.
+    pub fn subscribe(
+        cfg: &KafkaConfig,
+        topic: &str,
+        listener: Arc<dyn PartitionListener>,
+    ) -> Result<Self, KafkaConnectorError> {
+        let mut c = cfg.client_config();
+        c.set("group.id", &cfg.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "true")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000");
+        cfg.apply_overrides(&mut c);
+        let consumer: BaseConsumer<SourceContext> = c
+            .create_with_context(SourceContext {
+                topic: topic.to_owned(),
+                listener,
+            })
+            .map_err(KafkaConnectorError::Client)?;
+        consumer
+            .subscribe(&[topic])
+            .map_err(KafkaConnectorError::Client)?;
+        Ok(KafkaSource {
+            consumer,
+            topic: topic.to_owned(),
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub fn poll(&self, timeout: Duration) -> Result<SourceEvent<'_>, KafkaConnectorError> {
+        match self.consumer.poll(timeout) {
+            None => Ok(SourceEvent::Idle),
+            Some(Ok(message)) => Ok(SourceEvent::Record(Record(message))),
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                Ok(SourceEvent::EndOfPartition(partition))
+            }
+            Some(Err(e)) => Err(KafkaConnectorError::Consume(e)),
+        }
+    }
+
+    /// Commits `next offset to read` per partition, synchronously.
+    pub fn commit(&self, offsets: &[(i32, i64)]) -> Result<(), KafkaConnectorError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        commit(&self.consumer, &self.topic, offsets)
+    }
+
+    /// Partitions currently assigned to this instance.
+    pub fn assignment(&self) -> Vec<i32> {
+        self.consumer
+            .assignment()
+            .map(|tpl| partitions_of(&tpl, &self.topic))
+            .unwrap_or_default()
+    }
+
+    /// High watermark (next offset to be written) per assigned partition.
+    pub fn high_watermarks(&self, partitions: &[i32]) -> Vec<(i32, i64)> {
+        partitions
+            .iter()
+            .filter_map(|&p| {
+                self.consumer
+                    .fetch_watermarks(&self.topic, p, Duration::from_secs(5))
+                    .ok()
+                    .map(|(_, high)| (p, high))
+            })
+            .collect()
+    }
+
+    /// Leaves the group; the revoke callback runs for the remaining partitions.
+    pub fn close(self) {
+        self.consumer.unsubscribe();
+    }
+}

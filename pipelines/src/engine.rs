@@ -1,0 +1,172 @@
+//! All partitions of one input topic on this instance, and their checkpoints.
+//!
+//! Sources drive it: `assign` when a partition arrives (state restored from its
+//! newest checkpoint), `process` per record, `fire_timers` after a batch,
+//! `checkpoint` when the caller has made all emitted outputs durable, `revoke` when a
+//! partition leaves.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::checkpoint::{CheckpointError, CheckpointStore};
+use crate::partition::{InputRecord, Output, PartitionPipeline, PartitionStats, PipelineConfig};
+use crate::time::EventTime;
+
+struct Slot {
+    pipeline: PartitionPipeline,
+    /// `next_offset` at the last checkpoint: unchanged partitions are not rewritten.
+    checkpointed_at: Option<i64>,
+}
+
+pub struct Engine {
+    cfg: PipelineConfig,
+    topic: String,
+    store: Option<CheckpointStore>,
+    slots: BTreeMap<i32, Slot>,
+    /// Stats of partitions that left this instance, so totals never go backwards.
+    retired: PartitionStats,
+}
+
+/// What a checkpoint round did.
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointReport {
+    /// `(partition, next offset)`: safe to commit to the source now.
+    pub offsets: Vec<(i32, i64)>,
+    pub written: usize,
+    pub bytes: u64,
+    pub duration: Duration,
+}
+
+impl Engine {
+    pub fn new(
+        cfg: PipelineConfig,
+        topic: impl Into<String>,
+        store: Option<CheckpointStore>,
+    ) -> Self {
+        Engine {
+            cfg,
+            topic: topic.into(),
+            store,
+            slots: BTreeMap::new(),
+            retired: PartitionStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &PipelineConfig {
+        &self.cfg
+    }
+
+    pub fn partitions(&self) -> impl Iterator<Item = i32> + '_ {
+        self.slots.keys().copied()
+    }
+
+    /// Takes a partition on, restoring its newest checkpoint. Returns the restored
+    /// next offset, or `None` when the partition starts with empty state.
+    pub fn assign(&mut self, partition: i32) -> Result<Option<i64>, CheckpointError> {
+        if self.slots.contains_key(&partition) {
+            return Ok(Some(self.slots[&partition].pipeline.next_offset()));
+        }
+        let restored = match &self.store {
+            Some(store) => store.load_latest(&self.topic, partition)?,
+            None => None,
+        };
+        let offset = restored.as_ref().map(|s| s.next_offset);
+        let pipeline = match restored {
+            Some(state) => PartitionPipeline::restore(&self.cfg, state),
+            None => PartitionPipeline::new(partition),
+        };
+        self.slots.insert(
+            partition,
+            Slot {
+                pipeline,
+                checkpointed_at: offset,
+            },
+        );
+        Ok(offset)
+    }
+
+    /// Lets a partition go (after the caller checkpointed it).
+    pub fn revoke(&mut self, partition: i32) {
+        if let Some(slot) = self.slots.remove(&partition) {
+            add_stats(&mut self.retired, slot.pipeline.stats());
+        }
+    }
+
+    pub fn process(
+        &mut self,
+        partition: i32,
+        record: InputRecord<'_>,
+        now: EventTime,
+        out: &mut Vec<Output>,
+    ) {
+        let slot = self.slots.entry(partition).or_insert_with(|| Slot {
+            pipeline: PartitionPipeline::new(partition),
+            checkpointed_at: None,
+        });
+        slot.pipeline.process(&self.cfg, record, now, out);
+    }
+
+    pub fn fire_timers(&mut self, out: &mut Vec<Output>) {
+        for slot in self.slots.values_mut() {
+            slot.pipeline.fire_timers(&self.cfg, out);
+        }
+    }
+
+    /// End of a bounded input: decide everything still open.
+    pub fn drain(&mut self, out: &mut Vec<Output>) {
+        for slot in self.slots.values_mut() {
+            slot.pipeline.drain(&self.cfg, out);
+        }
+    }
+
+    /// Saves every partition that changed since its last checkpoint (or only
+    /// `only`, if given). Call only when all outputs emitted so far are durable.
+    pub fn checkpoint(
+        &mut self,
+        only: Option<&[i32]>,
+    ) -> Result<CheckpointReport, CheckpointError> {
+        let started = Instant::now();
+        let mut report = CheckpointReport::default();
+        for (&partition, slot) in &mut self.slots {
+            if only.is_some_and(|o| !o.contains(&partition)) {
+                continue;
+            }
+            let offset = slot.pipeline.next_offset();
+            if slot.checkpointed_at != Some(offset) {
+                if let Some(store) = &self.store {
+                    report.bytes += store.save(&self.topic, &slot.pipeline.snapshot())?;
+                    report.written += 1;
+                }
+                slot.checkpointed_at = Some(offset);
+            }
+            if offset > 0 {
+                report.offsets.push((partition, offset));
+            }
+        }
+        report.duration = started.elapsed();
+        Ok(report)
+    }
+
+    pub fn stats(&self) -> PartitionStats {
+        let mut total = self.retired.clone();
+        for slot in self.slots.values() {
+            add_stats(&mut total, slot.pipeline.stats());
+        }
+        total
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.slots.values().map(|s| s.pipeline.in_flight()).sum()
+    }
+}
+
+fn add_stats(total: &mut PartitionStats, s: &PartitionStats) {
+    total.received += s.received;
+    total.accepted += s.accepted;
+    total.duplicates += s.duplicates;
+    total.dead_lettered += s.dead_lettered;
+    total.late += s.late;
+    total.orphaned += s.orphaned;
+    total.after_decision += s.after_decision;
+    total.outcomes += s.outcomes;
+}

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Start, stop or inspect the local service stack used by the tests and the Kafka demo:
+#   tansu (Kafka-compatible broker, in-memory storage)  127.0.0.1:9092
+#   VictoriaMetrics (InfluxDB v2 write API)             127.0.0.1:8428
+# Idempotent: `up` leaves running services alone and waits until each is ready.
+# Usage: scripts/stack.sh up|down|status
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+state=${VERIFLOW_STACK_DIR:-$root/var/stack}
+kafka_port=${VERIFLOW_KAFKA_PORT:-9092}
+vm_port=${VERIFLOW_VM_PORT:-8428}
+mkdir -p "$state"
+
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for() { # name, check command, seconds
+  local name=$1 check=$2 deadline=$((SECONDS + $3))
+  until eval "$check"; do
+    if ((SECONDS >= deadline)); then
+      echo "stack: $name did not become ready; log: $state/$name.log" >&2
+      tail -n 20 "$state/$name.log" >&2 || true
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+need() {
+  command -v "$1" >/dev/null 2>&1 || { echo "stack: '$1' is not installed; run .ci/run or see README.md (Service stack)" >&2; exit 1; }
+}
+
+start_tansu() {
+  if listening "$kafka_port"; then echo "stack: broker already on :$kafka_port"; return; fi
+  need tansu
+  nohup tansu broker \
+    --storage-engine memory://tansu/ \
+    --listener-url "tcp://127.0.0.1:$kafka_port" \
+    --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
+    >"$state/tansu.log" 2>&1 &
+  echo $! >"$state/tansu.pid"
+  wait_for tansu "listening $kafka_port" 30
+  # The port opens before the broker answers metadata: ask it as a client would.
+  wait_for tansu "python3 '$root/tests/kafka_client.py' ping --brokers 127.0.0.1:$kafka_port >/dev/null 2>&1" 30
+  echo "stack: broker ready on 127.0.0.1:$kafka_port"
+}
+
+start_vm() {
+  if listening "$vm_port"; then echo "stack: VictoriaMetrics already on :$vm_port"; return; fi
+  need victoria-metrics
+  nohup victoria-metrics \
+    -httpListenAddr "127.0.0.1:$vm_port" \
+    -storageDataPath "$state/victoria-metrics-data" \
+    -retentionPeriod 100y \
+    >"$state/victoria-metrics.log" 2>&1 &
+  echo $! >"$state/victoria-metrics.pid"
+  wait_for victoria-metrics "curl -fsS http://127.0.0.1:$vm_port/health >/dev/null 2>&1" 30
+  echo "stack: VictoriaMetrics ready on 127.0.0.1:$vm_port"
+}
+
+stop() {
+  local name=$1
+  if [[ -f "$state/$name.pid" ]]; then
+    local pid; pid=$(cat "$state/$name.pid")
+    if kill "$pid" 2>/dev/null; then
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+      echo "stack: stopped $name"
+    fi
+    rm -f "$state/$name.pid"
+  fi
+}
+
+case "${1:-}" in
+  up) start_tansu; start_vm ;;
+  down) stop tansu; stop victoria-metrics ;;
+  status)
+    listening "$kafka_port" && echo "broker: up (:$kafka_port)" || echo "broker: down"
+    listening "$vm_port" && echo "victoria-metrics: up (:$vm_port)" || echo "victoria-metrics: down" ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac

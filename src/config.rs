@@ -1,0 +1,285 @@
+//! Configuration: one TOML file, then environment overrides, then CLI flags.
+//!
+//! Every option is documented in `veriflow.example.toml`. Environment variables
+//! override file values: `VERIFLOW_<SECTION>__<KEY>`, e.g. `VERIFLOW_KAFKA__BROKERS`
+//! or `VERIFLOW_PIPELINE__ALLOWED_LATENESS=5m`. Unknown keys are errors, so a typo
+//! never silently falls back to a default.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use veriflow_connectors::kafka::KafkaConfig;
+use veriflow_pipelines::time::parse_duration_ms;
+use veriflow_pipelines::{PipelineConfig, ValidationLimits};
+
+pub const ENV_PREFIX: &str = "VERIFLOW_";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub kafka: KafkaSection,
+    pub topics: TopicsSection,
+    pub pipeline: PipelineSection,
+    pub checkpoint: CheckpointSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSection {
+    pub brokers: String,
+    pub group_id: String,
+    /// Extra librdkafka properties, passed through unchanged.
+    pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsSection {
+    pub input: String,
+    pub outcomes: String,
+    pub dlq: String,
+    pub late: String,
+    /// Create missing topics at start.
+    pub create_missing: bool,
+    /// Partitions for topics veriflow creates.
+    pub partitions: i32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSection {
+    pub ttl: String,
+    pub allowed_lateness: String,
+    pub retention_after_decision: String,
+    pub max_event_bytes: usize,
+    /// `"off"` disables the check.
+    pub max_future_skew: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointSection {
+    pub dir: PathBuf,
+    pub interval: String,
+    pub keep: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            kafka: KafkaSection::default(),
+            topics: TopicsSection::default(),
+            pipeline: PipelineSection::default(),
+            checkpoint: CheckpointSection::default(),
+        }
+    }
+}
+
+impl Default for KafkaSection {
+    fn default() -> Self {
+        KafkaSection {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "veriflow".into(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for TopicsSection {
+    fn default() -> Self {
+        TopicsSection {
+            input: "verifications".into(),
+            outcomes: "verifications.outcomes".into(),
+            dlq: "verifications.dlq".into(),
+            late: "verifications.late".into(),
+            create_missing: true,
+            partitions: 4,
+        }
+    }
+}
+
+impl Default for PipelineSection {
+    fn default() -> Self {
+        PipelineSection {
+            ttl: "10m".into(),
+            allowed_lateness: "2m".into(),
+            retention_after_decision: "10m".into(),
+            max_event_bytes: 64 * 1024,
+            max_future_skew: "1h".into(),
+        }
+    }
+}
+
+impl Default for CheckpointSection {
+    fn default() -> Self {
+        CheckpointSection {
+            dir: "var/checkpoints".into(),
+            interval: "10s".into(),
+            keep: 3,
+        }
+    }
+}
+
+impl Config {
+    /// Reads the file (if given), applies `VERIFLOW_*` environment overrides.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                text.parse::<toml::Table>()
+                    .with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, std::env::vars())?;
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .with_context(|| match path {
+                Some(p) => format!(
+                    "invalid configuration in {} or VERIFLOW_* variables",
+                    p.display()
+                ),
+                None => "invalid configuration in VERIFLOW_* variables".to_owned(),
+            })?;
+        config.pipeline()?; // validate durations now, not at first use
+        config.checkpoint_interval_ms()?;
+        Ok(config)
+    }
+
+    pub fn pipeline(&self) -> anyhow::Result<PipelineConfig> {
+        let p = &self.pipeline;
+        let skew = match p.max_future_skew.as_str() {
+            "off" => None,
+            text => Some(duration("pipeline.max_future_skew", text)?),
+        };
+        Ok(PipelineConfig {
+            ttl_ms: duration("pipeline.ttl", &p.ttl)?,
+            allowed_lateness_ms: duration("pipeline.allowed_lateness", &p.allowed_lateness)?,
+            retention_after_decision_ms: duration(
+                "pipeline.retention_after_decision",
+                &p.retention_after_decision,
+            )?,
+            limits: ValidationLimits {
+                max_event_bytes: p.max_event_bytes,
+                max_future_skew_ms: skew,
+                ..ValidationLimits::default()
+            },
+        })
+    }
+
+    pub fn checkpoint_interval_ms(&self) -> anyhow::Result<i64> {
+        duration("checkpoint.interval", &self.checkpoint.interval)
+    }
+
+    pub fn kafka(&self) -> KafkaConfig {
+        KafkaConfig {
+            brokers: self.kafka.brokers.clone(),
+            group_id: self.kafka.group_id.clone(),
+            properties: self.kafka.properties.clone(),
+        }
+    }
+}
+
+fn duration(name: &str, text: &str) -> anyhow::Result<i64> {
+    match parse_duration_ms(text) {
+        Some(ms) if ms >= 0 => Ok(ms),
+        _ => bail!("{name} = {text:?} is not a duration (examples: 1500ms, 30s, 10m, 2h)"),
+    }
+}
+
+/// `VERIFLOW_SECTION__KEY=value` sets `[section] key = value`. The value is read as a
+/// TOML value when it parses as one (numbers, booleans), else as a string.
+fn apply_env(
+    table: &mut toml::Table,
+    vars: impl Iterator<Item = (String, String)>,
+) -> anyhow::Result<()> {
+    for (name, value) in vars {
+        let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let parts: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+        if parts.len() < 2 || parts.iter().any(String::is_empty) {
+            continue; // not a config override (e.g. VERIFLOW_LOG)
+        }
+        let parsed = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(value.clone()));
+        let mut node = &mut *table;
+        for part in &parts[..parts.len() - 1] {
+            let entry = node
+                .entry(part.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            node = match entry {
+                toml::Value::Table(t) => t,
+                _ => bail!("{name}: `{part}` is not a section"),
+            };
+        }
+        node.insert(parts[parts.len() - 1].clone(), parsed);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file_values() {
+        let mut table: toml::Table = "[kafka]\nbrokers = \"a:1\"\n[pipeline]\nmax_event_bytes = 10"
+            .parse()
+            .unwrap();
+        let vars = [
+            ("VERIFLOW_KAFKA__BROKERS".to_owned(), "b:2".to_owned()),
+            (
+                "VERIFLOW_PIPELINE__MAX_EVENT_BYTES".to_owned(),
+                "2048".to_owned(),
+            ),
+            (
+                "VERIFLOW_KAFKA__PROPERTIES__SECURITY.PROTOCOL".to_owned(),
+                "ssl".to_owned(),
+            ),
+            ("VERIFLOW_LOG".to_owned(), "debug".to_owned()),
+            ("HOME".to_owned(), "/root".to_owned()),
+        ];
+        apply_env(&mut table, vars.into_iter()).unwrap();
+        let config: Config = toml::Value::Table(table).try_into().unwrap();
+        assert_eq!(config.kafka.brokers, "b:2");
+        assert_eq!(config.pipeline.max_event_bytes, 2048);
+        assert_eq!(config.kafka.properties["security.protocol"], "ssl");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_durations_are_refused() {
+        let table: toml::Table = "[kafka]\nbroker = \"a:1\"".parse().unwrap();
+        let err = toml::Value::Table(table).try_into::<Config>().unwrap_err();
+        assert!(err.to_string().contains("broker"), "{err}");
+        let config = Config {
+            pipeline: PipelineSection {
+                ttl: "10 minutes".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(
+            config
+                .pipeline()
+                .unwrap_err()
+                .to_string()
+                .contains("pipeline.ttl")
+        );
+    }
+
+    #[test]
+    fn the_example_file_is_the_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("veriflow.example.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let config: Config = toml::from_str(&text).unwrap();
+        let default = Config::default();
+        assert_eq!(format!("{config:?}"), format!("{default:?}"));
+    }
+}

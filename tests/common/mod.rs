@@ -1,0 +1,368 @@
+//! Shared helpers for the end-to-end tests: the real broker, the third-party Kafka
+//! client (`tests/kafka_client.py`, confluent-kafka), and the `veriflow` binary.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::BTreeMap;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::Value;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn veriflow() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_veriflow"))
+}
+
+/// The broker from the local stack; fails loudly when it is not there.
+pub fn brokers() -> String {
+    let brokers =
+        std::env::var("VERIFLOW_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let addr = brokers.split(',').next().unwrap_or_default();
+    let reachable = addr
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
+    assert!(
+        reachable,
+        "no Kafka-compatible broker at {brokers}: start the stack with `scripts/stack.sh up` \
+         (or set VERIFLOW_TEST_BROKERS)"
+    );
+    brokers
+}
+
+/// A name no other test (or earlier run against the same broker) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        nanos % 1_000_000_000
+    )
+}
+
+fn python_client(args: &[&str]) -> Output {
+    let out = Command::new("python3")
+        .arg(repo().join("tests/kafka_client.py"))
+        .args(args)
+        .output()
+        .expect("python3 must be installed (with confluent-kafka: pip install confluent-kafka)");
+    assert!(
+        out.status.success(),
+        "kafka_client.py {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn create_topic(brokers: &str, topic: &str, partitions: u32) {
+    python_client(&[
+        "create",
+        "--brokers",
+        brokers,
+        "--topic",
+        topic,
+        "--partitions",
+        &partitions.to_string(),
+    ]);
+}
+
+/// Produces raw event lines (keyed by their `tenant_id`) with confluent-kafka.
+pub fn produce_events(brokers: &str, topic: &str, file: &Path, skip: usize, limit: Option<usize>) {
+    let file = file.to_string_lossy();
+    let skip = skip.to_string();
+    let limit = limit.map(|l| l.to_string());
+    let mut args = vec![
+        "produce",
+        "--brokers",
+        brokers,
+        "--topic",
+        topic,
+        "--events",
+        &file,
+        "--skip",
+        &skip,
+    ];
+    if let Some(limit) = &limit {
+        args.extend(["--limit", limit]);
+    }
+    python_client(&args);
+}
+
+/// Produces `{"key", "value_b64"}` records with confluent-kafka.
+pub fn produce_records(brokers: &str, topic: &str, records: &[(Option<&str>, Vec<u8>)]) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("records.jsonl");
+    let lines: Vec<String> = records
+        .iter()
+        .map(|(k, v)| {
+            serde_json::json!({"key": k, "value_b64": base64::engine::general_purpose::STANDARD.encode(v)}).to_string()
+        })
+        .collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    python_client(&[
+        "produce",
+        "--brokers",
+        brokers,
+        "--topic",
+        topic,
+        &path.to_string_lossy(),
+    ]);
+}
+
+/// A record read back by confluent-kafka.
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    pub key: Option<String>,
+    pub value: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Consumed {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.value).unwrap_or_else(|e| {
+            panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.value))
+        })
+    }
+}
+
+/// Reads at least `count` records (failing after `timeout`), plus whatever else
+/// arrives within `linger` — so that extra, duplicate records are seen too.
+pub fn consume(
+    brokers: &str,
+    topic: &str,
+    count: usize,
+    timeout: Duration,
+    linger: Duration,
+) -> Vec<Consumed> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let out = python_client(&[
+        "consume",
+        "--brokers",
+        brokers,
+        "--topic",
+        topic,
+        "--count",
+        &count.to_string(),
+        "--timeout",
+        &timeout.as_secs_f64().to_string(),
+        "--linger",
+        &linger.as_secs_f64().to_string(),
+    ]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).unwrap();
+            let headers = v["headers_b64"]
+                .as_object()
+                .map(|h| {
+                    h.iter()
+                        .map(|(k, v)| {
+                            let bytes = b64
+                                .decode(v.as_str().unwrap_or_default())
+                                .unwrap_or_default();
+                            (k.clone(), String::from_utf8_lossy(&bytes).into_owned())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Consumed {
+                key: v["key"].as_str().map(str::to_owned),
+                value: b64
+                    .decode(v["value_b64"].as_str().unwrap_or_default())
+                    .unwrap_or_default(),
+                headers,
+                partition: v["partition"].as_i64().unwrap_or(-1) as i32,
+                offset: v["offset"].as_i64().unwrap_or(-1),
+            }
+        })
+        .collect()
+}
+
+/// Topic and group names for one test's `veriflow run`.
+pub struct Deployment {
+    pub brokers: String,
+    pub input: String,
+    pub outcomes: String,
+    pub dlq: String,
+    pub late: String,
+    pub group: String,
+    pub checkpoints: tempfile::TempDir,
+}
+
+impl Deployment {
+    pub fn new(name: &str) -> Self {
+        let base = unique(name);
+        Deployment {
+            brokers: brokers(),
+            input: format!("{base}.in"),
+            outcomes: format!("{base}.outcomes"),
+            dlq: format!("{base}.dlq"),
+            late: format!("{base}.late"),
+            group: format!("{base}.group"),
+            checkpoints: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// `veriflow run` for this deployment, configured through the environment.
+    pub fn command(&self, extra_env: &[(&str, &str)]) -> Command {
+        let mut cmd = veriflow();
+        cmd.arg("run")
+            .arg("--brokers")
+            .arg(&self.brokers)
+            .arg("--group")
+            .arg(&self.group)
+            .arg("--checkpoint-dir")
+            .arg(self.checkpoints.path())
+            .env("VERIFLOW_TOPICS__INPUT", &self.input)
+            .env("VERIFLOW_TOPICS__OUTCOMES", &self.outcomes)
+            .env("VERIFLOW_TOPICS__DLQ", &self.dlq)
+            .env("VERIFLOW_TOPICS__LATE", &self.late)
+            .env("VERIFLOW_LOG", "info,rdkafka=warn");
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs to the end of the input and returns its log.
+    pub fn run_until_end(&self, extra_env: &[(&str, &str)], timeout: Duration) -> String {
+        let child = self
+            .command(extra_env)
+            .arg("--until-end")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn veriflow run");
+        let (status, log) = wait_with_timeout(child, timeout);
+        assert!(status.success(), "veriflow run failed:\n{log}");
+        log
+    }
+}
+
+/// Waits for a child, killing it (and failing) after `timeout`. Returns its stderr.
+pub fn wait_with_timeout(
+    mut child: Child,
+    timeout: Duration,
+) -> (std::process::ExitStatus, String) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut log = String::new();
+            if let Some(mut err) = child.stderr.take() {
+                use std::io::Read;
+                let _ = err.read_to_string(&mut log);
+            }
+            return (status, log);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "timed out after {timeout:?}; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Polls `check` until it returns true or `timeout` passes.
+pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs `veriflow simulate` into `dir`; returns (events file, truth records).
+pub fn simulate_to_file(dir: &Path, args: &[&str]) -> (PathBuf, Vec<Value>) {
+    let events = dir.join("events.jsonl");
+    let out = veriflow()
+        .arg("simulate")
+        .arg("--out")
+        .arg(format!("file://{}", events.display()))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "simulate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let truth = read_json_lines(&dir.join("events.truth.jsonl"));
+    (events, truth)
+}
+
+pub fn read_json_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Asserts one outcome per truth record, each agreeing on outcome, attempts,
+/// providers and time to approve.
+pub fn assert_outcomes_match_truth(outcomes: &[Consumed], truth: &[Value]) {
+    let mut by_id: BTreeMap<String, Value> = BTreeMap::new();
+    for o in outcomes {
+        let v = o.json();
+        let id = v["verification_id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            o.key.as_deref(),
+            v["tenant_id"].as_str(),
+            "outcome key must be the tenant id"
+        );
+        assert!(
+            by_id.insert(id.clone(), v).is_none(),
+            "two outcomes for {id}"
+        );
+    }
+    assert_eq!(by_id.len(), truth.len(), "one outcome per verification");
+    let mut mismatches = Vec::new();
+    for t in truth {
+        let id = t["verification_id"].as_str().unwrap();
+        let Some(o) = by_id.get(id) else {
+            mismatches.push(format!("{id}: no outcome"));
+            continue;
+        };
+        for (ours, theirs) in [
+            ("outcome", "outcome"),
+            ("attempts", "attempts"),
+            ("providers", "providers"),
+            ("time_to_approve_ms", "time_to_approve_ms"),
+            ("tenant_id", "tenant_id"),
+            ("country", "country"),
+        ] {
+            if o[ours] != t[theirs] {
+                mismatches.push(format!("{id}: {ours} {} != truth {}", o[ours], t[theirs]));
+            }
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches, first: {:#?}",
+        mismatches.len(),
+        &mismatches[..mismatches.len().min(10)]
+    );
+}

@@ -1,0 +1,332 @@
+//! End to end through the real broker: events produced by confluent-kafka (not our
+//! client), `veriflow run` in between, outputs read back by confluent-kafka.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(180);
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+const LINGER: Duration = Duration::from_secs(3);
+
+#[test]
+fn outcomes_match_the_ground_truth() {
+    let d = Deployment::new("truth");
+    let dir = tempfile::tempdir().unwrap();
+    let (events, truth) = simulate_to_file(
+        dir.path(),
+        &[
+            "--rate",
+            "6",
+            "--duration",
+            "6m",
+            "--seed",
+            "11",
+            "--duplicate-share",
+            "0.03",
+            "--fraud-share",
+            "0.05",
+        ],
+    );
+    assert!(
+        truth.len() > 1500,
+        "a meaningful stream: {} verifications",
+        truth.len()
+    );
+    create_topic(&d.brokers, &d.input, 4);
+    produce_events(&d.brokers, &d.input, &events, 0, None);
+
+    d.run_until_end(&[], RUN_TIMEOUT);
+
+    let outcomes = consume(&d.brokers, &d.outcomes, truth.len(), READ_TIMEOUT, LINGER);
+    assert_outcomes_match_truth(&outcomes, &truth);
+    let approved = truth.iter().filter(|t| t["outcome"] == "approved").count();
+    assert!(
+        approved > truth.len() / 2 && approved < truth.len(),
+        "both outcomes occur"
+    );
+    // The contract's shape of an outcome record.
+    let o = outcomes[0].json();
+    for field in [
+        "outcome_id",
+        "requested_at",
+        "decided_at",
+        "channel",
+        "service",
+        "failed_attempts",
+        "cost",
+        "currency",
+    ] {
+        assert!(o.get(field).is_some(), "outcome lacks `{field}`: {o}");
+    }
+    assert_eq!(
+        outcomes[0]
+            .headers
+            .get("veriflow.outcome_id")
+            .map(String::as_str),
+        o["outcome_id"].as_str()
+    );
+}
+
+/// Every kind of bad input the contract names, each with the reason it must get.
+fn bad_inputs() -> Vec<(Vec<u8>, &'static str, Option<&'static str>)> {
+    let event = |patch: serde_json::Value| {
+        let mut e = json!({
+            "event_id": "bad-1", "type": "verification.requested", "verification_id": "bad-v",
+            "tenant_id": "acme-bank", "occurred_at": "2026-01-05T00:01:00.000Z",
+            "phone_number": "+5511999990000", "country": "BR", "channel": "sms", "service": "login"
+        });
+        for (k, v) in patch.as_object().unwrap() {
+            if v.is_null() {
+                e.as_object_mut().unwrap().remove(k);
+            } else {
+                e[k] = v.clone();
+            }
+        }
+        serde_json::to_vec(&e).unwrap()
+    };
+    vec![
+        (b"this is not json".to_vec(), "invalid_json", None),
+        (b"".to_vec(), "invalid_json", None),
+        (b"{\"event_id\": \"x\",".to_vec(), "invalid_json", None),
+        (b"\xff\xfe{}".to_vec(), "invalid_utf8", None),
+        (b"[1,2,3]".to_vec(), "not_an_object", None),
+        (b"42".to_vec(), "not_an_object", None),
+        (event(json!({"verification_id": null, "event_id": "bad-2"})), "missing_field", Some("verification_id")),
+        (event(json!({"event_id": 12345})), "invalid_field", Some("event_id")),
+        (event(json!({"type": "verification.teleported", "event_id": "bad-3"})), "unknown_type", Some("type")),
+        (event(json!({"occurred_at": "last tuesday", "event_id": "bad-4"})), "invalid_timestamp", Some("occurred_at")),
+        (event(json!({"occurred_at": "1969-07-20T20:17:00Z", "event_id": "bad-5"})), "timestamp_out_of_range", Some("occurred_at")),
+        (event(json!({"occurred_at": "2999-01-01T00:00:00Z", "event_id": "bad-6"})), "timestamp_out_of_range", Some("occurred_at")),
+        (event(json!({"phone_number": "12345", "event_id": "bad-7"})), "invalid_field", Some("phone_number")),
+        (event(json!({"country": "XX", "event_id": "bad-8"})), "invalid_field", Some("country")),
+        (event(json!({"channel": "carrier-pigeon", "event_id": "bad-9"})), "invalid_field", Some("channel")),
+        (
+            event(json!({"type": "verification.sent", "provider": "twilio", "attempt": "one", "event_id": "bad-10"})),
+            "invalid_field",
+            Some("attempt"),
+        ),
+        (event(json!({"event_id": "bad-11", "padding": "x".repeat(5000)})), "too_large", None),
+        (
+            br#"{"event_id":"bad-12","type":"verification.approved","type":"verification.sent","verification_id":"v","tenant_id":"t","occurred_at":"2026-01-05T00:01:00Z"}"#.to_vec(),
+            "duplicate_field",
+            Some("type"),
+        ),
+    ]
+}
+
+#[test]
+fn bad_input_goes_to_the_dead_letter_topic_and_good_events_flow_around_it() {
+    let d = Deployment::new("dlq");
+    let dir = tempfile::tempdir().unwrap();
+    let (events, truth) = simulate_to_file(
+        dir.path(),
+        &["--rate", "2", "--duration", "3m", "--seed", "5"],
+    );
+    let good: Vec<(Option<String>, Vec<u8>)> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["tenant_id"].as_str().map(str::to_owned),
+                l.as_bytes().to_vec(),
+            )
+        })
+        .collect();
+    // One extra verification whose events carry unknown fields: kept, never an error.
+    let extra = |id: &str, ty: &str, at: &str, more: serde_json::Value| {
+        let mut e = json!({"event_id": id, "type": ty, "verification_id": "v-with-extras", "tenant_id": "shopfast",
+                           "occurred_at": at, "campaign": {"id": 7, "tags": ["a"]}, "sdk_version": 3});
+        for (k, v) in more.as_object().unwrap() {
+            e[k] = v.clone();
+        }
+        (Some("shopfast".to_owned()), serde_json::to_vec(&e).unwrap())
+    };
+    let extras = vec![
+        extra(
+            "x1",
+            "verification.requested",
+            "2026-01-05T00:01:00.000Z",
+            json!({"phone_number": "+5511988887777", "country": "BR", "channel": "sms", "service": "login"}),
+        ),
+        extra(
+            "x2",
+            "verification.sent",
+            "2026-01-05T00:01:00.300Z",
+            json!({"provider": "sinch", "attempt": 1}),
+        ),
+        extra(
+            "x3",
+            "verification.approved",
+            "2026-01-05T00:01:30.000Z",
+            json!({}),
+        ),
+    ];
+
+    let bad = bad_inputs();
+    let mut records: Vec<(Option<&str>, Vec<u8>)> = Vec::new();
+    let every = good.len() / (bad.len() + extras.len() + 1);
+    let mut side = bad
+        .iter()
+        .map(|(bytes, _, _)| (Some("acme-bank"), bytes.clone()))
+        .chain(extras.iter().map(|(k, v)| (k.as_deref(), v.clone())));
+    for (i, (key, value)) in good.iter().enumerate() {
+        records.push((key.as_deref(), value.clone()));
+        if i % every == every - 1
+            && let Some(s) = side.next()
+        {
+            records.push(s);
+        }
+    }
+    records.extend(side);
+    create_topic(&d.brokers, &d.input, 4);
+    produce_records(&d.brokers, &d.input, &records);
+
+    d.run_until_end(
+        &[("VERIFLOW_PIPELINE__MAX_EVENT_BYTES", "4096")],
+        RUN_TIMEOUT,
+    );
+
+    let dead = consume(&d.brokers, &d.dlq, bad.len(), READ_TIMEOUT, LINGER);
+    assert_eq!(
+        dead.len(),
+        bad.len(),
+        "exactly the bad records are dead-lettered"
+    );
+    for (bytes, reason, field) in &bad {
+        let found = dead.iter().find(|r| &r.value == bytes).unwrap_or_else(|| {
+            panic!(
+                "no dead letter carries the original bytes of {:?}",
+                String::from_utf8_lossy(bytes)
+            )
+        });
+        assert_eq!(
+            found.headers.get("veriflow.reason").map(String::as_str),
+            Some(*reason),
+            "{found:?}"
+        );
+        assert_eq!(
+            found.headers.get("veriflow.field").map(String::as_str),
+            *field,
+            "{found:?}"
+        );
+        assert_eq!(found.headers.get("veriflow.source.topic"), Some(&d.input));
+        assert!(
+            found.headers["veriflow.source.partition"]
+                .parse::<i32>()
+                .is_ok()
+        );
+        assert!(
+            found.headers["veriflow.source.offset"]
+                .parse::<i64>()
+                .unwrap()
+                >= 0
+        );
+        assert!(!found.headers["veriflow.detail"].is_empty());
+        assert_eq!(
+            found.key.as_deref(),
+            Some("acme-bank"),
+            "the original key is kept"
+        );
+    }
+    // Positions are exact: reading the source at that partition/offset gives the same bytes.
+    let source = consume(
+        &d.brokers,
+        &d.input,
+        records.len(),
+        READ_TIMEOUT,
+        Duration::ZERO,
+    );
+    for r in &dead {
+        let p: i32 = r.headers["veriflow.source.partition"].parse().unwrap();
+        let o: i64 = r.headers["veriflow.source.offset"].parse().unwrap();
+        let original = source
+            .iter()
+            .find(|s| s.partition == p && s.offset == o)
+            .expect("source record exists");
+        assert_eq!(original.value, r.value);
+    }
+
+    let outcomes = consume(
+        &d.brokers,
+        &d.outcomes,
+        truth.len() + 1,
+        READ_TIMEOUT,
+        LINGER,
+    );
+    let (with_extras, simulated): (Vec<_>, Vec<_>) = outcomes
+        .into_iter()
+        .partition(|o| o.json()["verification_id"] == "v-with-extras");
+    assert_eq!(with_extras.len(), 1);
+    assert_eq!(with_extras[0].json()["outcome"], "approved");
+    assert_eq!(with_extras[0].json()["time_to_approve_ms"], 30_000);
+    assert_outcomes_match_truth(&simulated, &truth);
+}
+
+#[test]
+fn a_restart_mid_stream_gives_every_verification_exactly_one_outcome() {
+    let d = Deployment::new("restart");
+    let dir = tempfile::tempdir().unwrap();
+    let (events, truth) = simulate_to_file(
+        dir.path(),
+        &["--rate", "5", "--duration", "5m", "--seed", "23"],
+    );
+    let lines = std::fs::read_to_string(&events).unwrap().lines().count();
+    let first = lines * 6 / 10;
+    create_topic(&d.brokers, &d.input, 4);
+    produce_events(&d.brokers, &d.input, &events, 0, Some(first));
+
+    let child = d
+        .command(&[("VERIFLOW_CHECKPOINT__INTERVAL", "500ms")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ckpt_dir = d.checkpoints.path().to_path_buf();
+    wait_until("a first checkpoint", Duration::from_secs(60), || {
+        walk(&ckpt_dir)
+            .iter()
+            .any(|p| p.extension().is_some_and(|e| e == "vfck"))
+    });
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (status, log) = wait_with_timeout(child, Duration::from_secs(60));
+    assert!(status.success(), "graceful stop failed:\n{log}");
+    assert!(log.contains("in_flight="), "{log}");
+
+    produce_events(&d.brokers, &d.input, &events, first, None);
+    let log = d.run_until_end(&[], RUN_TIMEOUT);
+    assert!(
+        log.contains("restored from checkpoint"),
+        "the second run resumes from the checkpoint:\n{log}"
+    );
+
+    let outcomes = consume(&d.brokers, &d.outcomes, truth.len(), READ_TIMEOUT, LINGER);
+    assert_outcomes_match_truth(&outcomes, &truth);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

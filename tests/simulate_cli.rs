@@ -1,0 +1,117 @@
+//! `veriflow simulate` from the command line: determinism and the ground-truth file.
+
+mod common;
+
+use common::*;
+
+fn simulate_bytes(seed: &str) -> (Vec<u8>, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, _) = simulate_to_file(
+        dir.path(),
+        &[
+            "--rate",
+            "10",
+            "--duration",
+            "2m",
+            "--seed",
+            seed,
+            "--malformed-share",
+            "0.01",
+        ],
+    );
+    (
+        std::fs::read(&events).unwrap(),
+        std::fs::read(dir.path().join("events.truth.jsonl")).unwrap(),
+    )
+}
+
+#[test]
+fn same_seed_same_bytes() {
+    let (events_a, truth_a) = simulate_bytes("42");
+    let (events_b, truth_b) = simulate_bytes("42");
+    assert!(events_a.len() > 100_000, "{} bytes", events_a.len());
+    assert!(
+        events_a == events_b,
+        "events differ between two runs with one seed"
+    );
+    assert!(
+        truth_a == truth_b,
+        "truth differs between two runs with one seed"
+    );
+    let (events_c, _) = simulate_bytes("43");
+    assert!(events_a != events_c, "another seed gives another stream");
+}
+
+#[test]
+fn ground_truth_describes_every_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, truth) = simulate_to_file(
+        dir.path(),
+        &["--rate", "10", "--duration", "2m", "--seed", "3"],
+    );
+    let requested = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"verification.requested\""))
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["verification_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(requested.len(), truth.len());
+    for t in &truth {
+        assert!(requested.contains(t["verification_id"].as_str().unwrap()));
+        let p = t["p_success"].as_object().unwrap();
+        assert!(p.len() >= 4, "a true success probability per provider");
+        assert!(
+            p.values()
+                .all(|x| (0.0..=1.0).contains(&x.as_f64().unwrap()))
+        );
+        assert!(t["is_fraud"].is_boolean());
+    }
+}
+
+#[test]
+fn bad_arguments_get_clear_messages() {
+    let out = veriflow()
+        .args([
+            "simulate",
+            "--rate",
+            "1",
+            "--duration",
+            "ten",
+            "--out",
+            "file:///tmp/x",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a duration"));
+    let out = veriflow()
+        .args([
+            "simulate",
+            "--rate",
+            "1",
+            "--duration",
+            "1m",
+            "--out",
+            "ftp://x",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kafka://host:port/topic"));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[kafka]\nbrokerz = \"x\"\n").unwrap();
+    let out = veriflow()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("brokerz") && err.contains("bad.toml"), "{err}");
+}
