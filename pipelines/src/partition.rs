@@ -323,3 +323,225 @@ pub struct PartitionState {
     pub open: Vec<(VerificationKey, Verification)>,
     pub decided: Vec<(VerificationKey, EventTime)>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::OutcomeKind;
+
+    fn cfg() -> PipelineConfig {
+        PipelineConfig {
+            limits: ValidationLimits {
+                max_future_skew_ms: None,
+                ..Default::default()
+            },
+            ..PipelineConfig::default()
+        }
+    }
+
+    /// Minutes after 2026-01-05T00:00:00Z, as RFC 3339.
+    fn at(minutes: f64) -> String {
+        format_rfc3339(1_767_571_200_000 + (minutes * 60_000.0) as i64)
+    }
+
+    fn ev(id: &str, ty: &str, vid: &str, minutes: f64) -> Vec<u8> {
+        let mut e = serde_json::json!({
+            "event_id": id, "type": format!("verification.{ty}"), "verification_id": vid,
+            "tenant_id": "t1", "occurred_at": at(minutes),
+        });
+        match ty {
+            "requested" => {
+                e["phone_number"] = "+5511999990000".into();
+                e["country"] = "BR".into();
+                e["channel"] = "sms".into();
+                e["service"] = "login".into();
+            }
+            "sent" => {
+                e["provider"] = "sinch".into();
+                e["attempt"] = 1.into();
+                e["cost"] = 0.01.into();
+                e["currency"] = "USD".into();
+            }
+            "delivered" => e["provider"] = "sinch".into(),
+            _ => {}
+        }
+        serde_json::to_vec(&e).unwrap()
+    }
+
+    struct Harness {
+        cfg: PipelineConfig,
+        p: PartitionPipeline,
+        offset: i64,
+        out: Vec<Output>,
+    }
+
+    impl Harness {
+        fn new() -> Self {
+            Harness {
+                cfg: cfg(),
+                p: PartitionPipeline::new(0),
+                offset: 0,
+                out: Vec::new(),
+            }
+        }
+        fn feed(&mut self, payload: Vec<u8>) -> &mut Self {
+            let record = InputRecord {
+                offset: self.offset,
+                key: Some(b"t1"),
+                payload: &payload,
+            };
+            self.p.process(&self.cfg, record, 0, &mut self.out);
+            self.offset += 1;
+            self.p.fire_timers(&self.cfg, &mut self.out);
+            self
+        }
+        fn outcomes(&self) -> Vec<&Outcome> {
+            self.out
+                .iter()
+                .filter_map(|o| {
+                    if let Output::Outcome(o) = o {
+                        Some(o)
+                    } else {
+                        None
+                    }
+                })
+                .collect()
+        }
+        fn rejected(&self, reason: RejectReason) -> Vec<&Rejected> {
+            self.out
+                .iter()
+                .filter_map(|o| {
+                    if let Output::Rejected(r) = o {
+                        Some(r)
+                    } else {
+                        None
+                    }
+                })
+                .filter(|r| r.rejection.reason == reason)
+                .collect()
+        }
+    }
+
+    #[test]
+    fn approval_decides_once_the_watermark_passes_it() {
+        let mut h = Harness::new();
+        h.feed(ev("1", "requested", "v1", 0.0))
+            .feed(ev("2", "sent", "v1", 0.01))
+            .feed(ev("3", "approved", "v1", 0.5));
+        assert!(
+            h.outcomes().is_empty(),
+            "not before the watermark passes the approval"
+        );
+        h.feed(ev("x", "requested", "v2", 2.6)); // watermark = 0.6 min
+        let o = h.outcomes();
+        assert_eq!(o.len(), 1);
+        assert_eq!(o[0].outcome, OutcomeKind::Approved);
+        assert_eq!(o[0].time_to_approve_ms, Some(30_000));
+        assert_eq!(o[0].providers, vec!["sinch"]);
+        assert_eq!(o[0].cost, Some(0.01));
+    }
+
+    #[test]
+    fn approval_after_the_ttl_is_an_expiry() {
+        let mut h = Harness::new();
+        h.feed(ev("1", "requested", "v1", 0.0))
+            .feed(ev("2", "sent", "v1", 0.01))
+            .feed(ev("3", "approved", "v1", 10.5));
+        h.p.drain(&h.cfg, &mut h.out);
+        let o = h.outcomes();
+        assert_eq!(o.len(), 1);
+        assert_eq!(o[0].outcome, OutcomeKind::Expired);
+        assert_eq!(o[0].time_to_approve_ms, None);
+        assert_eq!(o[0].decided_at - o[0].requested_at, 600_000);
+        assert_eq!(o[0].failed_attempts(), 1);
+    }
+
+    #[test]
+    fn late_events_go_to_the_late_output_and_change_nothing() {
+        let mut h = Harness::new();
+        h.feed(ev("1", "requested", "v1", 0.0))
+            .feed(ev("2", "requested", "v2", 5.0));
+        // Watermark is 3.0 min: an approval of v1 at 1.0 min is late.
+        h.feed(ev("3", "approved", "v1", 1.0));
+        let late = h.rejected(RejectReason::Late);
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0].offset, 2);
+        assert_eq!(late[0].payload, ev("3", "approved", "v1", 1.0));
+        h.p.drain(&h.cfg, &mut h.out);
+        assert!(
+            h.outcomes()
+                .iter()
+                .all(|o| o.outcome == OutcomeKind::Expired)
+        );
+        assert_eq!(h.p.stats().late, 1);
+    }
+
+    #[test]
+    fn events_without_a_request_become_orphans_with_their_bytes() {
+        let mut h = Harness::new();
+        h.feed(ev("1", "sent", "ghost", 0.0))
+            .feed(ev("2", "delivered", "ghost", 0.1));
+        h.feed(ev("3", "requested", "v9", 13.0)); // watermark 11 > 0 + TTL
+        let orphans = h.rejected(RejectReason::Orphan);
+        assert_eq!(orphans.len(), 2);
+        assert_eq!(orphans[0].payload, ev("1", "sent", "ghost", 0.0));
+        assert!(h.outcomes().is_empty());
+    }
+
+    #[test]
+    fn a_request_arriving_after_its_other_events_is_joined() {
+        let mut h = Harness::new();
+        h.feed(ev("2", "sent", "v1", 0.01))
+            .feed(ev("3", "approved", "v1", 0.4))
+            .feed(ev("1", "requested", "v1", 0.0));
+        h.p.drain(&h.cfg, &mut h.out);
+        let o = h.outcomes();
+        assert_eq!(o.len(), 1);
+        assert_eq!(o[0].outcome, OutcomeKind::Approved);
+        assert!(h.rejected(RejectReason::Orphan).is_empty());
+    }
+
+    #[test]
+    fn stragglers_and_duplicates_after_the_decision_are_absorbed() {
+        let mut h = Harness::new();
+        h.feed(ev("1", "requested", "v1", 0.0))
+            .feed(ev("2", "sent", "v1", 0.01))
+            .feed(ev("3", "approved", "v1", 0.3));
+        h.feed(ev("x", "requested", "v2", 3.0)); // decides v1
+        assert_eq!(h.outcomes().len(), 1);
+        h.feed(ev("4", "delivered", "v1", 1.5))
+            .feed(ev("3", "approved", "v1", 1.5));
+        h.p.drain(&h.cfg, &mut h.out);
+        let v1: Vec<_> = h
+            .outcomes()
+            .into_iter()
+            .filter(|o| o.verification_id == "v1")
+            .collect();
+        assert_eq!(v1.len(), 1, "one outcome per verification");
+        assert_eq!(h.p.stats().after_decision, 2);
+        assert!(h.rejected(RejectReason::Orphan).is_empty());
+    }
+
+    #[test]
+    fn duplicates_are_applied_once_and_replayed_offsets_skipped() {
+        let mut h = Harness::new();
+        h.feed(ev("1", "requested", "v1", 0.0))
+            .feed(ev("2", "sent", "v1", 0.01))
+            .feed(ev("2", "sent", "v1", 0.01));
+        assert_eq!(h.p.stats().duplicates, 1);
+        // A record at an offset already processed (redelivery after restore) is ignored.
+        let payload = ev("9", "sent", "v1", 0.02);
+        h.p.process(
+            &h.cfg,
+            InputRecord {
+                offset: 1,
+                key: None,
+                payload: &payload,
+            },
+            0,
+            &mut h.out,
+        );
+        h.p.drain(&h.cfg, &mut h.out);
+        assert_eq!(h.outcomes()[0].attempts, 1);
+    }
+}
