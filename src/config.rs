@@ -16,7 +16,7 @@ use veriflow_pipelines::{PipelineConfig, ValidationLimits};
 
 pub const ENV_PREFIX: &str = "VERIFLOW_";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub kafka: KafkaSection,
@@ -64,17 +64,6 @@ pub struct CheckpointSection {
     pub dir: PathBuf,
     pub interval: String,
     pub keep: usize,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            kafka: KafkaSection::default(),
-            topics: TopicsSection::default(),
-            pipeline: PipelineSection::default(),
-            checkpoint: CheckpointSection::default(),
-        }
-    }
 }
 
 impl Default for KafkaSection {

@@ -147,7 +147,7 @@ fn bad_input_goes_to_the_dead_letter_topic_and_good_events_flow_around_it() {
         }
         (Some("shopfast".to_owned()), serde_json::to_vec(&e).unwrap())
     };
-    let extras = vec![
+    let extras = [
         extra(
             "x1",
             "verification.requested",

@@ -1,1 +1,259 @@
-fn main() {}
+//! veriflow's benchmark harness.
+//!
+//! Every figure is measured side by side with a baseline in the same run, so the
+//! ratios stay meaningful on a noisy machine:
+//!
+//! * in-process: validate + dedup + lifecycle join + timers over simulator events,
+//!   at 1 and 2 threads (partitions split between threads), against the cost of
+//!   merely parsing the same bytes into `serde_json::Value`;
+//! * end to end: `veriflow run --until-end` draining a topic on the broker, per CPU
+//!   second of the veriflow process.
+//!
+//! `cargo run --release -p veriflow-bench -- --help`; results go to stdout as a table.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use veriflow_connectors::kafka::{KafkaConfig, KafkaSink, TopicSpec, ensure_topics};
+use veriflow_pipelines::lifecycle::fnv1a64;
+use veriflow_pipelines::{
+    InputRecord, Output, PartitionPipeline, PipelineConfig, ValidationLimits,
+};
+use veriflow_simulator::{SimConfig, SimItem, Simulator};
+
+#[derive(Parser)]
+struct Args {
+    /// Events to generate (approximately).
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// Repetitions of each in-process measurement; the best is reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Also measure end to end through this broker (e.g. 127.0.0.1:9092).
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Partitions of the in-process run and of the benchmark topic.
+    #[arg(long, default_value_t = 4)]
+    partitions: usize,
+}
+
+struct Event {
+    key: String,
+    payload: Vec<u8>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    eprintln!("generating ~{} simulator events ...", args.events);
+    let events = generate(args.events);
+    let bytes: usize = events.iter().map(|e| e.payload.len()).sum();
+    eprintln!("{} events, {:.1} MB", events.len(), bytes as f64 / 1e6);
+
+    let mut rows: Vec<(String, f64, String)> = Vec::new();
+    let baseline = best(args.repeat, || parse_only(&events));
+    rows.push((
+        "parse only (serde_json::Value), 1 thread".into(),
+        baseline,
+        "baseline".into(),
+    ));
+    let one = best(args.repeat, || pipeline(&events, args.partitions, 1));
+    rows.push((
+        "pipeline v1, 1 thread".into(),
+        one,
+        format!("{:.2}× baseline", one / baseline),
+    ));
+    let two = best(args.repeat, || pipeline(&events, args.partitions, 2));
+    rows.push((
+        "pipeline v1, 2 threads (total)".into(),
+        two,
+        format!("{:.2}× 1 thread; {:.0}/s per core", two / one, two / 2.0),
+    ));
+    if let Some(brokers) = &args.brokers {
+        let (wall, cpu) = end_to_end(brokers, &events, args.partitions as i32)?;
+        let n = events.len() as f64;
+        rows.push((
+            "end to end via broker, wall clock".into(),
+            n / wall,
+            format!("{:.1} s incl. group join", wall),
+        ));
+        rows.push((
+            "end to end via broker, per CPU second".into(),
+            n / cpu,
+            format!("{:.2}× in-process 1 thread", (n / cpu) / one),
+        ));
+    }
+
+    println!("\n| measurement | events/s | relative |\n|---|---:|---|");
+    for (name, rate, rel) in rows {
+        println!("| {name} | {rate:.0} | {rel} |");
+    }
+    Ok(())
+}
+
+fn generate(n: usize) -> Vec<Event> {
+    let mut sim = Simulator::new(SimConfig {
+        seed: 7,
+        rate: 400.0,
+        duration_ms: None,
+        duplicate_share: 0.01,
+        fraud_share: 0.03,
+        ..SimConfig::default()
+    });
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        match sim.next() {
+            Some(SimItem::Event(e)) => out.push(Event {
+                key: e.key,
+                payload: e.payload,
+            }),
+            Some(SimItem::Truth(_)) => {}
+            None => break,
+        }
+    }
+    out
+}
+
+fn best(repeat: usize, mut f: impl FnMut() -> f64) -> f64 {
+    (0..repeat.max(1)).map(|_| f()).fold(0.0, f64::max)
+}
+
+fn parse_only(events: &[Event]) -> f64 {
+    let started = Instant::now();
+    let mut ok = 0usize;
+    for e in events {
+        ok += usize::from(serde_json::from_slice::<serde_json::Value>(&e.payload).is_ok());
+    }
+    std::hint::black_box(ok);
+    events.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Events/s of the full v1 pipeline, partitions split over `threads`.
+fn pipeline(events: &[Event], partitions: usize, threads: usize) -> f64 {
+    let cfg = PipelineConfig {
+        limits: ValidationLimits {
+            max_future_skew_ms: None,
+            ..Default::default()
+        },
+        ..PipelineConfig::default()
+    };
+    // Route by key as a Kafka partitioner would, before the clock starts.
+    let mut by_partition: Vec<Vec<&Event>> = vec![Vec::new(); partitions];
+    for e in events {
+        by_partition[(fnv1a64(e.key.as_bytes()) % partitions as u64) as usize].push(e);
+    }
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let mine: Vec<(usize, &Vec<&Event>)> = by_partition
+                .iter()
+                .enumerate()
+                .filter(|(p, _)| p % threads == t)
+                .collect();
+            let cfg = &cfg;
+            s.spawn(move || {
+                let mut outcomes = 0usize;
+                let mut out: Vec<Output> = Vec::with_capacity(4096);
+                for (p, evs) in mine {
+                    let mut pipe = PartitionPipeline::new(p as i32);
+                    for (offset, e) in evs.iter().enumerate() {
+                        let record = InputRecord {
+                            offset: offset as i64,
+                            key: Some(e.key.as_bytes()),
+                            payload: &e.payload,
+                        };
+                        pipe.process(cfg, record, 0, &mut out);
+                        if offset % 4096 == 4095 {
+                            pipe.fire_timers(cfg, &mut out);
+                            outcomes += out.len();
+                            out.clear();
+                        }
+                    }
+                    pipe.drain(cfg, &mut out);
+                    outcomes += out.len();
+                    out.clear();
+                }
+                std::hint::black_box(outcomes);
+            });
+        }
+    });
+    events.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Produces the events to a fresh topic, then times `veriflow run --until-end`.
+/// Returns (wall seconds, CPU seconds of the veriflow process).
+fn end_to_end(brokers: &str, events: &[Event], partitions: i32) -> anyhow::Result<(f64, f64)> {
+    let exe = veriflow_binary()?;
+    let tag = format!(
+        "bench-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    );
+    let topic = format!("{tag}.in");
+    let cfg = KafkaConfig {
+        brokers: brokers.to_owned(),
+        group_id: tag.clone(),
+        properties: Default::default(),
+    };
+    ensure_topics(
+        &cfg,
+        &[TopicSpec {
+            name: topic.clone(),
+            partitions,
+            compacted: false,
+        }],
+    )?;
+    eprintln!("producing {} events to {topic} ...", events.len());
+    let sink = KafkaSink::new(&cfg)?;
+    for e in events {
+        sink.send(&topic, Some(e.key.as_bytes()), &e.payload, &[])?;
+    }
+    sink.flush(Duration::from_secs(300))?;
+    let checkpoints = std::env::temp_dir().join(&tag);
+    eprintln!("running {} run --until-end ...", exe.display());
+    let cpu_before = children_cpu_seconds();
+    let started = Instant::now();
+    let status = Command::new(&exe)
+        .args(["run", "--until-end", "--brokers", brokers, "--group", &tag])
+        .arg("--checkpoint-dir")
+        .arg(&checkpoints)
+        .env("VERIFLOW_TOPICS__INPUT", &topic)
+        .env("VERIFLOW_TOPICS__OUTCOMES", format!("{tag}.outcomes"))
+        .env("VERIFLOW_TOPICS__DLQ", format!("{tag}.dlq"))
+        .env("VERIFLOW_TOPICS__LATE", format!("{tag}.late"))
+        .env("VERIFLOW_PIPELINE__MAX_FUTURE_SKEW", "off")
+        .env("VERIFLOW_LOG", "warn")
+        .stdout(Stdio::null())
+        .status()
+        .context("running veriflow")?;
+    let wall = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&checkpoints);
+    if !status.success() {
+        bail!("veriflow run failed: {status}");
+    }
+    Ok((wall, children_cpu_seconds() - cpu_before))
+}
+
+/// CPU time of waited-for children so far (including, after `exec`, the shell's).
+fn children_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct we hand it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// The `veriflow` binary built beside this one (`cargo build --release` first).
+fn veriflow_binary() -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let path = me.with_file_name("veriflow");
+    if !path.exists() {
+        bail!(
+            "{} not found: run `cargo build --release` first (the bench script does)",
+            path.display()
+        );
+    }
+    Ok(path)
+}

@@ -354,7 +354,7 @@ fn requested(f: &Fields<'_>) -> Result<Requested, Rejection> {
         country,
         "country",
         "an ISO 3166-1 alpha-2 code such as BR",
-        |c| is_assigned_alpha2(c),
+        is_assigned_alpha2,
     )?;
     let channel_text = required_str(f, "channel", 16)?;
     let channel = Channel::parse(&channel_text).ok_or_else(|| {

@@ -691,7 +691,7 @@ fn phone_number(c: &world::Country, h: u64) -> String {
     for i in 0..c.subscriber_digits {
         let d = if i == 0 { 2 + x % 8 } else { x % 10 };
         digits.push(char::from(b'0' + d as u8));
-        x = x / 10 ^ (x << 7).rotate_left(13);
+        x = (x / 10) ^ (x << 7).rotate_left(13);
     }
     digits
 }

@@ -29,7 +29,12 @@ struct SourceContext {
 impl ClientContext for SourceContext {
     fn error(&self, error: KafkaError, reason: &str) {
         // End of partition is reported through `SourceEvent::EndOfPartition`, not an error.
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        let eof = matches!(
+            error,
+            KafkaError::PartitionEOF(_)
+                | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        );
+        if !eof {
             tracing::warn!(%error, reason, "kafka client error");
         }
     }

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Builds in release mode and runs the benchmark harness; pass --brokers 127.0.0.1:9092
+# (after scripts/stack.sh up) to include the end-to-end measurement.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/veriflow/target}
+cargo build --release -p veriflow -p veriflow-bench
+exec "$CARGO_TARGET_DIR/release/veriflow-bench" "$@"
