@@ -47,6 +47,7 @@ pub struct HeldRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verification {
     pub tenant_id: String,
+    pub verification_id: String,
     pub requested: Option<RequestInfo>,
     /// Earliest event time seen; bounds how long an orphan is kept.
     pub first_event_at: EventTime,
@@ -68,9 +69,10 @@ pub enum Applied {
 }
 
 impl Verification {
-    pub fn new(tenant_id: &str, first_event_at: EventTime) -> Self {
+    pub fn new(tenant_id: &str, verification_id: &str, first_event_at: EventTime) -> Self {
         Verification {
             tenant_id: tenant_id.to_owned(),
+            verification_id: verification_id.to_owned(),
             requested: None,
             first_event_at,
             seen: Vec::new(),
@@ -150,7 +152,7 @@ impl Verification {
     }
 
     /// The final outcome, or `None` for an orphan (no `requested` seen).
-    pub fn outcome(&self, verification_id: &str, ttl_ms: i64) -> Option<Outcome> {
+    pub fn outcome(&self, ttl_ms: i64) -> Option<Outcome> {
         let r = self.requested.as_ref()?;
         let deadline = self.deadline(ttl_ms);
         let approved_at = self.first_approval(r.at + ttl_ms);
@@ -170,7 +172,7 @@ impl Verification {
         };
 
         Some(Outcome {
-            verification_id: verification_id.to_owned(),
+            verification_id: self.verification_id.clone(),
             tenant_id: self.tenant_id.clone(),
             outcome: if approved_at.is_some() {
                 OutcomeKind::Approved
@@ -200,6 +202,17 @@ impl Verification {
             currency: if mixed { None } else { currency },
         })
     }
+}
+
+/// The state key of a verification: a 128-bit hash of (tenant, verification id).
+/// `0xff` never occurs in UTF-8, so the separator makes the pair unambiguous; at 128
+/// bits a collision among even billions of keys is beyond practical concern.
+pub fn verification_key(tenant_id: &str, verification_id: &str) -> u128 {
+    let mut h = xxhash_rust::xxh3::Xxh3Default::new();
+    h.update(tenant_id.as_bytes());
+    h.update(&[0xff]);
+    h.update(verification_id.as_bytes());
+    h.digest128()
 }
 
 /// FNV-1a, 64 bit: stable across builds and platforms, so checkpoints stay readable.

@@ -12,11 +12,13 @@
 //! without being late, the decision never depends on arrival order.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+
+use foldhash::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::lifecycle::{Applied, HeldRecord, Verification};
+use crate::lifecycle::{Applied, HeldRecord, Verification, verification_key};
 use crate::outcome::Outcome;
 use crate::reject::{RejectReason, Rejected, Rejection};
 use crate::time::{EventTime, format_rfc3339};
@@ -75,7 +77,8 @@ pub struct PartitionStats {
     pub outcomes: u64,
 }
 
-type VerificationKey = (String, String); // (tenant_id, verification_id)
+/// See [`verification_key`].
+type VerificationKey = u128;
 
 pub struct PartitionPipeline {
     partition: i32,
@@ -97,9 +100,9 @@ impl PartitionPipeline {
             partition,
             next_offset: 0,
             max_event_time: None,
-            open: HashMap::new(),
+            open: HashMap::default(),
             timers: BinaryHeap::new(),
-            decided: HashMap::new(),
+            decided: HashMap::default(),
             decided_expiry: BinaryHeap::new(),
             stats: PartitionStats::default(),
         }
@@ -170,16 +173,15 @@ impl PartitionPipeline {
                 .map_or(event.occurred_at, |m| m.max(event.occurred_at)),
         );
 
-        let key = (event.tenant_id.clone(), event.verification_id.clone());
+        let key = verification_key(&event.tenant_id, &event.verification_id);
         if self.decided.contains_key(&key) {
             self.stats.after_decision += 1;
             return;
         }
         let first_at = event.occurred_at;
-        let verification = self
-            .open
-            .entry(key.clone())
-            .or_insert_with(|| Verification::new(&key.0, first_at));
+        let verification = self.open.entry(key).or_insert_with(|| {
+            Verification::new(&event.tenant_id, &event.verification_id, first_at)
+        });
         let before = verification.deadline(cfg.ttl_ms);
         let applied = verification.apply(event, || HeldRecord {
             offset: record.offset,
@@ -199,7 +201,7 @@ impl PartitionPipeline {
     }
 
     /// Decides every verification whose deadline the watermark has passed, in
-    /// (deadline, tenant, verification) order, and forgets expired tombstones.
+    /// (deadline, key) order, and forgets expired tombstones.
     pub fn fire_timers(&mut self, cfg: &PipelineConfig, out: &mut Vec<Output>) {
         if let Some(wm) = self.watermark(cfg) {
             self.fire_until(cfg, wm, out);
@@ -229,7 +231,7 @@ impl PartitionPipeline {
             let Some(verification) = self.open.remove(&key) else {
                 continue;
             };
-            match verification.outcome(&key.1, cfg.ttl_ms) {
+            match verification.outcome(cfg.ttl_ms) {
                 Some(outcome) => {
                     self.stats.outcomes += 1;
                     out.push(Output::Outcome(outcome));
@@ -237,8 +239,10 @@ impl PartitionPipeline {
                 None => {
                     for held in verification.held {
                         self.stats.orphaned += 1;
-                        let detail =
-                            format!("no verification.requested for `{}` within the TTL", key.1);
+                        let detail = format!(
+                            "no verification.requested for `{}` within the TTL",
+                            verification.verification_id
+                        );
                         out.push(Output::Rejected(Rejected {
                             rejection: Rejection::field(
                                 RejectReason::Orphan,
@@ -254,7 +258,7 @@ impl PartitionPipeline {
                 }
             }
             let forget_at = deadline.saturating_add(cfg.retention_after_decision_ms);
-            self.decided.insert(key.clone(), forget_at);
+            self.decided.insert(key, forget_at);
             self.decided_expiry.push(Reverse((forget_at, key)));
         }
         while let Some(Reverse((forget_at, _))) = self.decided_expiry.peek() {
@@ -279,13 +283,9 @@ impl PartitionPipeline {
 
     /// The state to checkpoint. Sorted, so equal states give equal bytes.
     pub fn snapshot(&self) -> PartitionState {
-        let mut open: Vec<_> = self
-            .open
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        open.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut decided: Vec<_> = self.decided.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let mut open: Vec<_> = self.open.iter().map(|(k, v)| (*k, v.clone())).collect();
+        open.sort_by_key(|(k, _)| *k);
+        let mut decided: Vec<_> = self.decided.iter().map(|(k, v)| (*k, *v)).collect();
         decided.sort();
         PartitionState {
             partition: self.partition,
@@ -302,12 +302,11 @@ impl PartitionPipeline {
         p.next_offset = state.next_offset;
         p.max_event_time = state.max_event_time;
         for (key, v) in state.open {
-            p.timers
-                .push(Reverse((v.deadline(cfg.ttl_ms), key.clone())));
+            p.timers.push(Reverse((v.deadline(cfg.ttl_ms), key)));
             p.open.insert(key, v);
         }
         for (key, forget_at) in state.decided {
-            p.decided_expiry.push(Reverse((forget_at, key.clone())));
+            p.decided_expiry.push(Reverse((forget_at, key)));
             p.decided.insert(key, forget_at);
         }
         p
