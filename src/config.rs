@@ -30,7 +30,11 @@ pub struct Config {
 pub struct KafkaSection {
     pub brokers: String,
     pub group_id: String,
-    /// Extra librdkafka properties, passed through unchanged.
+    /// On restore, start this many records before the checkpoint's offset.
+    pub resume_rewind: i64,
+    /// Extra librdkafka properties, passed through unchanged. Numbers and booleans
+    /// are accepted as such (`session.timeout.ms = 6000`).
+    #[serde(deserialize_with = "scalar_map")]
     pub properties: BTreeMap<String, String>,
 }
 
@@ -71,6 +75,7 @@ impl Default for KafkaSection {
         KafkaSection {
             brokers: "127.0.0.1:9092".into(),
             group_id: "veriflow".into(),
+            resume_rewind: 10_000,
             properties: BTreeMap::new(),
         }
     }
@@ -172,6 +177,25 @@ impl Config {
     }
 }
 
+/// A table of scalars, each turned into the string librdkafka expects.
+fn scalar_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = BTreeMap::<String, toml::Value>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| match v {
+            toml::Value::String(s) => Ok((k, s)),
+            toml::Value::Integer(i) => Ok((k, i.to_string())),
+            toml::Value::Float(f) => Ok((k, f.to_string())),
+            toml::Value::Boolean(b) => Ok((k, b.to_string())),
+            other => Err(serde::de::Error::custom(format!(
+                "kafka.properties.{k} must be a string, number or boolean, not {}",
+                other.type_str()
+            ))),
+        })
+        .collect()
+}
+
 fn duration(name: &str, text: &str) -> anyhow::Result<i64> {
     match parse_duration_ms(text) {
         Some(ms) if ms >= 0 => Ok(ms),
@@ -232,6 +256,10 @@ mod tests {
                 "VERIFLOW_KAFKA__PROPERTIES__SECURITY.PROTOCOL".to_owned(),
                 "ssl".to_owned(),
             ),
+            (
+                "VERIFLOW_KAFKA__PROPERTIES__SESSION.TIMEOUT.MS".to_owned(),
+                "6000".to_owned(),
+            ),
             ("VERIFLOW_LOG".to_owned(), "debug".to_owned()),
             ("HOME".to_owned(), "/root".to_owned()),
         ];
@@ -240,6 +268,7 @@ mod tests {
         assert_eq!(config.kafka.brokers, "b:2");
         assert_eq!(config.pipeline.max_event_bytes, 2048);
         assert_eq!(config.kafka.properties["security.protocol"], "ssl");
+        assert_eq!(config.kafka.properties["session.timeout.ms"], "6000");
     }
 
     #[test]

@@ -6,22 +6,25 @@
 //!    each changed partition's state is saved with its next offset;
 //! 3. only then are those offsets committed to the consumer group.
 //!
-//! A crash anywhere resumes from the newest checkpoint: inputs after it are replayed,
-//! and outputs emitted after it are emitted again with the same ids (at-least-once
-//! with deterministic ids; see ARCHITECTURE.md for what a consumer sees).
+//! A crash anywhere resumes from the newest checkpoint, and inputs after it are
+//! replayed. Outputs the crashed run already wrote are not written again: each
+//! checkpoint records where the output topics ended, and on restore the records past
+//! that point are read back and their ids (in headers) suppressed from the replay.
+//! See ARCHITECTURE.md for the precise guarantee.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use veriflow_connectors::kafka::{
-    KafkaSink, KafkaSource, PartitionListener, SourceEvent, TopicSpec, ensure_topics, records,
+    KafkaSink, KafkaSource, OffsetsReader, PartitionListener, SourceEvent, TopicSpec,
+    ensure_topics, records,
 };
 use veriflow_pipelines::checkpoint::CheckpointStore;
 use veriflow_pipelines::time::now_millis;
-use veriflow_pipelines::{Engine, InputRecord, Output};
+use veriflow_pipelines::{Engine, InputRecord, Output, OutputId, SinkPosition};
 
 use crate::config::{Config, TopicsSection};
 use crate::summary::{Gauges, Summary};
@@ -39,11 +42,16 @@ const LOG_EVERY: Duration = Duration::from_secs(5);
 struct Inner {
     engine: Engine,
     sink: Arc<KafkaSink>,
+    offsets: OffsetsReader,
     topics: TopicsSection,
     out: Vec<Output>,
     summary: Summary,
     /// An error raised inside a rebalance callback, surfaced by the main loop.
     error: Option<anyhow::Error>,
+    /// Counts assignments and revocations, so the loop notices them.
+    rebalances: u64,
+    /// See `kafka.resume_rewind`.
+    resume_rewind: i64,
 }
 
 struct Shared(Mutex<Inner>);
@@ -63,7 +71,9 @@ impl Inner {
         for output in self.out.drain(..) {
             self.summary.observe(&output);
             match &output {
-                Output::Outcome(o) => records::send_outcome(&self.sink, &self.topics.outcomes, o)?,
+                Output::Outcome(o) => {
+                    records::send_outcome(&self.sink, &self.topics.outcomes, &self.topics.input, o)?
+                }
                 Output::Rejected(r) => {
                     let topic = if r.rejection.reason.is_dead_letter() {
                         &self.topics.dlq
@@ -88,7 +98,8 @@ impl Inner {
         self.sink
             .flush(FLUSH_TIMEOUT)
             .context("flushing outputs before a checkpoint")?;
-        let report = self.engine.checkpoint(only)?;
+        let positions = self.sink_positions()?;
+        let report = self.engine.checkpoint(only, &positions)?;
         if report.written > 0 {
             tracing::debug!(
                 partitions = report.written,
@@ -98,6 +109,69 @@ impl Inner {
             );
         }
         Ok(report.offsets)
+    }
+
+    /// The current end of every output partition.
+    fn sink_positions(&self) -> anyhow::Result<Vec<SinkPosition>> {
+        let mut positions = Vec::new();
+        for topic in [&self.topics.outcomes, &self.topics.dlq, &self.topics.late] {
+            for (partition, offset) in self.offsets.high_watermarks(topic)? {
+                positions.push(SinkPosition {
+                    topic: topic.clone(),
+                    partition,
+                    offset,
+                });
+            }
+        }
+        Ok(positions)
+    }
+
+    /// After restoring `restored` partitions: read the outputs written since their
+    /// checkpoints and remember the ones that came from them.
+    fn learn_written_outputs(
+        &mut self,
+        restored: &[(i32, Vec<SinkPosition>)],
+    ) -> anyhow::Result<()> {
+        let mut from: HashMap<(String, i32), i64> = HashMap::new();
+        for (_, positions) in restored {
+            for p in positions {
+                let entry = from
+                    .entry((p.topic.clone(), p.partition))
+                    .or_insert(p.offset);
+                *entry = (*entry).min(p.offset);
+            }
+        }
+        let from: Vec<(String, i32, i64)> = from.into_iter().map(|((t, p), o)| (t, p, o)).collect();
+        let tail = self.offsets.read_tail(&from)?;
+        let mut written: HashMap<i32, Vec<OutputId>> = HashMap::new();
+        for record in &tail {
+            let header = |k: &str| record.header(k).map(str::to_owned);
+            let Some((partition, id)) = records::output_identity(&self.topics.input, header) else {
+                continue;
+            };
+            // Only what was written after *that partition's* checkpoint.
+            let after_checkpoint = restored.iter().any(|(p, positions)| {
+                *p == partition
+                    && positions
+                        .iter()
+                        .find(|s| s.topic == record.topic && s.partition == record.partition)
+                        .is_none_or(|s| record.offset >= s.offset)
+            });
+            if after_checkpoint {
+                written.entry(partition).or_default().push(id);
+            }
+        }
+        let found: usize = written.values().map(Vec::len).sum();
+        for (partition, ids) in written {
+            self.engine.mark_already_written(partition, ids);
+        }
+        if found > 0 {
+            tracing::info!(
+                outputs = found,
+                "outputs written after the last checkpoint will not be written again"
+            );
+        }
+        Ok(())
     }
 
     fn gauges(&self) -> Gauges {
@@ -111,15 +185,24 @@ impl Inner {
 }
 
 impl PartitionListener for Shared {
-    fn assigned(&self, partitions: &[i32]) {
+    fn assigned(&self, partitions: &[i32]) -> Vec<(i32, i64)> {
         let mut inner = self.lock();
+        inner.rebalances += 1;
+        let mut restored = Vec::new();
+        let mut starts = Vec::new();
         for &p in partitions {
             match inner.engine.assign(p) {
-                Ok(Some(offset)) => tracing::info!(
-                    partition = p,
-                    offset,
-                    "partition assigned; state restored from checkpoint"
-                ),
+                Ok(Some(r)) => {
+                    tracing::info!(
+                        partition = p,
+                        offset = r.next_offset,
+                        "partition assigned; state restored from checkpoint"
+                    );
+                    restored.push((p, r.sink_positions));
+                    if r.next_offset > 0 {
+                        starts.push((p, (r.next_offset - inner.resume_rewind).max(0)));
+                    }
+                }
                 Ok(None) => tracing::info!(
                     partition = p,
                     "partition assigned; no checkpoint, starting from the committed offset with empty state"
@@ -131,10 +214,19 @@ impl PartitionListener for Shared {
                 }
             }
         }
+        if !restored.is_empty()
+            && let Err(e) = inner.learn_written_outputs(&restored)
+        {
+            inner
+                .error
+                .get_or_insert(e.context("reading back outputs written after the last checkpoint"));
+        }
+        starts
     }
 
     fn revoked(&self, partitions: &[i32]) -> Vec<(i32, i64)> {
         let mut inner = self.lock();
+        inner.rebalances += 1;
         match inner.checkpoint(Some(partitions)) {
             Ok(offsets) => {
                 for &p in partitions {
@@ -174,6 +266,7 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
         .with_context(|| format!("creating topics on {}", kafka.brokers))?;
     }
     let sink = Arc::new(KafkaSink::new(&kafka)?);
+    let offsets = OffsetsReader::new(&kafka)?;
     let store = CheckpointStore::new(
         config.checkpoint.dir.join(&kafka.group_id),
         config.checkpoint.keep,
@@ -182,10 +275,13 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
     let shared = Arc::new(Shared(Mutex::new(Inner {
         engine,
         sink,
+        offsets,
         topics: topics.clone(),
         out: Vec::with_capacity(BATCH),
         summary: Summary::default(),
         error: None,
+        rebalances: 0,
+        resume_rewind: config.kafka.resume_rewind.max(0),
     })));
     let source = KafkaSource::subscribe(&kafka, &topics.input, shared.clone())?;
     tracing::info!(brokers = %kafka.brokers, group = %kafka.group_id, topic = %topics.input, "consuming");
@@ -195,6 +291,14 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
     let mut last_log = Instant::now();
     let mut at_end: BTreeSet<i32> = BTreeSet::new();
     let mut batch = 0usize;
+    let mut rebalances_seen = 0u64;
+    let input_partitions: BTreeSet<i32> = shared
+        .lock()
+        .offsets
+        .high_watermarks(&topics.input)?
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
 
     let result = (|| -> anyhow::Result<()> {
         loop {
@@ -250,9 +354,16 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
                 tracing::info!("{}", inner.summary.line(gauges, rate));
                 last_log = Instant::now();
             }
+            if inner.rebalances != rebalances_seen {
+                // Positions may have moved: end-of-partition must be seen afresh.
+                rebalances_seen = inner.rebalances;
+                at_end.clear();
+            }
             if options.until_end && idle {
-                let assigned: Vec<i32> = inner.engine.partitions().collect();
-                if !assigned.is_empty() && assigned.iter().all(|p| at_end.contains(p)) {
+                // Only when this instance owns the whole topic: while a crashed
+                // predecessor is still in the group, it may hold some partitions.
+                let assigned: BTreeSet<i32> = inner.engine.partitions().collect();
+                if assigned == input_partitions && assigned.iter().all(|p| at_end.contains(p)) {
                     tracing::info!("end of input: deciding every open verification");
                     let inner = &mut *inner;
                     inner.engine.drain(&mut inner.out);
@@ -271,7 +382,12 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
     let mut inner = shared.lock();
     let gauges = inner.gauges();
     let rate = inner.summary.tick_rate(gauges.received);
-    tracing::info!("final: {}", inner.summary.line(gauges, rate));
+    tracing::info!(
+        "final: {} suppressed_replays={} skipped_offsets={}",
+        inner.summary.line(gauges, rate),
+        inner.engine.stats().suppressed,
+        inner.engine.stats().skipped_offsets
+    );
     drop(inner);
     source.close();
     result.and(finish)

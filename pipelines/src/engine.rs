@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::{CheckpointError, CheckpointStore};
-use crate::partition::{InputRecord, Output, PartitionPipeline, PartitionStats, PipelineConfig};
+use crate::partition::{
+    InputRecord, Output, OutputId, PartitionPipeline, PartitionStats, PipelineConfig, SinkPosition,
+};
 use crate::time::EventTime;
 
 struct Slot {
@@ -25,6 +27,22 @@ pub struct Engine {
     slots: BTreeMap<i32, Slot>,
     /// Stats of partitions that left this instance, so totals never go backwards.
     retired: PartitionStats,
+}
+
+/// What [`Engine::assign`] found in a partition's checkpoint.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    pub next_offset: i64,
+    pub sink_positions: Vec<SinkPosition>,
+}
+
+impl Restored {
+    fn of(p: &PartitionPipeline) -> Self {
+        Restored {
+            next_offset: p.next_offset(),
+            sink_positions: p.sink_positions().to_vec(),
+        }
+    }
 }
 
 /// What a checkpoint round did.
@@ -60,29 +78,32 @@ impl Engine {
         self.slots.keys().copied()
     }
 
-    /// Takes a partition on, restoring its newest checkpoint. Returns the restored
-    /// next offset, or `None` when the partition starts with empty state.
-    pub fn assign(&mut self, partition: i32) -> Result<Option<i64>, CheckpointError> {
-        if self.slots.contains_key(&partition) {
-            return Ok(Some(self.slots[&partition].pipeline.next_offset()));
+    /// Takes a partition on, restoring its newest checkpoint. Returns what was
+    /// restored, or `None` when the partition starts with empty state.
+    pub fn assign(&mut self, partition: i32) -> Result<Option<Restored>, CheckpointError> {
+        if let Some(slot) = self.slots.get(&partition) {
+            return Ok(Some(Restored::of(&slot.pipeline)));
         }
         let restored = match &self.store {
             Some(store) => store.load_latest(&self.topic, partition)?,
             None => None,
         };
-        let offset = restored.as_ref().map(|s| s.next_offset);
+        let fresh = restored.is_none();
         let pipeline = match restored {
             Some(state) => PartitionPipeline::restore(&self.cfg, state),
             None => PartitionPipeline::new(partition),
         };
+        let info = (!fresh).then(|| Restored::of(&pipeline));
+        // Nothing to save until the partition has processed something.
+        let checkpointed_at = Some(pipeline.next_offset());
         self.slots.insert(
             partition,
             Slot {
                 pipeline,
-                checkpointed_at: offset,
+                checkpointed_at,
             },
         );
-        Ok(offset)
+        Ok(info)
     }
 
     /// Lets a partition go (after the caller checkpointed it).
@@ -106,6 +127,13 @@ impl Engine {
         slot.pipeline.process(&self.cfg, record, now, out);
     }
 
+    /// See [`PartitionPipeline::mark_already_written`].
+    pub fn mark_already_written(&mut self, partition: i32, ids: Vec<OutputId>) {
+        if let Some(slot) = self.slots.get_mut(&partition) {
+            slot.pipeline.mark_already_written(ids);
+        }
+    }
+
     pub fn fire_timers(&mut self, out: &mut Vec<Output>) {
         for slot in self.slots.values_mut() {
             slot.pipeline.fire_timers(&self.cfg, out);
@@ -120,10 +148,12 @@ impl Engine {
     }
 
     /// Saves every partition that changed since its last checkpoint (or only
-    /// `only`, if given). Call only when all outputs emitted so far are durable.
+    /// `only`, if given), recording where the outputs stand. Call only when all
+    /// outputs emitted so far are durable.
     pub fn checkpoint(
         &mut self,
         only: Option<&[i32]>,
+        sink_positions: &[SinkPosition],
     ) -> Result<CheckpointReport, CheckpointError> {
         let started = Instant::now();
         let mut report = CheckpointReport::default();
@@ -133,6 +163,7 @@ impl Engine {
             }
             let offset = slot.pipeline.next_offset();
             if slot.checkpointed_at != Some(offset) {
+                slot.pipeline.set_sink_positions(sink_positions.to_vec());
                 if let Some(store) = &self.store {
                     report.bytes += store.save(&self.topic, &slot.pipeline.snapshot())?;
                     report.written += 1;
@@ -169,4 +200,6 @@ fn add_stats(total: &mut PartitionStats, s: &PartitionStats) {
     total.orphaned += s.orphaned;
     total.after_decision += s.after_decision;
     total.outcomes += s.outcomes;
+    total.suppressed += s.suppressed;
+    total.skipped_offsets += s.skipped_offsets;
 }

@@ -22,11 +22,12 @@ pub mod reject;
 pub mod time;
 pub mod validate;
 
-pub use engine::{CheckpointReport, Engine};
+pub use engine::{CheckpointReport, Engine, Restored};
 pub use event::{Channel, Event, EventKind, EventType};
 pub use outcome::{Outcome, OutcomeKind};
 pub use partition::{
-    InputRecord, Output, PartitionPipeline, PartitionState, PartitionStats, PipelineConfig,
+    InputRecord, Output, OutputId, PartitionPipeline, PartitionState, PartitionStats,
+    PipelineConfig, SinkPosition,
 };
 pub use reject::{RejectReason, Rejected, Rejection};
 pub use validate::ValidationLimits;

@@ -152,7 +152,7 @@ impl Verification {
     }
 
     /// The final outcome, or `None` for an orphan (no `requested` seen).
-    pub fn outcome(&self, ttl_ms: i64) -> Option<Outcome> {
+    pub fn outcome(&self, partition: i32, ttl_ms: i64) -> Option<Outcome> {
         let r = self.requested.as_ref()?;
         let deadline = self.deadline(ttl_ms);
         let approved_at = self.first_approval(r.at + ttl_ms);
@@ -172,6 +172,7 @@ impl Verification {
         };
 
         Some(Outcome {
+            partition,
             verification_id: self.verification_id.clone(),
             tenant_id: self.tenant_id.clone(),
             outcome: if approved_at.is_some() {

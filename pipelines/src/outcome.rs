@@ -23,6 +23,8 @@ impl OutcomeKind {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
+    /// The input partition whose operator decided it (its identity on replay).
+    pub partition: i32,
     pub verification_id: String,
     pub tenant_id: String,
     pub outcome: OutcomeKind,

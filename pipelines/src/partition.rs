@@ -14,7 +14,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use foldhash::HashMap;
+use foldhash::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +63,25 @@ pub enum Output {
     Rejected(Rejected),
 }
 
+/// The identity of an output: the same input always yields the same ids, so an
+/// output written before a crash is recognised when the replay produces it again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum OutputId {
+    /// `outcome_id` (tenant and verification).
+    Outcome(String),
+    /// The source offset of a dead-lettered or late record (at most one per input).
+    Rejected(i64),
+}
+
+impl Output {
+    pub fn id(&self) -> OutputId {
+        match self {
+            Output::Outcome(o) => OutputId::Outcome(o.outcome_id()),
+            Output::Rejected(r) => OutputId::Rejected(r.offset),
+        }
+    }
+}
+
 /// Counters for the summary and metrics. Not part of the checkpoint.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PartitionStats {
@@ -75,6 +94,10 @@ pub struct PartitionStats {
     /// Events for verifications already decided (receipts after approval, ...).
     pub after_decision: u64,
     pub outcomes: u64,
+    /// Outputs not emitted again because a crashed run had already written them.
+    pub suppressed: u64,
+    /// Offsets the source jumped over between two records.
+    pub skipped_offsets: u64,
 }
 
 /// See [`verification_key`].
@@ -91,7 +114,20 @@ pub struct PartitionPipeline {
     timers: BinaryHeap<Reverse<(EventTime, VerificationKey)>>,
     decided: HashMap<VerificationKey, EventTime>,
     decided_expiry: BinaryHeap<Reverse<(EventTime, VerificationKey)>>,
+    /// Where the outputs stood at the last checkpoint (see [`SinkPosition`]).
+    sink_positions: Vec<SinkPosition>,
+    /// Outputs written by a crashed run that the replay has not reached yet.
+    already_written: HashSet<OutputId>,
     stats: PartitionStats,
+}
+
+/// The end of one output partition at checkpoint time. After a crash, outputs past
+/// these positions may already hold what the replay is about to emit again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkPosition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
 }
 
 impl PartitionPipeline {
@@ -104,6 +140,8 @@ impl PartitionPipeline {
             timers: BinaryHeap::new(),
             decided: HashMap::default(),
             decided_expiry: BinaryHeap::new(),
+            sink_positions: Vec::new(),
+            already_written: HashSet::default(),
             stats: PartitionStats::default(),
         }
     }
@@ -118,6 +156,14 @@ impl PartitionPipeline {
 
     pub fn stats(&self) -> &PartitionStats {
         &self.stats
+    }
+
+    pub fn sink_positions(&self) -> &[SinkPosition] {
+        &self.sink_positions
+    }
+
+    pub fn set_sink_positions(&mut self, positions: Vec<SinkPosition>) {
+        self.sink_positions = positions;
     }
 
     /// Verifications still waiting for their decision.
@@ -142,6 +188,17 @@ impl PartitionPipeline {
         if record.offset < self.next_offset {
             return;
         }
+        if self.next_offset > 0 && record.offset > self.next_offset {
+            // The source skipped offsets: transaction markers or compaction on Kafka,
+            // or a broker that lost them. Counted so it is never silent.
+            self.stats.skipped_offsets += (record.offset - self.next_offset) as u64;
+            tracing::debug!(
+                partition = self.partition,
+                from = self.next_offset,
+                to = record.offset,
+                "offset gap"
+            );
+        }
         self.next_offset = record.offset + 1;
         self.stats.received += 1;
 
@@ -149,7 +206,8 @@ impl PartitionPipeline {
             Ok(event) => event,
             Err(rejection) => {
                 self.stats.dead_lettered += 1;
-                out.push(Output::Rejected(self.rejected(rejection, record)));
+                let rejected = self.rejected(rejection, record);
+                self.emit(out, Output::Rejected(rejected));
                 return;
             }
         };
@@ -162,10 +220,11 @@ impl PartitionPipeline {
                 format_rfc3339(event.occurred_at),
                 format_rfc3339(wm)
             );
-            out.push(Output::Rejected(self.rejected(
+            let rejected = self.rejected(
                 Rejection::field(RejectReason::Late, "occurred_at", detail),
                 record,
-            )));
+            );
+            self.emit(out, Output::Rejected(rejected));
             return;
         }
         self.max_event_time = Some(
@@ -231,10 +290,10 @@ impl PartitionPipeline {
             let Some(verification) = self.open.remove(&key) else {
                 continue;
             };
-            match verification.outcome(cfg.ttl_ms) {
+            match verification.outcome(self.partition, cfg.ttl_ms) {
                 Some(outcome) => {
                     self.stats.outcomes += 1;
-                    out.push(Output::Outcome(outcome));
+                    self.emit(out, Output::Outcome(outcome));
                 }
                 None => {
                     for held in verification.held {
@@ -243,7 +302,7 @@ impl PartitionPipeline {
                             "no verification.requested for `{}` within the TTL",
                             verification.verification_id
                         );
-                        out.push(Output::Rejected(Rejected {
+                        let rejected = Rejected {
                             rejection: Rejection::field(
                                 RejectReason::Orphan,
                                 "verification_id",
@@ -253,7 +312,8 @@ impl PartitionPipeline {
                             offset: held.offset,
                             key: held.key,
                             payload: held.payload,
-                        }));
+                        };
+                        self.emit(out, Output::Rejected(rejected));
                     }
                 }
             }
@@ -269,6 +329,21 @@ impl PartitionPipeline {
                 self.decided.remove(&key);
             }
         }
+    }
+
+    /// Every output leaves through here: one a crashed run already wrote is dropped.
+    fn emit(&mut self, out: &mut Vec<Output>, output: Output) {
+        if !self.already_written.is_empty() && self.already_written.remove(&output.id()) {
+            self.stats.suppressed += 1;
+            return;
+        }
+        out.push(output);
+    }
+
+    /// Outputs found in the output topics past this partition's checkpoint: the
+    /// replay will produce them again and must not emit them twice.
+    pub fn mark_already_written(&mut self, ids: impl IntoIterator<Item = OutputId>) {
+        self.already_written.extend(ids);
     }
 
     fn rejected(&self, rejection: Rejection, record: InputRecord<'_>) -> Rejected {
@@ -293,6 +368,12 @@ impl PartitionPipeline {
             max_event_time: self.max_event_time,
             open,
             decided,
+            sink_positions: self.sink_positions.clone(),
+            already_written: {
+                let mut ids: Vec<_> = self.already_written.iter().cloned().collect();
+                ids.sort();
+                ids
+            },
         }
     }
 
@@ -301,6 +382,8 @@ impl PartitionPipeline {
         let mut p = PartitionPipeline::new(state.partition);
         p.next_offset = state.next_offset;
         p.max_event_time = state.max_event_time;
+        p.sink_positions = state.sink_positions;
+        p.already_written = state.already_written.into_iter().collect();
         for (key, v) in state.open {
             p.timers.push(Reverse((v.deadline(cfg.ttl_ms), key)));
             p.open.insert(key, v);
@@ -321,6 +404,8 @@ pub struct PartitionState {
     pub max_event_time: Option<EventTime>,
     pub open: Vec<(VerificationKey, Verification)>,
     pub decided: Vec<(VerificationKey, EventTime)>,
+    pub sink_positions: Vec<SinkPosition>,
+    pub already_written: Vec<OutputId>,
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! administration, and the mapping of pipeline outputs to records.
 
 mod admin;
+mod offsets;
 pub mod records;
 mod sink;
 mod source;
@@ -9,6 +10,7 @@ mod source;
 use std::collections::BTreeMap;
 
 pub use admin::{TopicSpec, ensure_topics};
+pub use offsets::{OffsetsReader, TailRecord};
 pub use sink::KafkaSink;
 pub use source::{KafkaSource, PartitionListener, SourceEvent};
 

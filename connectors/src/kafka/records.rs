@@ -6,7 +6,7 @@
 //! `veriflow.source.topic`, `veriflow.source.partition`, `veriflow.source.offset`),
 //! so a consumer can inspect, fix and re-produce the original message as it was.
 
-use veriflow_pipelines::{Outcome, Rejected};
+use veriflow_pipelines::{Outcome, OutputId, Rejected};
 
 use super::{KafkaConnectorError, KafkaSink};
 
@@ -18,19 +18,45 @@ pub const HEADER_SOURCE_PARTITION: &str = "veriflow.source.partition";
 pub const HEADER_SOURCE_OFFSET: &str = "veriflow.source.offset";
 pub const HEADER_OUTCOME_ID: &str = "veriflow.outcome_id";
 
-/// An outcome: key `tenant_id`, JSON value, and its deterministic id as a header.
+/// An outcome: key `tenant_id`, JSON value; its deterministic id and the input
+/// partition that decided it in headers.
 pub fn send_outcome(
     sink: &KafkaSink,
     topic: &str,
+    source_topic: &str,
     outcome: &Outcome,
 ) -> Result<(), KafkaConnectorError> {
     let id = outcome.outcome_id();
+    let partition = outcome.partition.to_string();
     sink.send(
         topic,
         Some(outcome.tenant_id.as_bytes()),
         &outcome.to_json_bytes(),
-        &[(HEADER_OUTCOME_ID, id.as_bytes())],
+        &[
+            (HEADER_OUTCOME_ID, id.as_bytes()),
+            (HEADER_SOURCE_TOPIC, source_topic.as_bytes()),
+            (HEADER_SOURCE_PARTITION, partition.as_bytes()),
+        ],
     )
+}
+
+/// Reads back `(source partition, output id)` from the headers of a record veriflow
+/// wrote for `source_topic`; `None` for anything else.
+pub fn output_identity(
+    source_topic: &str,
+    header: impl Fn(&str) -> Option<String>,
+) -> Option<(i32, OutputId)> {
+    if header(HEADER_SOURCE_TOPIC)?.as_str() != source_topic {
+        return None;
+    }
+    let partition = header(HEADER_SOURCE_PARTITION)?.parse().ok()?;
+    match header(HEADER_OUTCOME_ID) {
+        Some(id) => Some((partition, OutputId::Outcome(id))),
+        None => Some((
+            partition,
+            OutputId::Rejected(header(HEADER_SOURCE_OFFSET)?.parse().ok()?),
+        )),
+    }
 }
 
 /// A rejected input: original key and bytes, context in headers.

@@ -15,7 +15,9 @@ use super::{KafkaConfig, KafkaConnectorError};
 /// Told about partitions coming and going, from inside the consumer's poll.
 pub trait PartitionListener: Send + Sync {
     /// Partitions newly assigned to this instance (restore their state here).
-    fn assigned(&self, partitions: &[i32]);
+    /// Returns `(partition, offset)` for partitions that must start somewhere other
+    /// than their committed offset.
+    fn assigned(&self, partitions: &[i32]) -> Vec<(i32, i64)>;
     /// Partitions about to be taken away. Make their effects durable and return the
     /// offsets to commit for them; they are committed before the partitions go.
     fn revoked(&self, partitions: &[i32]) -> Vec<(i32, i64)>;
@@ -53,9 +55,30 @@ impl ConsumerContext for SourceContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
-            Rebalance::Assign(tpl) => self.listener.assigned(&partitions_of(tpl, &self.topic)),
+            Rebalance::Assign(tpl) => {
+                let starts = self.listener.assigned(&partitions_of(tpl, &self.topic));
+                if !starts.is_empty() {
+                    // Re-assigning inside the rebalance callback is how an eager
+                    // consumer sets its own start positions.
+                    let mut positioned = TopicPartitionList::new();
+                    for e in tpl.elements() {
+                        let offset = starts
+                            .iter()
+                            .find(|(p, _)| e.topic() == self.topic && *p == e.partition())
+                            .map_or(Offset::Stored, |(_, o)| Offset::Offset(*o));
+                        if let Err(err) =
+                            positioned.add_partition_offset(e.topic(), e.partition(), offset)
+                        {
+                            tracing::error!(%err, "cannot position an assigned partition");
+                        }
+                    }
+                    if let Err(err) = consumer.assign(&positioned) {
+                        tracing::error!(%err, "cannot position assigned partitions");
+                    }
+                }
+            }
             Rebalance::Error(e) => tracing::error!(error = %e, "consumer group rebalance error"),
             Rebalance::Revoke(_) => {}
         }

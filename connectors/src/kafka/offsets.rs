@@ -1,0 +1,145 @@
+//! Reading positions and tails of topics, outside any consumer group. Used to record
+//! where the outputs stood at a checkpoint, and after a crash to find which outputs
+//! were already written past that point.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use super::{KafkaConfig, KafkaConnectorError};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a partition must stay silent past its reported end to count as read.
+const QUIET: Duration = Duration::from_millis(500);
+
+/// A record read back from an output topic: where it is, and its headers.
+#[derive(Debug, Clone)]
+pub struct TailRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl TailRecord {
+    pub fn header(&self, key: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+}
+
+pub struct OffsetsReader {
+    consumer: BaseConsumer,
+}
+
+impl OffsetsReader {
+    pub fn new(cfg: &KafkaConfig) -> Result<Self, KafkaConnectorError> {
+        let mut c = cfg.client_config();
+        // A group id is required by the client, but this reader never joins or commits.
+        c.set("group.id", format!("{}.offsets-reader", cfg.group_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false");
+        cfg.apply_overrides(&mut c);
+        c.remove("group.instance.id");
+        let consumer = c.create().map_err(KafkaConnectorError::Client)?;
+        Ok(OffsetsReader { consumer })
+    }
+
+    /// `(partition, high watermark)` for every partition of `topic`.
+    pub fn high_watermarks(&self, topic: &str) -> Result<Vec<(i32, i64)>, KafkaConnectorError> {
+        let metadata = self
+            .consumer
+            .fetch_metadata(Some(topic), TIMEOUT)
+            .map_err(KafkaConnectorError::Consume)?;
+        let mut out = Vec::new();
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                let (_, high) = self
+                    .consumer
+                    .fetch_watermarks(topic, p.id(), TIMEOUT)
+                    .map_err(KafkaConnectorError::Consume)?;
+                out.push((p.id(), high));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Every record from each `(topic, partition, from_offset)` to the current end.
+    ///
+    /// The end is where a partition stays quiet after the reported high watermark
+    /// was reached: tansu 0.6.0 reports the last *batch's* base offset + 1 as the
+    /// high watermark, which would cut the read short.
+    pub fn read_tail(
+        &self,
+        from: &[(String, i32, i64)],
+    ) -> Result<Vec<TailRecord>, KafkaConnectorError> {
+        let mut tpl = TopicPartitionList::new();
+        let mut ends: HashMap<(String, i32), i64> = HashMap::new();
+        for (topic, partition, offset) in from {
+            let (_, high) = self
+                .consumer
+                .fetch_watermarks(topic, *partition, TIMEOUT)
+                .map_err(KafkaConnectorError::Consume)?;
+            if high > *offset {
+                tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                    .map_err(KafkaConnectorError::Consume)?;
+                ends.insert((topic.clone(), *partition), high);
+            }
+        }
+        let mut records = Vec::new();
+        if ends.is_empty() {
+            return Ok(records);
+        }
+        self.consumer
+            .assign(&tpl)
+            .map_err(KafkaConnectorError::Consume)?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut quiet_since: Option<Instant> = None;
+        loop {
+            if Instant::now() > deadline {
+                return Err(KafkaConnectorError::Consume(
+                    rdkafka::error::KafkaError::MessageConsumption(
+                        rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+                    ),
+                ));
+            }
+            let Some(result) = self.consumer.poll(Duration::from_millis(100)) else {
+                if ends.is_empty() {
+                    let since = *quiet_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= QUIET {
+                        break;
+                    }
+                }
+                continue;
+            };
+            quiet_since = None;
+            let m = result.map_err(KafkaConnectorError::Consume)?;
+            let key = (m.topic().to_owned(), m.partition());
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            records.push(TailRecord {
+                topic: key.0.clone(),
+                partition: key.1,
+                offset: m.offset(),
+                headers,
+            });
+            if ends.get(&key).is_some_and(|end| m.offset() + 1 >= *end) {
+                ends.remove(&key);
+            }
+        }
+        let _ = self.consumer.unassign();
+        Ok(records)
+    }
+}
