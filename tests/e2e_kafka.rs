@@ -561,3 +561,96 @@ fn two_instances_share_the_work_and_hand_partitions_over() {
     let outcomes = consume(&d.brokers, &d.outcomes, truth.len(), READ_TIMEOUT, LINGER);
     assert_outcomes_match_truth(&outcomes, &truth);
 }
+
+/// The same events in another arrival order (within the allowed lateness) give
+/// byte-identical outcomes through the real broker.
+#[test]
+fn shuffled_arrival_gives_byte_identical_outcomes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, truth) = simulate_to_file(
+        dir.path(),
+        &[
+            "--rate",
+            "6",
+            "--duration",
+            "5m",
+            "--seed",
+            "61",
+            "--duplicate-share",
+            "0.03",
+        ],
+    );
+    let text = std::fs::read_to_string(&events).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // Reorder: sort by event time plus a seeded jitter below the allowed lateness (2m).
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut keyed: Vec<(i64, usize)> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let at = chrono_ms(v["occurred_at"].as_str().unwrap());
+            (at + (x % 110_000) as i64, i)
+        })
+        .collect();
+    keyed.sort();
+    let shuffled: Vec<&str> = keyed.iter().map(|(_, i)| lines[*i]).collect();
+    assert_ne!(shuffled, lines, "the order really changed");
+    let shuffled_path = dir.path().join("shuffled.jsonl");
+    std::fs::write(&shuffled_path, shuffled.join("\n")).unwrap();
+
+    let mut results = Vec::new();
+    for (name, file) in [("ordered", &events), ("shuffled", &shuffled_path)] {
+        let d = Deployment::new(name);
+        create_topic(&d.brokers, &d.input, 4);
+        produce_events(&d.brokers, &d.input, file, 0, None);
+        d.run_until_end(&[], RUN_TIMEOUT);
+        let mut values: Vec<Vec<u8>> =
+            consume(&d.brokers, &d.outcomes, truth.len(), READ_TIMEOUT, LINGER)
+                .into_iter()
+                .map(|r| r.value)
+                .collect();
+        values.sort();
+        results.push(values);
+    }
+    assert_eq!(results[0].len(), truth.len());
+    assert!(
+        results[0] == results[1],
+        "outcomes differ between arrival orders"
+    );
+}
+
+fn chrono_ms(rfc3339: &str) -> i64 {
+    let out = veriflow_time(rfc3339);
+    out.unwrap_or_else(|| panic!("bad time {rfc3339}"))
+}
+
+/// RFC 3339 → ms, independently of the engine's parser.
+fn veriflow_time(s: &str) -> Option<i64> {
+    // 2026-01-05T00:00:11.204Z
+    let (date, time) = s.strip_suffix('Z')?.split_once('T')?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let (hms, ms) = time.split_once('.')?;
+    let t: Vec<i64> = hms
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    // Days from civil (Howard Hinnant's algorithm).
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + t[0]) * 60 + t[1]) * 60_000 + t[2] * 1000 + ms.parse::<i64>().ok()?)
+}
