@@ -60,6 +60,9 @@ pub struct PipelineSection {
     pub max_event_bytes: usize,
     /// `"off"` disables the check.
     pub max_future_skew: String,
+    /// Silence at the head of a partition after which its event time follows the
+    /// wall clock; `"off"` disables.
+    pub idle_timeout: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,6 +105,7 @@ impl Default for PipelineSection {
             retention_after_decision: "10m".into(),
             max_event_bytes: 64 * 1024,
             max_future_skew: "1h".into(),
+            idle_timeout: "1m".into(),
         }
     }
 }
@@ -140,6 +144,7 @@ impl Config {
             })?;
         config.pipeline()?; // validate durations now, not at first use
         config.checkpoint_interval_ms()?;
+        config.idle_timeout_ms()?;
         Ok(config)
     }
 
@@ -162,6 +167,14 @@ impl Config {
                 ..ValidationLimits::default()
             },
         })
+    }
+
+    /// `None` when idle advance is off.
+    pub fn idle_timeout_ms(&self) -> anyhow::Result<Option<i64>> {
+        match self.pipeline.idle_timeout.as_str() {
+            "off" => Ok(None),
+            text => duration("pipeline.idle_timeout", text).map(Some),
+        }
     }
 
     pub fn checkpoint_interval_ms(&self) -> anyhow::Result<i64> {

@@ -292,6 +292,10 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
     let mut at_end: BTreeSet<i32> = BTreeSet::new();
     let mut batch = 0usize;
     let mut rebalances_seen = 0u64;
+    let mut last_record: HashMap<i32, Instant> = HashMap::new();
+    let idle_timeout = config
+        .idle_timeout_ms()?
+        .map(|ms| Duration::from_millis(ms as u64));
     let input_partitions: BTreeSet<i32> = shared
         .lock()
         .offsets
@@ -315,6 +319,7 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
                 SourceEvent::Record(r) => {
                     let partition = r.partition();
                     at_end.remove(&partition);
+                    last_record.insert(partition, Instant::now());
                     let record = InputRecord {
                         offset: r.offset(),
                         key: r.key(),
@@ -338,6 +343,16 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
                 SourceEvent::Idle => true,
             };
             if idle {
+                if let Some(idle_timeout) = idle_timeout {
+                    let inner = &mut *inner;
+                    for &p in &at_end {
+                        let silent = last_record.get(&p).map(Instant::elapsed);
+                        if let Some(silent) = silent.filter(|s| *s >= idle_timeout) {
+                            let idle_ms = silent.as_millis() as i64;
+                            inner.engine.advance_idle(p, idle_ms, &mut inner.out);
+                        }
+                    }
+                }
                 inner.end_batch()?;
                 batch = 0;
             }
@@ -358,6 +373,10 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
                 // Positions may have moved: end-of-partition must be seen afresh.
                 rebalances_seen = inner.rebalances;
                 at_end.clear();
+                // Silence is counted from when a partition arrived here at the earliest.
+                for p in inner.engine.partitions() {
+                    last_record.entry(p).or_insert_with(Instant::now);
+                }
             }
             if options.until_end && idle {
                 // Only when this instance owns the whole topic: while a crashed

@@ -654,3 +654,70 @@ fn veriflow_time(s: &str) -> Option<i64> {
     let days = era * 146_097 + doe - 719_468;
     Some(((days * 24 + t[0]) * 60 + t[1]) * 60_000 + t[2] * 1000 + ms.parse::<i64>().ok()?)
 }
+
+/// A partition that falls silent still decides its open verifications once it has
+/// been idle for `pipeline.idle_timeout`: its event time follows the wall clock.
+#[test]
+fn an_idle_partition_does_not_stall_its_verifications() {
+    let d = Deployment::new("idle");
+    create_topic(&d.brokers, &d.input, 1);
+    let event = |id: &str, ty: &str, extra: serde_json::Value| {
+        let mut e = json!({"event_id": id, "type": ty, "verification_id": "lonely",
+                           "tenant_id": "acme-bank", "occurred_at": "2026-01-05T10:00:00.000Z"});
+        for (k, v) in extra.as_object().unwrap() {
+            e[k] = v.clone();
+        }
+        (Some("acme-bank"), serde_json::to_vec(&e).unwrap())
+    };
+    produce_records(
+        &d.brokers,
+        &d.input,
+        &[
+            event(
+                "l1",
+                "verification.requested",
+                json!({"phone_number": "+5511999990001", "country": "BR", "channel": "sms", "service": "login"}),
+            ),
+            event(
+                "l2",
+                "verification.sent",
+                json!({"provider": "sinch", "attempt": 1}),
+            ),
+        ],
+    );
+    let env = [
+        ("VERIFLOW_PIPELINE__TTL", "3s"),
+        ("VERIFLOW_PIPELINE__ALLOWED_LATENESS", "1s"),
+        ("VERIFLOW_PIPELINE__IDLE_TIMEOUT", "1s"),
+    ];
+    let child = d
+        .command(&env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Without idle advance nothing more ever arrives, and the verification stays open.
+    let outcomes = consume(
+        &d.brokers,
+        &d.outcomes,
+        1,
+        Duration::from_secs(60),
+        Duration::ZERO,
+    );
+    let mut child = child;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "decided while the engine kept running"
+    );
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let (status, log) = wait_with_timeout(child, Duration::from_secs(30));
+    assert!(status.success(), "{log}");
+    let o = outcomes[0].json();
+    assert_eq!(o["verification_id"], "lonely");
+    assert_eq!(o["outcome"], "expired");
+    assert_eq!(o["attempts"], 1);
+}

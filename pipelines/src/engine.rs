@@ -140,6 +140,13 @@ impl Engine {
         }
     }
 
+    /// See [`PartitionPipeline::advance_idle`].
+    pub fn advance_idle(&mut self, partition: i32, idle_for_ms: i64, out: &mut Vec<Output>) {
+        if let Some(slot) = self.slots.get_mut(&partition) {
+            slot.pipeline.advance_idle(&self.cfg, idle_for_ms, out);
+        }
+    }
+
     /// End of a bounded input: decide everything still open.
     pub fn drain(&mut self, out: &mut Vec<Output>) {
         for slot in self.slots.values_mut() {

@@ -108,6 +108,8 @@ pub struct PartitionPipeline {
     /// The next input offset to process; earlier offsets are already in the state.
     next_offset: i64,
     max_event_time: Option<EventTime>,
+    /// `max_event_time` as of the last record (idle advance starts from here).
+    event_time_at_last_record: Option<EventTime>,
     open: HashMap<VerificationKey, Verification>,
     /// Deadlines, lazily invalidated: an entry is live only if it equals the
     /// verification's current deadline.
@@ -136,6 +138,7 @@ impl PartitionPipeline {
             partition,
             next_offset: 0,
             max_event_time: None,
+            event_time_at_last_record: None,
             open: HashMap::default(),
             timers: BinaryHeap::new(),
             decided: HashMap::default(),
@@ -231,6 +234,7 @@ impl PartitionPipeline {
             self.max_event_time
                 .map_or(event.occurred_at, |m| m.max(event.occurred_at)),
         );
+        self.event_time_at_last_record = self.max_event_time;
 
         let key = verification_key(&event.tenant_id, &event.verification_id);
         if self.decided.contains_key(&key) {
@@ -264,6 +268,21 @@ impl PartitionPipeline {
     pub fn fire_timers(&mut self, cfg: &PipelineConfig, out: &mut Vec<Output>) {
         if let Some(wm) = self.watermark(cfg) {
             self.fire_until(cfg, wm, out);
+        }
+    }
+
+    /// The partition has been silent at its head for `idle_for_ms` of wall-clock
+    /// time: let its event time follow the wall clock from its last record, so that
+    /// open verifications still expire. Only called when caught up (live traffic,
+    /// where event time tracks the wall clock), never while replaying a backlog.
+    pub fn advance_idle(&mut self, cfg: &PipelineConfig, idle_for_ms: i64, out: &mut Vec<Output>) {
+        let Some(base) = self.event_time_at_last_record else {
+            return;
+        };
+        let advanced = base.saturating_add(idle_for_ms);
+        if self.max_event_time.is_none_or(|m| advanced > m) {
+            self.max_event_time = Some(advanced);
+            self.fire_timers(cfg, out);
         }
     }
 
@@ -382,6 +401,7 @@ impl PartitionPipeline {
         let mut p = PartitionPipeline::new(state.partition);
         p.next_offset = state.next_offset;
         p.max_event_time = state.max_event_time;
+        p.event_time_at_last_record = state.max_event_time;
         p.sink_positions = state.sink_positions;
         p.already_written = state.already_written.into_iter().collect();
         for (key, v) in state.open {
@@ -604,6 +624,28 @@ mod tests {
         assert_eq!(v1.len(), 1, "one outcome per verification");
         assert_eq!(h.p.stats().after_decision, 2);
         assert!(h.rejected(RejectReason::Orphan).is_empty());
+    }
+
+    #[test]
+    fn an_idle_partition_still_expires_its_verifications() {
+        let mut h = Harness::new();
+        h.feed(ev("1", "requested", "v1", 0.0))
+            .feed(ev("2", "sent", "v1", 0.01));
+        h.p.advance_idle(&h.cfg, 5 * 60_000, &mut h.out);
+        assert!(
+            h.outcomes().is_empty(),
+            "not before TTL + lateness have passed"
+        );
+        h.p.advance_idle(&h.cfg, 12 * 60_000 + 1_000, &mut h.out);
+        let o = h.outcomes();
+        assert_eq!(o.len(), 1);
+        assert_eq!(o[0].outcome, OutcomeKind::Expired);
+        // Idle time is measured from the last record, not accumulated.
+        h.p.advance_idle(&h.cfg, 1_000, &mut h.out);
+        assert_eq!(
+            h.p.watermark(&h.cfg),
+            Some(1_767_571_200_600 + 12 * 60_000 + 1_000 - 120_000)
+        );
     }
 
     #[test]
