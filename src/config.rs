@@ -23,6 +23,22 @@ pub struct Config {
     pub topics: TopicsSection,
     pub pipeline: PipelineSection,
     pub checkpoint: CheckpointSection,
+    pub metrics: MetricsSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// `host:port` for /metrics, /healthz and /readyz; `"off"` disables.
+    pub listen: String,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -2,6 +2,7 @@
 
 mod config;
 mod demo;
+mod metrics;
 mod pace;
 mod run;
 mod simulate;

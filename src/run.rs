@@ -27,6 +27,7 @@ use veriflow_pipelines::time::now_millis;
 use veriflow_pipelines::{Engine, InputRecord, Output, OutputId, SinkPosition};
 
 use crate::config::{Config, TopicsSection};
+use crate::metrics::{self, Metrics, PartitionGauges};
 use crate::summary::{Gauges, Summary};
 
 pub struct RunOptions {
@@ -38,6 +39,7 @@ pub struct RunOptions {
 const BATCH: usize = 4096;
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 const LOG_EVERY: Duration = Duration::from_secs(5);
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 struct Inner {
     engine: Engine,
@@ -52,6 +54,7 @@ struct Inner {
     rebalances: u64,
     /// See `kafka.resume_rewind`.
     resume_rewind: i64,
+    metrics: Arc<Metrics>,
 }
 
 struct Shared(Mutex<Inner>);
@@ -70,6 +73,7 @@ impl Inner {
     fn emit(&mut self) -> anyhow::Result<()> {
         for output in self.out.drain(..) {
             self.summary.observe(&output);
+            self.metrics.observe(&output);
             match &output {
                 Output::Outcome(o) => {
                     records::send_outcome(&self.sink, &self.topics.outcomes, &self.topics.input, o)?
@@ -101,6 +105,8 @@ impl Inner {
         let positions = self.sink_positions()?;
         let report = self.engine.checkpoint(only, &positions)?;
         if report.written > 0 {
+            self.metrics
+                .checkpointed(report.duration.as_secs_f64(), report.bytes);
             tracing::debug!(
                 partitions = report.written,
                 bytes = report.bytes,
@@ -172,6 +178,30 @@ impl Inner {
             );
         }
         Ok(())
+    }
+
+    /// Engine totals and per-partition gauges (lag, watermark delay, state size).
+    fn publish_metrics(&self) {
+        let ends: HashMap<i32, i64> = self
+            .offsets
+            .high_watermarks(&self.topics.input)
+            .map(|v| v.into_iter().collect())
+            .unwrap_or_default();
+        let now = now_millis();
+        let views: Vec<PartitionGauges> = self
+            .engine
+            .partition_views()
+            .into_iter()
+            .map(|v| PartitionGauges {
+                partition: v.partition,
+                lag: ends.get(&v.partition).map_or(0, |end| end - v.next_offset),
+                watermark_delay_s: v.watermark.map(|w| (now - w) as f64 / 1000.0),
+                open: v.open as i64,
+                decided: v.decided as i64,
+            })
+            .collect();
+        self.metrics.publish(&self.engine.stats(), &views);
+        self.metrics.set_ready(!views.is_empty());
     }
 
     fn gauges(&self) -> Gauges {
@@ -272,6 +302,11 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
         config.checkpoint.keep,
     );
     let engine = Engine::new(config.pipeline()?, topics.input.clone(), Some(store));
+    let metrics = Arc::new(Metrics::default());
+    if config.metrics.listen != "off" {
+        let addr = metrics::serve(&config.metrics.listen, metrics.clone())?;
+        tracing::info!("metrics on http://{addr}/metrics");
+    }
     let shared = Arc::new(Shared(Mutex::new(Inner {
         engine,
         sink,
@@ -282,6 +317,7 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
         error: None,
         rebalances: 0,
         resume_rewind: config.kafka.resume_rewind.max(0),
+        metrics,
     })));
     let source = KafkaSource::subscribe(&kafka, &topics.input, shared.clone())?;
     tracing::info!(brokers = %kafka.brokers, group = %kafka.group_id, topic = %topics.input, "consuming");
@@ -289,6 +325,7 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
     let interval = Duration::from_millis(config.checkpoint_interval_ms()? as u64);
     let mut last_checkpoint = Instant::now();
     let mut last_log = Instant::now();
+    let mut last_publish = Instant::now();
     let mut at_end: BTreeSet<i32> = BTreeSet::new();
     let mut batch = 0usize;
     let mut rebalances_seen = 0u64;
@@ -362,6 +399,10 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
                 source.commit(&offsets)?;
                 last_checkpoint = Instant::now();
                 inner = shared.lock();
+            }
+            if last_publish.elapsed() >= PUBLISH_EVERY {
+                inner.publish_metrics();
+                last_publish = Instant::now();
             }
             if last_log.elapsed() >= LOG_EVERY {
                 let gauges = inner.gauges();

@@ -721,3 +721,114 @@ fn an_idle_partition_does_not_stall_its_verifications() {
     assert_eq!(o["outcome"], "expired");
     assert_eq!(o["attempts"], 1);
 }
+
+/// `/metrics`, `/healthz` and `/readyz` of a running engine tell what it did.
+#[test]
+fn metrics_endpoint_reports_progress_state_and_checkpoints() {
+    let d = Deployment::new("metrics");
+    let dir = tempfile::tempdir().unwrap();
+    let (events, _) = simulate_to_file(
+        dir.path(),
+        &[
+            "--rate",
+            "4",
+            "--duration",
+            "3m",
+            "--seed",
+            "71",
+            "--malformed-share",
+            "0.01",
+        ],
+    );
+    let produced = std::fs::read_to_string(&events).unwrap().lines().count();
+    create_topic(&d.brokers, &d.input, 4);
+    produce_events(&d.brokers, &d.input, &events, 0, None);
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let child = d
+        .command(&[
+            ("VERIFLOW_METRICS__LISTEN", &listen),
+            ("VERIFLOW_CHECKPOINT__INTERVAL", "500ms"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let metric = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let mut text = String::new();
+    wait_until(
+        "every produced record to be counted",
+        Duration::from_secs(60),
+        || {
+            text = http_get(port, "/metrics").1;
+            metric(&text, "veriflow_events_received_total") as usize == produced
+        },
+    );
+    wait_until(
+        "a checkpoint to be measured",
+        Duration::from_secs(30),
+        || {
+            text = http_get(port, "/metrics").1;
+            metric(&text, "veriflow_checkpoint_duration_seconds_count") >= 1.0
+        },
+    );
+    assert_eq!(http_get(port, "/healthz").0, 200);
+    assert_eq!(http_get(port, "/readyz").0, 200);
+    assert!(
+        metric(
+            &text,
+            "veriflow_rejected_events_total{reason=\"invalid_json\"}"
+        ) >= 1.0,
+        "{text}"
+    );
+    assert!(metric(&text, "veriflow_outcomes_total") >= 1.0, "{text}");
+    assert!(
+        metric(&text, "veriflow_open_verifications") >= 1.0,
+        "{text}"
+    );
+    assert!(
+        text.contains("veriflow_consumer_lag{partition=\"0\"}"),
+        "{text}"
+    );
+    assert!(text.contains("veriflow_watermark_delay_seconds{"), "{text}");
+    assert!(metric(&text, "veriflow_checkpoint_bytes") > 0.0, "{text}");
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let (status, log) = wait_with_timeout(child, Duration::from_secs(30));
+    assert!(status.success(), "{log}");
+}
+
+/// A bare HTTP/1.1 GET: (status, body).
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    );
+    let mut response = String::new();
+    let _ = s.read_to_string(&mut response);
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}

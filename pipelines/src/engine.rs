@@ -29,6 +29,16 @@ pub struct Engine {
     retired: PartitionStats,
 }
 
+/// One partition as metrics see it.
+#[derive(Debug, Clone)]
+pub struct PartitionView {
+    pub partition: i32,
+    pub next_offset: i64,
+    pub watermark: Option<EventTime>,
+    pub open: usize,
+    pub decided: usize,
+}
+
 /// What [`Engine::assign`] found in a partition's checkpoint.
 #[derive(Debug, Clone)]
 pub struct Restored {
@@ -191,6 +201,20 @@ impl Engine {
             add_stats(&mut total, slot.pipeline.stats());
         }
         total
+    }
+
+    /// Per-partition state for metrics.
+    pub fn partition_views(&self) -> Vec<PartitionView> {
+        self.slots
+            .iter()
+            .map(|(&partition, slot)| PartitionView {
+                partition,
+                next_offset: slot.pipeline.next_offset(),
+                watermark: slot.pipeline.watermark(&self.cfg),
+                open: slot.pipeline.in_flight(),
+                decided: slot.pipeline.decided_remembered(),
+            })
+            .collect()
     }
 
     pub fn in_flight(&self) -> usize {

@@ -22,7 +22,7 @@ pub mod reject;
 pub mod time;
 pub mod validate;
 
-pub use engine::{CheckpointReport, Engine, Restored};
+pub use engine::{CheckpointReport, Engine, PartitionView, Restored};
 pub use event::{Channel, Event, EventKind, EventType};
 pub use outcome::{Outcome, OutcomeKind};
 pub use partition::{

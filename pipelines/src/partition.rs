@@ -169,6 +169,11 @@ impl PartitionPipeline {
         self.sink_positions = positions;
     }
 
+    /// Decided verifications still remembered for their stragglers.
+    pub fn decided_remembered(&self) -> usize {
+        self.decided.len()
+    }
+
     /// Verifications still waiting for their decision.
     pub fn in_flight(&self) -> usize {
         self.open.len()

@@ -232,6 +232,7 @@ impl Deployment {
             .env("VERIFLOW_TOPICS__OUTCOMES", &self.outcomes)
             .env("VERIFLOW_TOPICS__DLQ", &self.dlq)
             .env("VERIFLOW_TOPICS__LATE", &self.late)
+            .env("VERIFLOW_METRICS__LISTEN", "127.0.0.1:0")
             .env("VERIFLOW_LOG", "info,rdkafka=warn");
         for (k, v) in extra_env {
             cmd.env(k, v);

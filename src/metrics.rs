@@ -1,0 +1,263 @@
+//! Prometheus metrics and the health endpoints of `veriflow run`.
+//!
+//! `GET /metrics` (Prometheus text format), `GET /healthz` (the process is up),
+//! `GET /readyz` (200 once partitions are assigned, 503 before). Served on
+//! `metrics.listen` by axum on a small tokio runtime of its own, so scrapes never
+//! touch the processing thread: the loop publishes into these atomics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use veriflow_pipelines::{OutcomeKind, Output, PartitionStats};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabel {
+    partition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: String,
+}
+
+/// One partition's gauges, as the loop sees them.
+pub struct PartitionGauges {
+    pub partition: i32,
+    pub lag: i64,
+    pub watermark_delay_s: Option<f64>,
+    pub open: i64,
+    pub decided: i64,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    received: Counter,
+    duplicates: Counter,
+    suppressed: Counter,
+    skipped_offsets: Counter,
+    rejected: Family<ReasonLabel, Counter>,
+    outcomes: Family<OutcomeLabel, Counter>,
+    lag: Family<PartitionLabel, Gauge>,
+    watermark_delay: Family<PartitionLabel, Gauge<f64, AtomicU64>>,
+    open: Family<PartitionLabel, Gauge>,
+    decided: Family<PartitionLabel, Gauge>,
+    checkpoint_seconds: Histogram,
+    checkpoint_bytes: Gauge,
+    ready: AtomicBool,
+    /// Engine totals at the last publish, to turn totals into counter increments.
+    last: std::sync::Mutex<PartitionStats>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("veriflow");
+        let m = Metrics {
+            received: Counter::default(),
+            duplicates: Counter::default(),
+            suppressed: Counter::default(),
+            skipped_offsets: Counter::default(),
+            rejected: Family::default(),
+            outcomes: Family::default(),
+            lag: Family::default(),
+            watermark_delay: Family::default(),
+            open: Family::default(),
+            decided: Family::default(),
+            checkpoint_seconds: Histogram::new([0.001, 0.005, 0.02, 0.1, 0.5, 2.0, 10.0]),
+            checkpoint_bytes: Gauge::default(),
+            ready: AtomicBool::new(false),
+            last: std::sync::Mutex::new(PartitionStats::default()),
+            registry: Registry::default(),
+        };
+        registry.register("events_received", "Input records read", m.received.clone());
+        registry.register(
+            "duplicate_events",
+            "Events dropped as duplicates of an event_id",
+            m.duplicates.clone(),
+        );
+        registry.register(
+            "suppressed_replays",
+            "Outputs not written again after a crash because they already were",
+            m.suppressed.clone(),
+        );
+        registry.register(
+            "skipped_offsets",
+            "Offsets the source jumped over",
+            m.skipped_offsets.clone(),
+        );
+        registry.register(
+            "rejected_events",
+            "Inputs sent to the dead-letter or late topic, by reason (late = beyond allowed lateness)",
+            m.rejected.clone(),
+        );
+        registry.register(
+            "outcomes",
+            "Verifications decided, by outcome",
+            m.outcomes.clone(),
+        );
+        registry.register(
+            "consumer_lag",
+            "Records in the input partition not processed yet",
+            m.lag.clone(),
+        );
+        registry.register(
+            "watermark_delay_seconds",
+            "Wall clock minus the partition's watermark",
+            m.watermark_delay.clone(),
+        );
+        registry.register(
+            "open_verifications",
+            "Verifications in flight (state size)",
+            m.open.clone(),
+        );
+        registry.register(
+            "decided_verifications_remembered",
+            "Decided verifications kept to recognise stragglers (state size)",
+            m.decided.clone(),
+        );
+        registry.register(
+            "checkpoint_duration_seconds",
+            "Time to save a checkpoint",
+            m.checkpoint_seconds.clone(),
+        );
+        registry.register(
+            "checkpoint_bytes",
+            "Size of the last checkpoint round",
+            m.checkpoint_bytes.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    pub fn observe(&self, output: &Output) {
+        match output {
+            Output::Outcome(o) => {
+                let outcome = match o.outcome {
+                    OutcomeKind::Approved => "approved",
+                    OutcomeKind::Expired => "expired",
+                };
+                self.outcomes
+                    .get_or_create(&OutcomeLabel {
+                        outcome: outcome.into(),
+                    })
+                    .inc();
+            }
+            Output::Rejected(r) => {
+                let reason = r.rejection.reason.as_str().to_owned();
+                self.rejected.get_or_create(&ReasonLabel { reason }).inc();
+            }
+        }
+    }
+
+    /// Publishes engine totals (as counter increments) and per-partition gauges.
+    pub fn publish(&self, totals: &PartitionStats, partitions: &[PartitionGauges]) {
+        if let Ok(mut last) = self.last.lock() {
+            self.received
+                .inc_by(totals.received.saturating_sub(last.received));
+            self.duplicates
+                .inc_by(totals.duplicates.saturating_sub(last.duplicates));
+            self.suppressed
+                .inc_by(totals.suppressed.saturating_sub(last.suppressed));
+            self.skipped_offsets
+                .inc_by(totals.skipped_offsets.saturating_sub(last.skipped_offsets));
+            *last = totals.clone();
+        }
+        for p in partitions {
+            let label = PartitionLabel {
+                partition: p.partition.to_string(),
+            };
+            self.lag.get_or_create(&label).set(p.lag.max(0));
+            self.open.get_or_create(&label).set(p.open);
+            self.decided.get_or_create(&label).set(p.decided);
+            if let Some(delay) = p.watermark_delay_s {
+                self.watermark_delay.get_or_create(&label).set(delay);
+            }
+        }
+    }
+
+    pub fn checkpointed(&self, seconds: f64, bytes: u64) {
+        self.checkpoint_seconds.observe(seconds);
+        self.checkpoint_bytes.set(bytes as i64);
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+/// Serves the endpoints on `listen` from a background thread. Fails early (bind
+/// errors) so a port clash is reported at start, not lost in a thread.
+pub fn serve(listen: &str, metrics: Arc<Metrics>) -> anyhow::Result<SocketAddr> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .context("starting the metrics runtime")?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(listen))
+        .with_context(|| format!("binding metrics.listen = {listen}"))?;
+    let addr = listener.local_addr()?;
+    let app = Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state(metrics);
+    std::thread::Builder::new()
+        .name("metrics-http".into())
+        .spawn(move || {
+            if let Err(e) = runtime.block_on(async { axum::serve(listener, app).await }) {
+                tracing::error!(error = %e, "metrics endpoint stopped");
+            }
+        })
+        .context("starting the metrics thread")?;
+    Ok(addr)
+}
+
+async fn metrics_text(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    match m.render() {
+        Ok(text) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn ready(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    if m.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no partitions assigned yet\n",
+        )
+    }
+}
