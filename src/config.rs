@@ -59,6 +59,8 @@ pub struct KafkaSection {
 pub struct TopicsSection {
     pub input: String,
     pub outcomes: String,
+    /// One feature vector per accepted request.
+    pub features: String,
     pub dlq: String,
     pub late: String,
     /// Create missing topics at start.
@@ -105,6 +107,7 @@ impl Default for TopicsSection {
         TopicsSection {
             input: "verifications".into(),
             outcomes: "verifications.outcomes".into(),
+            features: "verifications.features".into(),
             dlq: "verifications.dlq".into(),
             late: "verifications.late".into(),
             create_missing: true,

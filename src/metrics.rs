@@ -55,6 +55,7 @@ pub struct Metrics {
     skipped_offsets: Counter,
     rejected: Family<ReasonLabel, Counter>,
     outcomes: Family<OutcomeLabel, Counter>,
+    features: Counter,
     lag: Family<PartitionLabel, Gauge>,
     watermark_delay: Family<PartitionLabel, Gauge<f64, AtomicU64>>,
     open: Family<PartitionLabel, Gauge>,
@@ -76,6 +77,7 @@ impl Default for Metrics {
             skipped_offsets: Counter::default(),
             rejected: Family::default(),
             outcomes: Family::default(),
+            features: Counter::default(),
             lag: Family::default(),
             watermark_delay: Family::default(),
             open: Family::default(),
@@ -111,6 +113,11 @@ impl Default for Metrics {
             "outcomes",
             "Verifications decided, by outcome",
             m.outcomes.clone(),
+        );
+        registry.register(
+            "features",
+            "Feature vectors computed (one per request)",
+            m.features.clone(),
         );
         registry.register(
             "consumer_lag",
@@ -163,6 +170,9 @@ impl Metrics {
             Output::Rejected(r) => {
                 let reason = r.rejection.reason.as_str().to_owned();
                 self.rejected.get_or_create(&ReasonLabel { reason }).inc();
+            }
+            Output::Features(_) => {
+                self.features.inc();
             }
         }
     }

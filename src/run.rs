@@ -86,6 +86,12 @@ impl Inner {
                     };
                     records::send_rejected(&self.sink, topic, &self.topics.input, r)?;
                 }
+                Output::Features(f) => records::send_features(
+                    &self.sink,
+                    &self.topics.features,
+                    &self.topics.input,
+                    f,
+                )?,
             }
         }
         Ok(())
@@ -120,7 +126,12 @@ impl Inner {
     /// The current end of every output partition.
     fn sink_positions(&self) -> anyhow::Result<Vec<SinkPosition>> {
         let mut positions = Vec::new();
-        for topic in [&self.topics.outcomes, &self.topics.dlq, &self.topics.late] {
+        for topic in [
+            &self.topics.outcomes,
+            &self.topics.features,
+            &self.topics.dlq,
+            &self.topics.late,
+        ] {
             for (partition, offset) in self.offsets.high_watermarks(topic)? {
                 positions.push(SinkPosition {
                     topic: topic.clone(),
@@ -289,6 +300,7 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
             &[
                 spec(&topics.input),
                 spec(&topics.outcomes),
+                spec(&topics.features),
                 spec(&topics.dlq),
                 spec(&topics.late),
             ],

@@ -82,6 +82,7 @@ impl Summary {
                 }
             }
             Output::Rejected(r) => *self.rejected.entry(r.rejection.reason).or_default() += 1,
+            Output::Features(_) => {}
         }
     }
 

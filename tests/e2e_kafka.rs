@@ -44,6 +44,8 @@ fn outcomes_match_the_ground_truth() {
 
     let outcomes = consume(&d.brokers, &d.outcomes, truth.len(), READ_TIMEOUT, LINGER);
     assert_outcomes_match_truth(&outcomes, &truth);
+    let features = consume(&d.brokers, &d.features, truth.len(), READ_TIMEOUT, LINGER);
+    assert_one_feature_record_each(&features, &truth);
     let approved = truth.iter().filter(|t| t["outcome"] == "approved").count();
     assert!(
         approved > truth.len() / 2 && approved < truth.len(),
@@ -420,6 +422,8 @@ fn sigkill_at_random_points_loses_nothing_and_duplicates_nothing() {
 
     let outcomes = consume(&d.brokers, &d.outcomes, truth.len(), READ_TIMEOUT, LINGER);
     assert_outcomes_match_truth(&outcomes, &truth);
+    let features = consume(&d.brokers, &d.features, truth.len(), READ_TIMEOUT, LINGER);
+    assert_one_feature_record_each(&features, &truth);
     let dead = consume(&d.brokers, &d.dlq, malformed, READ_TIMEOUT, LINGER);
     let mut positions: Vec<(String, String)> = dead
         .iter()

@@ -233,4 +233,5 @@ fn add_stats(total: &mut PartitionStats, s: &PartitionStats) {
     total.outcomes += s.outcomes;
     total.suppressed += s.suppressed;
     total.skipped_offsets += s.skipped_offsets;
+    total.featurized += s.featurized;
 }

@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod country;
 pub mod engine;
 pub mod event;
+pub mod features;
 pub mod lifecycle;
 pub mod outcome;
 pub mod partition;

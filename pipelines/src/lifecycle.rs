@@ -18,6 +18,7 @@ pub struct RequestInfo {
     pub country: String,
     pub channel: Channel,
     pub service: String,
+    pub phone_number: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,6 +105,7 @@ impl Verification {
                         country: r.country,
                         channel: r.channel,
                         service: r.service,
+                        phone_number: r.phone_number,
                     });
                 }
                 self.held = Vec::new();

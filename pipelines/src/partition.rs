@@ -18,6 +18,8 @@ use foldhash::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::event::EventKind;
+use crate::features::{FeatureRecord, FeatureRequest, FeatureState};
 use crate::lifecycle::{Applied, HeldRecord, Verification, verification_key};
 use crate::outcome::Outcome;
 use crate::reject::{RejectReason, Rejected, Rejection};
@@ -61,6 +63,7 @@ pub struct InputRecord<'a> {
 pub enum Output {
     Outcome(Outcome),
     Rejected(Rejected),
+    Features(FeatureRecord),
 }
 
 /// The identity of an output: the same input always yields the same ids, so an
@@ -71,6 +74,8 @@ pub enum OutputId {
     Outcome(String),
     /// The source offset of a dead-lettered or late record (at most one per input).
     Rejected(i64),
+    /// `features_id` (tenant, verification and request event).
+    Features(String),
 }
 
 impl Output {
@@ -78,6 +83,7 @@ impl Output {
         match self {
             Output::Outcome(o) => OutputId::Outcome(o.outcome_id()),
             Output::Rejected(r) => OutputId::Rejected(r.offset),
+            Output::Features(f) => OutputId::Features(f.features_id()),
         }
     }
 }
@@ -98,6 +104,8 @@ pub struct PartitionStats {
     pub suppressed: u64,
     /// Offsets the source jumped over between two records.
     pub skipped_offsets: u64,
+    /// Feature vectors computed (one per accepted request).
+    pub featurized: u64,
 }
 
 /// See [`verification_key`].
@@ -120,6 +128,9 @@ pub struct PartitionPipeline {
     sink_positions: Vec<SinkPosition>,
     /// Outputs written by a crashed run that the replay has not reached yet.
     already_written: HashSet<OutputId>,
+    /// Accepted requests waiting for the watermark, in event-time order.
+    feature_queue: BinaryHeap<Reverse<(EventTime, VerificationKey, FeatureRequest)>>,
+    features: FeatureState,
     stats: PartitionStats,
 }
 
@@ -145,6 +156,8 @@ impl PartitionPipeline {
             decided_expiry: BinaryHeap::new(),
             sink_positions: Vec::new(),
             already_written: HashSet::default(),
+            feature_queue: BinaryHeap::new(),
+            features: FeatureState::default(),
             stats: PartitionStats::default(),
         }
     }
@@ -251,6 +264,19 @@ impl PartitionPipeline {
             Verification::new(&event.tenant_id, &event.verification_id, first_at)
         });
         let before = verification.deadline(cfg.ttl_ms);
+        let request = match &event.kind {
+            EventKind::Requested(r) => Some(FeatureRequest {
+                tenant_id: event.tenant_id.clone(),
+                verification_id: event.verification_id.clone(),
+                event_id: event.event_id.clone(),
+                at: event.occurred_at,
+                phone_number: r.phone_number.clone(),
+                country: r.country.clone(),
+                ip: r.ip.map(|ip| ip.to_string()),
+                device_id: r.device_id.clone(),
+            }),
+            _ => None,
+        };
         let applied = verification.apply(event, || HeldRecord {
             offset: record.offset,
             key: record.key.map(<[u8]>::to_vec),
@@ -263,6 +289,9 @@ impl PartitionPipeline {
                 let after = verification.deadline(cfg.ttl_ms);
                 if after != before || verification.seen.len() == 1 {
                     self.timers.push(Reverse((after, key)));
+                }
+                if let Some(request) = request {
+                    self.feature_queue.push(Reverse((request.at, key, request)));
                 }
             }
         }
@@ -296,54 +325,27 @@ impl PartitionPipeline {
         self.fire_until(cfg, EventTime::MAX, out);
     }
 
+    /// Releases, in event-time order, every request and every decision the
+    /// watermark has passed. At equal times requests go first: a request's features
+    /// see only decisions strictly before it.
     fn fire_until(&mut self, cfg: &PipelineConfig, watermark: EventTime, out: &mut Vec<Output>) {
-        while let Some(Reverse((deadline, _))) = self.timers.peek() {
-            if *deadline >= watermark {
-                break;
+        loop {
+            let request = self
+                .feature_queue
+                .peek()
+                .map(|Reverse((t, _, _))| *t)
+                .filter(|t| *t < watermark);
+            let decision = self
+                .timers
+                .peek()
+                .map(|Reverse((d, _))| *d)
+                .filter(|d| *d < watermark);
+            match (request, decision) {
+                (None, None) => break,
+                (Some(t), Some(d)) if d < t => self.decide_next(cfg, out),
+                (Some(_), _) => self.featurize_next(out),
+                (None, Some(_)) => self.decide_next(cfg, out),
             }
-            let Some(Reverse((deadline, key))) = self.timers.pop() else {
-                break;
-            };
-            let live = self
-                .open
-                .get(&key)
-                .is_some_and(|v| v.deadline(cfg.ttl_ms) == deadline);
-            if !live {
-                continue;
-            }
-            let Some(verification) = self.open.remove(&key) else {
-                continue;
-            };
-            match verification.outcome(self.partition, cfg.ttl_ms) {
-                Some(outcome) => {
-                    self.stats.outcomes += 1;
-                    self.emit(out, Output::Outcome(outcome));
-                }
-                None => {
-                    for held in verification.held {
-                        self.stats.orphaned += 1;
-                        let detail = format!(
-                            "no verification.requested for `{}` within the TTL",
-                            verification.verification_id
-                        );
-                        let rejected = Rejected {
-                            rejection: Rejection::field(
-                                RejectReason::Orphan,
-                                "verification_id",
-                                detail,
-                            ),
-                            partition: self.partition,
-                            offset: held.offset,
-                            key: held.key,
-                            payload: held.payload,
-                        };
-                        self.emit(out, Output::Rejected(rejected));
-                    }
-                }
-            }
-            let forget_at = deadline.saturating_add(cfg.retention_after_decision_ms);
-            self.decided.insert(key, forget_at);
-            self.decided_expiry.push(Reverse((forget_at, key)));
         }
         while let Some(Reverse((forget_at, _))) = self.decided_expiry.peek() {
             if *forget_at >= watermark {
@@ -353,6 +355,76 @@ impl PartitionPipeline {
                 self.decided.remove(&key);
             }
         }
+    }
+
+    fn featurize_next(&mut self, out: &mut Vec<Output>) {
+        let Some(Reverse((_, _, request))) = self.feature_queue.pop() else {
+            return;
+        };
+        let features = self.features.on_request(&request);
+        self.stats.featurized += 1;
+        let record = FeatureRecord {
+            partition: self.partition,
+            request,
+            features,
+        };
+        self.emit(out, Output::Features(record));
+    }
+
+    fn decide_next(&mut self, cfg: &PipelineConfig, out: &mut Vec<Output>) {
+        let Some(Reverse((deadline, key))) = self.timers.pop() else {
+            return;
+        };
+        let live = self
+            .open
+            .get(&key)
+            .is_some_and(|v| v.deadline(cfg.ttl_ms) == deadline);
+        if !live {
+            return;
+        }
+        let Some(verification) = self.open.remove(&key) else {
+            return;
+        };
+        match verification.outcome(self.partition, cfg.ttl_ms) {
+            Some(outcome) => {
+                self.stats.outcomes += 1;
+                if let Some(r) = &verification.requested {
+                    let approved = outcome.outcome == crate::OutcomeKind::Approved;
+                    self.features.on_decision(
+                        &verification.tenant_id,
+                        &r.country,
+                        &r.phone_number,
+                        approved,
+                        deadline,
+                    );
+                }
+                self.emit(out, Output::Outcome(outcome));
+            }
+            None => {
+                for held in verification.held {
+                    self.stats.orphaned += 1;
+                    let detail = format!(
+                        "no verification.requested for `{}` within the TTL",
+                        verification.verification_id
+                    );
+                    let rejected = Rejected {
+                        rejection: Rejection::field(
+                            RejectReason::Orphan,
+                            "verification_id",
+                            detail,
+                        ),
+                        partition: self.partition,
+                        offset: held.offset,
+                        key: held.key,
+                        payload: held.payload,
+                    };
+                    self.emit(out, Output::Rejected(rejected));
+                }
+            }
+        }
+        let forget_at = deadline.saturating_add(cfg.retention_after_decision_ms);
+        self.decided.insert(key, forget_at);
+        self.decided_expiry.push(Reverse((forget_at, key)));
     }
 
     /// Every output leaves through here: one a crashed run already wrote is dropped.
@@ -398,6 +470,16 @@ impl PartitionPipeline {
                 ids.sort();
                 ids
             },
+            feature_queue: {
+                let mut queued: Vec<_> = self
+                    .feature_queue
+                    .iter()
+                    .map(|Reverse(q)| q.clone())
+                    .collect();
+                queued.sort();
+                queued
+            },
+            features: self.features.clone(),
         }
     }
 
@@ -409,6 +491,8 @@ impl PartitionPipeline {
         p.event_time_at_last_record = state.max_event_time;
         p.sink_positions = state.sink_positions;
         p.already_written = state.already_written.into_iter().collect();
+        p.feature_queue = state.feature_queue.into_iter().map(Reverse).collect();
+        p.features = state.features;
         for (key, v) in state.open {
             p.timers.push(Reverse((v.deadline(cfg.ttl_ms), key)));
             p.open.insert(key, v);
@@ -431,6 +515,8 @@ pub struct PartitionState {
     pub decided: Vec<(VerificationKey, EventTime)>,
     pub sink_positions: Vec<SinkPosition>,
     pub already_written: Vec<OutputId>,
+    pub feature_queue: Vec<(EventTime, VerificationKey, FeatureRequest)>,
+    pub features: FeatureState,
 }
 
 #[cfg(test)]

@@ -66,6 +66,7 @@ fn run(events: &[(i64, Vec<u8>)], restore_at: Option<usize>) -> Vec<Vec<u8>> {
     out.into_iter()
         .map(|o| match o {
             Output::Outcome(o) => o.to_json_bytes(),
+            Output::Features(f) => f.to_json_bytes(),
             Output::Rejected(r) => panic!("nothing should be rejected: {:?}", r.rejection),
         })
         .collect()

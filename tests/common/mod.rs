@@ -198,6 +198,7 @@ pub struct Deployment {
     pub brokers: String,
     pub input: String,
     pub outcomes: String,
+    pub features: String,
     pub dlq: String,
     pub late: String,
     pub group: String,
@@ -211,6 +212,7 @@ impl Deployment {
             brokers: brokers(),
             input: format!("{base}.in"),
             outcomes: format!("{base}.outcomes"),
+            features: format!("{base}.features"),
             dlq: format!("{base}.dlq"),
             late: format!("{base}.late"),
             group: format!("{base}.group"),
@@ -230,6 +232,7 @@ impl Deployment {
             .arg(self.checkpoints.path())
             .env("VERIFLOW_TOPICS__INPUT", &self.input)
             .env("VERIFLOW_TOPICS__OUTCOMES", &self.outcomes)
+            .env("VERIFLOW_TOPICS__FEATURES", &self.features)
             .env("VERIFLOW_TOPICS__DLQ", &self.dlq)
             .env("VERIFLOW_TOPICS__LATE", &self.late)
             .env("VERIFLOW_METRICS__LISTEN", "127.0.0.1:0")
@@ -366,4 +369,24 @@ pub fn assert_outcomes_match_truth(outcomes: &[Consumed], truth: &[Value]) {
         mismatches.len(),
         &mismatches[..mismatches.len().min(10)]
     );
+}
+
+/// Asserts exactly one feature record per verification in the truth, each with the
+/// contract's shape.
+pub fn assert_one_feature_record_each(features: &[Consumed], truth: &[Value]) {
+    let mut ids = std::collections::BTreeSet::new();
+    for f in features {
+        let v = f.json();
+        assert!(v["features"].is_object(), "{v}");
+        assert_eq!(v["schema_version"], 1);
+        assert!(
+            ids.insert(v["verification_id"].as_str().unwrap().to_owned()),
+            "two feature records: {v}"
+        );
+    }
+    let expected: std::collections::BTreeSet<String> = truth
+        .iter()
+        .map(|t| t["verification_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, expected, "one feature record per verification");
 }

@@ -6,6 +6,7 @@
 //! `veriflow.source.topic`, `veriflow.source.partition`, `veriflow.source.offset`),
 //! so a consumer can inspect, fix and re-produce the original message as it was.
 
+use veriflow_pipelines::features::FeatureRecord;
 use veriflow_pipelines::{Outcome, OutputId, Rejected};
 
 use super::{KafkaConnectorError, KafkaSink};
@@ -17,6 +18,7 @@ pub const HEADER_SOURCE_TOPIC: &str = "veriflow.source.topic";
 pub const HEADER_SOURCE_PARTITION: &str = "veriflow.source.partition";
 pub const HEADER_SOURCE_OFFSET: &str = "veriflow.source.offset";
 pub const HEADER_OUTCOME_ID: &str = "veriflow.outcome_id";
+pub const HEADER_FEATURES_ID: &str = "veriflow.features_id";
 
 /// An outcome: key `tenant_id`, JSON value; its deterministic id and the input
 /// partition that decided it in headers.
@@ -40,6 +42,27 @@ pub fn send_outcome(
     )
 }
 
+/// A feature record: key `tenant_id`, JSON value, its id and source in headers.
+pub fn send_features(
+    sink: &KafkaSink,
+    topic: &str,
+    source_topic: &str,
+    record: &FeatureRecord,
+) -> Result<(), KafkaConnectorError> {
+    let id = record.features_id();
+    let partition = record.partition.to_string();
+    sink.send(
+        topic,
+        Some(record.request.tenant_id.as_bytes()),
+        &record.to_json_bytes(),
+        &[
+            (HEADER_FEATURES_ID, id.as_bytes()),
+            (HEADER_SOURCE_TOPIC, source_topic.as_bytes()),
+            (HEADER_SOURCE_PARTITION, partition.as_bytes()),
+        ],
+    )
+}
+
 /// Reads back `(source partition, output id)` from the headers of a record veriflow
 /// wrote for `source_topic`; `None` for anything else.
 pub fn output_identity(
@@ -50,6 +73,9 @@ pub fn output_identity(
         return None;
     }
     let partition = header(HEADER_SOURCE_PARTITION)?.parse().ok()?;
+    if let Some(id) = header(HEADER_FEATURES_ID) {
+        return Some((partition, OutputId::Features(id)));
+    }
     match header(HEADER_OUTCOME_ID) {
         Some(id) => Some((partition, OutputId::Outcome(id))),
         None => Some((

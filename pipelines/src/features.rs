@@ -1,0 +1,607 @@
+//! Real-time features of a verification request, computed in event time.
+//!
+//! A request's features are computed when the partition's watermark passes its
+//! `requested_at`: requests are released from a reorder heap in event-time order and
+//! interleaved with decided verifications (which feed conversion and approval
+//! features) by time. So a feature vector describes exactly the history *before* the
+//! request, and is the same for every arrival order within the allowed lateness.
+//!
+//! All state is keyed within the tenant (tenants never see each other's traffic),
+//! bounded (idle keys expire, see [`FeatureState::expire`]) and exact: windows are
+//! ring buffers of per-minute or per-hour counts; distinct counts keep the members
+//! seen in the window (bounded by the window's traffic), which at this scale is
+//! cheaper and more honest than a sketch.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use foldhash::HashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::time::{EventTime, MILLIS_PER_MINUTE};
+
+const HOUR: i64 = 60 * MILLIS_PER_MINUTE;
+const DAY: i64 = 24 * HOUR;
+/// Beta prior on conversion: mean 0.85 with the weight of 20 verifications.
+const PRIOR_APPROVED: f64 = 17.0;
+const PRIOR_TOTAL: f64 = 20.0;
+/// Requests remembered per prefix for the sequential-number score.
+const SEQUENCE_DEPTH: usize = 20;
+/// Two numbers this close count as adjacent.
+const SEQUENCE_GAP: u64 = 3;
+
+/// Counts in fixed time slots over a sliding span (a ring of `slots` buckets).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    /// Index (time / slot width) of the newest slot, if any.
+    head: Option<i64>,
+    counts: Vec<u32>,
+}
+
+impl Window {
+    fn add(&mut self, slot: i64, slots: usize, n: u32) {
+        if self.counts.len() != slots {
+            self.counts = vec![0; slots];
+        }
+        let head = self.head.unwrap_or(slot);
+        if slot > head {
+            let clear = (slot - head).min(slots as i64);
+            for s in (slot - clear + 1)..=slot {
+                self.counts[s.rem_euclid(slots as i64) as usize] = 0;
+            }
+            self.head = Some(slot);
+        } else if self.head.is_none() {
+            self.head = Some(slot);
+        }
+        if slot > self.head.unwrap_or(slot) - slots as i64 {
+            let i = slot.rem_euclid(slots as i64) as usize;
+            self.counts[i] = self.counts[i].saturating_add(n);
+        }
+    }
+
+    /// Sum over the `span` slots ending at `slot` (inclusive).
+    fn sum(&self, slot: i64, span: i64) -> u32 {
+        let Some(head) = self.head else { return 0 };
+        let len = self.counts.len() as i64;
+        let lo = (slot - span + 1).max(head - len + 1);
+        let hi = slot.min(head);
+        (lo..=hi)
+            .map(|s| self.counts[s.rem_euclid(len) as usize])
+            .sum()
+    }
+}
+
+/// Minute slots for the last hour and hour slots for the last day.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Rates {
+    minutes: Window,
+    hours: Window,
+}
+
+impl Rates {
+    fn add(&mut self, t: EventTime) {
+        self.minutes.add(t.div_euclid(MILLIS_PER_MINUTE), 60, 1);
+        self.hours.add(t.div_euclid(HOUR), 24, 1);
+    }
+
+    /// Events in `[t - span, t)` for spans up to an hour (minute resolution).
+    fn in_minutes(&self, t: EventTime, minutes: i64) -> u32 {
+        self.minutes.sum(t.div_euclid(MILLIS_PER_MINUTE), minutes)
+    }
+
+    /// Events over the last 24 hourly slots.
+    fn in_day(&self, t: EventTime) -> u32 {
+        self.hours.sum(t.div_euclid(HOUR), 24)
+    }
+}
+
+/// Members with their last sighting, for distinct counts over a window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Distinct {
+    last_seen: BTreeMap<String, EventTime>,
+}
+
+impl Distinct {
+    fn count_since(&self, since: EventTime) -> u32 {
+        self.last_seen.values().filter(|&&t| t >= since).count() as u32
+    }
+    fn add(&mut self, member: &str, t: EventTime, keep: i64) {
+        self.last_seen.insert(member.to_owned(), t);
+        if self.last_seen.len() > 64 {
+            self.last_seen.retain(|_, seen| *seen >= t - keep);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct PhoneState {
+    attempts: Rates,
+    approvals: u32,
+    last_seen: EventTime,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct PrefixState {
+    requests: Rates,
+    new_numbers: Rates,
+    numbers: Distinct,
+    recent: VecDeque<u64>,
+    last_seen: EventTime,
+}
+
+/// An IP address or a device.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct ActorState {
+    requests: Rates,
+    numbers: Distinct,
+    countries: Distinct,
+    last_seen: EventTime,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct ConversionState {
+    requests: u64,
+    decided: Rates,
+    approved: Rates,
+    last_seen: EventTime,
+}
+
+/// What the feature stage needs of a `verification.requested`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FeatureRequest {
+    pub tenant_id: String,
+    pub verification_id: String,
+    pub event_id: String,
+    pub at: EventTime,
+    pub phone_number: String,
+    pub country: String,
+    pub ip: Option<String>,
+    pub device_id: Option<String>,
+}
+
+/// The feature vector of one request. Field names are public (the features topic).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Features {
+    pub phone_attempts_10m: u32,
+    pub phone_attempts_24h: u32,
+    pub phone_lifetime_approvals: u32,
+    pub phone_first_seen: bool,
+    pub prefix_requests_1m: u32,
+    pub prefix_requests_10m: u32,
+    pub prefix_requests_1h: u32,
+    pub prefix_distinct_numbers_1h: u32,
+    pub prefix_new_number_share_1h: f64,
+    pub prefix_sequential_score: f64,
+    pub ip_requests_1m: Option<u32>,
+    pub ip_requests_1h: Option<u32>,
+    pub ip_distinct_numbers_1h: Option<u32>,
+    pub ip_distinct_countries_24h: Option<u32>,
+    pub device_requests_1m: Option<u32>,
+    pub device_requests_1h: Option<u32>,
+    pub device_distinct_numbers_1h: Option<u32>,
+    pub tenant_country_conversion_1h: f64,
+    pub tenant_country_conversion_24h: f64,
+    pub tenant_country_first_time: bool,
+    pub local_hour: Option<u8>,
+}
+
+/// The feature record as emitted: identity plus the vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureRecord {
+    pub partition: i32,
+    pub request: FeatureRequest,
+    pub features: Features,
+}
+
+#[derive(Serialize)]
+struct FeatureJson<'a> {
+    features_id: String,
+    verification_id: &'a str,
+    tenant_id: &'a str,
+    event_id: &'a str,
+    requested_at: String,
+    country: &'a str,
+    schema_version: u32,
+    features: &'a Features,
+}
+
+/// Bump when a feature is added, removed or redefined (models record it).
+pub const FEATURE_SCHEMA_VERSION: u32 = 1;
+
+impl FeatureRecord {
+    /// Deterministic: one per accepted `verification.requested` event.
+    pub fn features_id(&self) -> String {
+        let r = &self.request;
+        format!("{}:{}:{}", r.tenant_id, r.verification_id, r.event_id)
+    }
+
+    pub fn to_json_bytes(&self) -> Vec<u8> {
+        let r = &self.request;
+        let json = FeatureJson {
+            features_id: self.features_id(),
+            verification_id: &r.verification_id,
+            tenant_id: &r.tenant_id,
+            event_id: &r.event_id,
+            requested_at: crate::time::format_rfc3339(r.at),
+            country: &r.country,
+            schema_version: FEATURE_SCHEMA_VERSION,
+            features: &self.features,
+        };
+        serde_json::to_vec(&json).unwrap_or_default()
+    }
+}
+
+/// All feature state of one partition.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FeatureState {
+    phones: HashMap<(String, String), PhoneState>,
+    prefixes: HashMap<(String, String), PrefixState>,
+    ips: HashMap<(String, String), ActorState>,
+    devices: HashMap<(String, String), ActorState>,
+    conversion: HashMap<(String, String), ConversionState>,
+    /// Event hour of the last expiry pass.
+    expired_through: i64,
+}
+
+/// The phone number minus its last 4 digits: where SMS-pumping ranges show up.
+pub fn phone_prefix(phone: &str) -> &str {
+    &phone[..phone.len().saturating_sub(4).max(1)]
+}
+
+fn digits(phone: &str) -> u64 {
+    phone.bytes().filter(u8::is_ascii_digit).fold(0u64, |n, b| {
+        n.wrapping_mul(10).wrapping_add(u64::from(b - b'0'))
+    })
+}
+
+impl FeatureState {
+    /// Computes the features of `r` from the history before it, then records it.
+    pub fn on_request(&mut self, r: &FeatureRequest) -> Features {
+        let t = r.at;
+        let tenant = &r.tenant_id;
+        let key = |s: &str| (tenant.clone(), s.to_owned());
+
+        let phone_key = key(&r.phone_number);
+        let phone_first_seen = !self.phones.contains_key(&phone_key);
+        let phone = self.phones.entry(phone_key).or_default();
+        let phone_attempts_10m = phone.attempts.in_minutes(t, 10);
+        let phone_attempts_24h = phone.attempts.in_day(t);
+        let phone_lifetime_approvals = phone.approvals;
+        phone.attempts.add(t);
+        phone.last_seen = t;
+
+        let number = digits(&r.phone_number);
+        let prefix = self
+            .prefixes
+            .entry(key(phone_prefix(&r.phone_number)))
+            .or_default();
+        let prefix_requests_1h = prefix.requests.in_minutes(t, 60);
+        let features_prefix = (
+            prefix.requests.in_minutes(t, 1),
+            prefix.requests.in_minutes(t, 10),
+            prefix_requests_1h,
+            prefix.numbers.count_since(t - HOUR),
+            if prefix_requests_1h == 0 {
+                0.0
+            } else {
+                f64::from(prefix.new_numbers.in_minutes(t, 60)) / f64::from(prefix_requests_1h)
+            },
+            sequential_score(&prefix.recent),
+        );
+        prefix.requests.add(t);
+        if phone_first_seen {
+            prefix.new_numbers.add(t);
+        }
+        prefix.numbers.add(&r.phone_number, t, HOUR);
+        prefix.recent.push_back(number);
+        if prefix.recent.len() > SEQUENCE_DEPTH {
+            prefix.recent.pop_front();
+        }
+        prefix.last_seen = t;
+
+        let actor = |map: &mut HashMap<(String, String), ActorState>, id: &Option<String>| {
+            let id = id.as_ref()?;
+            let a = map.entry((tenant.clone(), id.clone())).or_default();
+            let seen = (
+                a.requests.in_minutes(t, 1),
+                a.requests.in_minutes(t, 60),
+                a.numbers.count_since(t - HOUR),
+                a.countries.count_since(t - DAY),
+            );
+            a.requests.add(t);
+            a.numbers.add(&r.phone_number, t, HOUR);
+            a.countries.add(&r.country, t, DAY);
+            a.last_seen = t;
+            Some(seen)
+        };
+        let ip = actor(&mut self.ips, &r.ip);
+        let device = actor(&mut self.devices, &r.device_id);
+
+        let conv = self.conversion.entry(key(&r.country)).or_default();
+        let rate = |approved: u32, decided: u32| {
+            (f64::from(approved) + PRIOR_APPROVED) / (f64::from(decided) + PRIOR_TOTAL)
+        };
+        let tenant_country_conversion_1h = rate(
+            conv.approved.in_minutes(t, 60),
+            conv.decided.in_minutes(t, 60),
+        );
+        let tenant_country_conversion_24h = rate(conv.approved.in_day(t), conv.decided.in_day(t));
+        let tenant_country_first_time = conv.requests == 0;
+        conv.requests += 1;
+        conv.last_seen = t;
+
+        self.expire(t);
+        Features {
+            phone_attempts_10m,
+            phone_attempts_24h,
+            phone_lifetime_approvals,
+            phone_first_seen,
+            prefix_requests_1m: features_prefix.0,
+            prefix_requests_10m: features_prefix.1,
+            prefix_requests_1h: features_prefix.2,
+            prefix_distinct_numbers_1h: features_prefix.3,
+            prefix_new_number_share_1h: features_prefix.4,
+            prefix_sequential_score: features_prefix.5,
+            ip_requests_1m: ip.map(|x| x.0),
+            ip_requests_1h: ip.map(|x| x.1),
+            ip_distinct_numbers_1h: ip.map(|x| x.2),
+            ip_distinct_countries_24h: ip.map(|x| x.3),
+            device_requests_1m: device.map(|x| x.0),
+            device_requests_1h: device.map(|x| x.1),
+            device_distinct_numbers_1h: device.map(|x| x.2),
+            tenant_country_conversion_1h,
+            tenant_country_conversion_24h,
+            tenant_country_first_time,
+            local_hour: local_hour(&r.country, t),
+        }
+    }
+
+    /// A verification was decided at `at`: conversion and approval history.
+    pub fn on_decision(
+        &mut self,
+        tenant: &str,
+        country: &str,
+        phone: &str,
+        approved: bool,
+        at: EventTime,
+    ) {
+        let conv = self
+            .conversion
+            .entry((tenant.to_owned(), country.to_owned()))
+            .or_default();
+        conv.decided.add(at);
+        if approved {
+            conv.approved.add(at);
+            let p = self
+                .phones
+                .entry((tenant.to_owned(), phone.to_owned()))
+                .or_default();
+            p.approvals += 1;
+            p.last_seen = p.last_seen.max(at);
+        }
+        conv.last_seen = conv.last_seen.max(at);
+    }
+
+    /// Forgets keys idle for longer than anything they feed (once per event hour).
+    fn expire(&mut self, t: EventTime) {
+        let hour = t.div_euclid(HOUR);
+        if hour <= self.expired_through {
+            return;
+        }
+        self.expired_through = hour;
+        self.prefixes.retain(|_, s| s.last_seen >= t - DAY);
+        self.ips.retain(|_, s| s.last_seen >= t - DAY);
+        self.devices.retain(|_, s| s.last_seen >= t - DAY);
+        // Phones carry lifetime approvals; keep them for 30 idle days.
+        self.phones.retain(|_, s| s.last_seen >= t - 30 * DAY);
+        self.conversion.retain(|_, s| s.last_seen >= t - 30 * DAY);
+    }
+
+    /// Keys held, for metrics and the state-size benchmark.
+    pub fn keys(&self) -> usize {
+        self.phones.len()
+            + self.prefixes.len()
+            + self.ips.len()
+            + self.devices.len()
+            + self.conversion.len()
+    }
+}
+
+/// Share of the recent numbers under a prefix that have a neighbour (within
+/// [`SEQUENCE_GAP`]) among them: near 1 for a sweep through a number range.
+fn sequential_score(recent: &VecDeque<u64>) -> f64 {
+    if recent.len() < 2 {
+        return 0.0;
+    }
+    let mut sorted: Vec<u64> = recent.iter().copied().collect();
+    sorted.sort_unstable();
+    let adjacent = (0..sorted.len())
+        .filter(|&i| {
+            let near = |j: usize| sorted[i].abs_diff(sorted[j]) <= SEQUENCE_GAP;
+            (i > 0 && near(i - 1)) || (i + 1 < sorted.len() && near(i + 1))
+        })
+        .count();
+    adjacent as f64 / sorted.len() as f64
+}
+
+/// Standard-time UTC offsets (hours) of common destinations; DST is ignored, so
+/// the value can be off by one hour in summer. `None` for countries not listed.
+fn local_hour(country: &str, t: EventTime) -> Option<u8> {
+    const OFFSETS: &[(&str, i64)] = &[
+        ("AE", 4),
+        ("AR", -3),
+        ("AU", 10),
+        ("BD", 6),
+        ("BR", -3),
+        ("CA", -5),
+        ("CL", -4),
+        ("CN", 8),
+        ("CO", -5),
+        ("DE", 1),
+        ("EG", 2),
+        ("ES", 1),
+        ("FR", 1),
+        ("GB", 0),
+        ("GN", 0),
+        ("ID", 7),
+        ("IN", 5),
+        ("IT", 1),
+        ("JP", 9),
+        ("KE", 3),
+        ("KG", 6),
+        ("KR", 9),
+        ("LV", 2),
+        ("MA", 1),
+        ("MX", -6),
+        ("MY", 8),
+        ("NG", 1),
+        ("NL", 1),
+        ("PE", -5),
+        ("PH", 8),
+        ("PK", 5),
+        ("PL", 1),
+        ("PT", 0),
+        ("RU", 3),
+        ("SA", 3),
+        ("SE", 1),
+        ("TH", 7),
+        ("TR", 3),
+        ("UA", 2),
+        ("US", -5),
+        ("UZ", 5),
+        ("VN", 7),
+        ("ZA", 2),
+    ];
+    let offset = OFFSETS.iter().find(|(c, _)| *c == country)?.1;
+    Some((t + offset * HOUR).rem_euclid(DAY).div_euclid(HOUR) as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: EventTime = 1_767_571_200_000; // 2026-01-05T00:00:00Z, a Monday
+    const S: i64 = 1000;
+
+    fn req(
+        vid: &str,
+        at: EventTime,
+        phone: &str,
+        country: &str,
+        ip: Option<&str>,
+        device: Option<&str>,
+    ) -> FeatureRequest {
+        FeatureRequest {
+            tenant_id: "t1".into(),
+            verification_id: vid.into(),
+            event_id: format!("{vid}-e1"),
+            at,
+            phone_number: phone.into(),
+            country: country.into(),
+            ip: ip.map(str::to_owned),
+            device_id: device.map(str::to_owned),
+        }
+    }
+
+    /// A pumping sweep: sequential numbers under one prefix from two IPs.
+    #[test]
+    fn a_scripted_sweep_gives_the_expected_features() {
+        let mut f = FeatureState::default();
+        let ips = ["45.1.1.1", "45.1.1.2"];
+        let mut last = None;
+        for i in 0..8u32 {
+            let phone = format!("+37129100{:03}", 100 + i);
+            let r = req(
+                &format!("v{i}"),
+                T0 + i64::from(i) * 5 * S,
+                &phone,
+                "LV",
+                Some(ips[i as usize % 2]),
+                None,
+            );
+            last = Some(f.on_request(&r));
+        }
+        // The 8th request (at T0+35 s) sees the 7 before it.
+        let x = last.unwrap();
+        assert_eq!(x.prefix_requests_1m, 7);
+        assert_eq!(x.prefix_requests_10m, 7);
+        assert_eq!(x.prefix_distinct_numbers_1h, 7);
+        assert_eq!(x.prefix_new_number_share_1h, 1.0, "every number was new");
+        assert_eq!(x.prefix_sequential_score, 1.0, "a perfect sweep");
+        assert_eq!(
+            x.ip_requests_1m,
+            Some(3),
+            "requests 2, 4, 6 came from the second IP"
+        );
+        assert_eq!(x.ip_distinct_numbers_1h, Some(3));
+        assert_eq!(x.ip_distinct_countries_24h, Some(1));
+        assert_eq!(x.device_requests_1m, None, "no device id");
+        assert!(x.phone_first_seen);
+        assert_eq!(x.phone_attempts_24h, 0);
+        assert_eq!(x.local_hour, Some(2), "Latvia is UTC+2 in winter");
+        assert!(!x.tenant_country_first_time);
+        // Prior only: (0 + 17) / (0 + 20).
+        assert_eq!(x.tenant_country_conversion_1h, 0.85);
+    }
+
+    #[test]
+    fn windows_forget_the_past_and_conversion_follows_decisions() {
+        let mut f = FeatureState::default();
+        let phone = "+5511999990000";
+        let first = f.on_request(&req("a", T0, phone, "BR", Some("1.2.3.4"), Some("d1")));
+        assert!(first.phone_first_seen && first.tenant_country_first_time);
+        f.on_decision("t1", "BR", phone, true, T0 + 30 * S);
+        for i in 0..4 {
+            f.on_decision("t1", "BR", &format!("+55119999{i:05}"), false, T0 + 40 * S);
+        }
+        // 11 minutes later: outside 10 m, inside 1 h.
+        let x = f.on_request(&req(
+            "b",
+            T0 + 11 * 60 * S,
+            phone,
+            "BR",
+            Some("1.2.3.4"),
+            Some("d1"),
+        ));
+        assert!(!x.phone_first_seen);
+        assert_eq!(x.phone_attempts_10m, 0);
+        assert_eq!(x.phone_attempts_24h, 1);
+        assert_eq!(x.phone_lifetime_approvals, 1);
+        assert_eq!(x.device_requests_1h, Some(1));
+        assert_eq!(x.device_requests_1m, Some(0));
+        // 1 approved of 5 decided, with the Beta(17, 3) prior: 18 / 25.
+        assert!((x.tenant_country_conversion_1h - 18.0 / 25.0).abs() < 1e-12);
+        // Two hours later the hourly window is empty again, the daily one is not.
+        let y = f.on_request(&req("c", T0 + 2 * 3600 * S, phone, "BR", None, None));
+        assert_eq!(y.tenant_country_conversion_1h, 0.85);
+        assert!((y.tenant_country_conversion_24h - 18.0 / 25.0).abs() < 1e-12);
+        assert_eq!(y.prefix_requests_1h, 0);
+        assert_eq!(y.phone_attempts_24h, 2);
+        assert_eq!(y.ip_requests_1h, None);
+    }
+
+    #[test]
+    fn idle_keys_expire_but_approvals_are_kept_for_a_month() {
+        let mut f = FeatureState::default();
+        f.on_request(&req("a", T0, "+5511999990000", "BR", Some("1.2.3.4"), None));
+        f.on_decision("t1", "BR", "+5511999990000", true, T0 + 30 * S);
+        let before = f.keys();
+        f.on_request(&req("b", T0 + 2 * DAY, "+4915112345678", "DE", None, None));
+        assert!(f.keys() < before + 3, "the idle prefix and IP were dropped");
+        let x = f.on_request(&req("c", T0 + 3 * DAY, "+5511999990000", "BR", None, None));
+        assert_eq!(x.phone_lifetime_approvals, 1);
+    }
+
+    #[test]
+    fn sequential_score_distinguishes_sweeps_from_random_numbers() {
+        let sweep: VecDeque<u64> = (0..10).map(|i| 37129100100 + i).collect();
+        assert_eq!(sequential_score(&sweep), 1.0);
+        let random: VecDeque<u64> = [
+            5511999990000u64,
+            5511988881234,
+            5521977770001,
+            5511912345678,
+        ]
+        .into();
+        assert_eq!(sequential_score(&random), 0.0);
+    }
+}
