@@ -44,6 +44,10 @@ struct Args {
     /// Partitions of the in-process run and of the benchmark topic.
     #[arg(long, default_value_t = 4)]
     partitions: usize,
+    /// Also measure state: memory, checkpoint size and time, and recovery time with
+    /// this many verifications in flight (e.g. 1000000).
+    #[arg(long)]
+    in_flight: Option<usize>,
 }
 
 struct Event {
@@ -96,6 +100,108 @@ fn main() -> anyhow::Result<()> {
     for (name, rate, rel) in rows {
         println!("| {name} | {rate:.0} | {rel} |");
     }
+    if let Some(n) = args.in_flight {
+        state(n)?;
+    }
+    Ok(())
+}
+
+/// Resident memory of this process, in bytes (Linux).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// `n` verifications requested and sent, none decided yet: the state a partition
+/// holds at peak, checkpointed and restored.
+fn state(n: usize) -> anyhow::Result<()> {
+    let cfg = PipelineConfig {
+        limits: ValidationLimits {
+            max_future_skew_ms: None,
+            ..Default::default()
+        },
+        ..PipelineConfig::default()
+    };
+    let t0: i64 = 1_767_571_200_000;
+    let before = rss_bytes();
+    let mut pipe = PartitionPipeline::new(0);
+    let mut out = Vec::new();
+    let started = Instant::now();
+    for i in 0..n {
+        // All within one minute of event time, so nothing expires.
+        let at = veriflow_pipelines::time::format_rfc3339(t0 + (i as i64 * 60_000) / n as i64);
+        let vid = format!("v-{i:09}");
+        let phone = format!("+55119{:08}", i % 100_000_000);
+        let requested = format!(
+            r#"{{"event_id":"{vid}-r","type":"verification.requested","verification_id":"{vid}","tenant_id":"t{}","occurred_at":"{at}","phone_number":"{phone}","country":"BR","channel":"sms","service":"login","ip":"100.{}.{}.{}","device_id":"d-{i}"}}"#,
+            i % 50,
+            (i >> 16) % 256,
+            (i >> 8) % 256,
+            i % 256
+        );
+        let sent = format!(
+            r#"{{"event_id":"{vid}-s","type":"verification.sent","verification_id":"{vid}","tenant_id":"t{}","occurred_at":"{at}","provider":"sinch","attempt":1,"cost":0.01,"currency":"USD"}}"#,
+            i % 50
+        );
+        for (k, payload) in [requested, sent].iter().enumerate() {
+            let record = InputRecord {
+                offset: (2 * i + k) as i64,
+                key: None,
+                payload: payload.as_bytes(),
+            };
+            pipe.process(&cfg, record, 0, &mut out);
+        }
+        if i % 4096 == 0 {
+            pipe.fire_timers(&cfg, &mut out);
+            out.clear();
+        }
+    }
+    pipe.fire_timers(&cfg, &mut out);
+    let load = started.elapsed();
+    let in_flight = pipe.in_flight();
+    let memory = rss_bytes().saturating_sub(before);
+
+    let dir = std::env::temp_dir().join(format!("veriflow-bench-state-{}", std::process::id()));
+    let store = veriflow_pipelines::checkpoint::CheckpointStore::new(&dir, 1);
+    let started = Instant::now();
+    let bytes = store.save("bench", &pipe.snapshot())?;
+    let save = started.elapsed();
+    drop(pipe);
+    let started = Instant::now();
+    let restored = store
+        .load_latest("bench", 0)?
+        .context("checkpoint just written")?;
+    let pipe = PartitionPipeline::restore(&cfg, restored);
+    let recover = started.elapsed();
+    assert_eq!(pipe.in_flight(), in_flight);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let per_million = |x: f64| x * 1e6 / in_flight as f64;
+    println!("\n| state with {in_flight} verifications in flight | value |\n|---|---:|");
+    println!(
+        "| build (2 events each, features on) | {:.1} s |",
+        load.as_secs_f64()
+    );
+    println!(
+        "| resident memory | {:.0} MiB ({:.0} MiB per 1M) |",
+        memory as f64 / 1048576.0,
+        per_million(memory as f64) / 1048576.0
+    );
+    println!(
+        "| checkpoint size | {:.0} MiB ({:.0} MiB per 1M) |",
+        bytes as f64 / 1048576.0,
+        per_million(bytes as f64) / 1048576.0
+    );
+    println!(
+        "| checkpoint write (snapshot + encode + fsync) | {:.2} s |",
+        save.as_secs_f64()
+    );
+    println!(
+        "| recovery (read + decode + rebuild) | {:.2} s |",
+        recover.as_secs_f64()
+    );
     Ok(())
 }
 

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, VecDeque};
 use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
 
+use crate::lifecycle::verification_key;
 use crate::time::{EventTime, MILLIS_PER_MINUTE};
 
 const HOUR: i64 = 60 * MILLIS_PER_MINUTE;
@@ -70,34 +71,98 @@ impl Window {
     }
 }
 
-/// Minute slots for the last hour and hour slots for the last day.
+/// Event counts over the last hour (minute slots) and day (hour slots).
+///
+/// Most keys (a phone, a legitimate prefix) see a handful of events a day: they keep
+/// the timestamps themselves. A key past [`DENSE_AFTER`] events in a day switches
+/// to ring buffers of slot counts. Both forms count by the same slots, so the answer
+/// never depends on the form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Rates {
+    Sparse(Vec<EventTime>),
+    Dense(Box<DenseRates>),
+}
+
+const DENSE_AFTER: usize = 256;
+
+impl Default for Rates {
+    fn default() -> Self {
+        Rates::Sparse(Vec::new())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct Rates {
+struct DenseRates {
     minutes: Window,
     hours: Window,
 }
 
+fn minute(t: EventTime) -> i64 {
+    t.div_euclid(MILLIS_PER_MINUTE)
+}
+
+fn hour(t: EventTime) -> i64 {
+    t.div_euclid(HOUR)
+}
+
 impl Rates {
     fn add(&mut self, t: EventTime) {
-        self.minutes.add(t.div_euclid(MILLIS_PER_MINUTE), 60, 1);
-        self.hours.add(t.div_euclid(HOUR), 24, 1);
+        match self {
+            Rates::Sparse(times) => {
+                // Keep what the day window can still count (24 hour slots).
+                let keep_from = times.partition_point(|&x| hour(x) <= hour(t) - 24);
+                times.drain(..keep_from);
+                times.push(t);
+                if times.len() > DENSE_AFTER {
+                    let mut dense = DenseRates::default();
+                    for &x in times.iter() {
+                        dense.minutes.add(minute(x), 60, 1);
+                        dense.hours.add(hour(x), 24, 1);
+                    }
+                    *self = Rates::Dense(Box::new(dense));
+                }
+            }
+            Rates::Dense(d) => {
+                d.minutes.add(minute(t), 60, 1);
+                d.hours.add(hour(t), 24, 1);
+            }
+        }
     }
 
-    /// Events in `[t - span, t)` for spans up to an hour (minute resolution).
+    /// Events in the `minutes` minute slots ending with `t`'s (up to 60).
     fn in_minutes(&self, t: EventTime, minutes: i64) -> u32 {
-        self.minutes.sum(t.div_euclid(MILLIS_PER_MINUTE), minutes)
+        match self {
+            Rates::Sparse(times) => {
+                let (lo, hi) = (minute(t) - minutes + 1, minute(t));
+                times
+                    .iter()
+                    .filter(|&&x| (lo..=hi).contains(&minute(x)))
+                    .count() as u32
+            }
+            Rates::Dense(d) => d.minutes.sum(minute(t), minutes),
+        }
     }
 
-    /// Events over the last 24 hourly slots.
+    /// Events in the 24 hour slots ending with `t`'s.
     fn in_day(&self, t: EventTime) -> u32 {
-        self.hours.sum(t.div_euclid(HOUR), 24)
+        match self {
+            Rates::Sparse(times) => {
+                let (lo, hi) = (hour(t) - 23, hour(t));
+                times
+                    .iter()
+                    .filter(|&&x| (lo..=hi).contains(&hour(x)))
+                    .count() as u32
+            }
+            Rates::Dense(d) => d.hours.sum(hour(t), 24),
+        }
     }
 }
 
-/// Members with their last sighting, for distinct counts over a window.
+/// Members (by 64-bit hash) with their last sighting, for distinct counts over a
+/// window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Distinct {
-    last_seen: BTreeMap<String, EventTime>,
+    last_seen: BTreeMap<u64, EventTime>,
 }
 
 impl Distinct {
@@ -105,7 +170,8 @@ impl Distinct {
         self.last_seen.values().filter(|&&t| t >= since).count() as u32
     }
     fn add(&mut self, member: &str, t: EventTime, keep: i64) {
-        self.last_seen.insert(member.to_owned(), t);
+        self.last_seen
+            .insert(xxhash_rust::xxh3::xxh3_64(member.as_bytes()), t);
         if self.last_seen.len() > 64 {
             self.last_seen.retain(|_, seen| *seen >= t - keep);
         }
@@ -232,12 +298,13 @@ impl FeatureRecord {
 
 /// All feature state of one partition.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Keys are 128-bit hashes of (tenant, entity), as for verifications.
 pub struct FeatureState {
-    phones: HashMap<(String, String), PhoneState>,
-    prefixes: HashMap<(String, String), PrefixState>,
-    ips: HashMap<(String, String), ActorState>,
-    devices: HashMap<(String, String), ActorState>,
-    conversion: HashMap<(String, String), ConversionState>,
+    phones: HashMap<u128, PhoneState>,
+    prefixes: HashMap<u128, PrefixState>,
+    ips: HashMap<u128, ActorState>,
+    devices: HashMap<u128, ActorState>,
+    conversion: HashMap<u128, ConversionState>,
     /// Event hour of the last expiry pass.
     expired_through: i64,
 }
@@ -258,7 +325,7 @@ impl FeatureState {
     pub fn on_request(&mut self, r: &FeatureRequest) -> Features {
         let t = r.at;
         let tenant = &r.tenant_id;
-        let key = |s: &str| (tenant.clone(), s.to_owned());
+        let key = |s: &str| verification_key(tenant, s);
 
         let phone_key = key(&r.phone_number);
         let phone_first_seen = !self.phones.contains_key(&phone_key);
@@ -298,9 +365,9 @@ impl FeatureState {
         }
         prefix.last_seen = t;
 
-        let actor = |map: &mut HashMap<(String, String), ActorState>, id: &Option<String>| {
+        let actor = |map: &mut HashMap<u128, ActorState>, id: &Option<String>| {
             let id = id.as_ref()?;
-            let a = map.entry((tenant.clone(), id.clone())).or_default();
+            let a = map.entry(verification_key(tenant, id)).or_default();
             let seen = (
                 a.requests.in_minutes(t, 1),
                 a.requests.in_minutes(t, 60),
@@ -366,14 +433,14 @@ impl FeatureState {
     ) {
         let conv = self
             .conversion
-            .entry((tenant.to_owned(), country.to_owned()))
+            .entry(verification_key(tenant, country))
             .or_default();
         conv.decided.add(at);
         if approved {
             conv.approved.add(at);
             let p = self
                 .phones
-                .entry((tenant.to_owned(), phone.to_owned()))
+                .entry(verification_key(tenant, phone))
                 .or_default();
             p.approvals += 1;
             p.last_seen = p.last_seen.max(at);
@@ -589,6 +656,36 @@ mod tests {
         assert!(f.keys() < before + 3, "the idle prefix and IP were dropped");
         let x = f.on_request(&req("c", T0 + 3 * DAY, "+5511999990000", "BR", None, None));
         assert_eq!(x.phone_lifetime_approvals, 1);
+    }
+
+    #[test]
+    fn sparse_and_dense_rates_count_alike() {
+        let mut sparse_only = Vec::new();
+        let mut rates = Rates::default();
+        let mut t = T0;
+        for i in 0..600 {
+            t += (i % 7) * 3 * S + 20 * S;
+            rates.add(t);
+            sparse_only.push(t);
+            if i == 255 {
+                assert!(matches!(rates, Rates::Sparse(_)));
+            }
+        }
+        assert!(
+            matches!(rates, Rates::Dense(_)),
+            "promoted past the threshold"
+        );
+        let reference = Rates::Sparse(sparse_only);
+        for probe in [t, t + 30 * S, t + 20 * 60 * S, t + 5 * 3600 * S] {
+            for m in [1, 10, 60] {
+                assert_eq!(
+                    rates.in_minutes(probe, m),
+                    reference.in_minutes(probe, m),
+                    "{m} min at {probe}"
+                );
+            }
+            assert_eq!(rates.in_day(probe), reference.in_day(probe));
+        }
     }
 
     #[test]
