@@ -123,8 +123,8 @@ impl Default for PipelineSection {
             allowed_lateness: "2m".into(),
             retention_after_decision: "10m".into(),
             max_event_bytes: 64 * 1024,
-            max_future_skew: "1h".into(),
-            idle_timeout: "1m".into(),
+            max_future_skew: "off".into(),
+            idle_timeout: "30s".into(),
         }
     }
 }

@@ -398,7 +398,9 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
                         let silent = last_record.get(&p).map(Instant::elapsed);
                         if let Some(silent) = silent.filter(|s| *s >= idle_timeout) {
                             let idle_ms = silent.as_millis() as i64;
-                            inner.engine.advance_idle(p, idle_ms, &mut inner.out);
+                            inner
+                                .engine
+                                .advance_idle(p, idle_ms, now_millis(), &mut inner.out);
                         }
                     }
                 }

@@ -836,3 +836,44 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// A finished historical stream, consumed by a plain `veriflow run` (no
+/// `--until-end`): once its partitions fall silent, every verification is decided,
+/// and the outcomes equal the ground truth.
+#[test]
+fn a_finished_stream_is_fully_decided_by_a_running_engine() {
+    let d = Deployment::new("finished");
+    let dir = tempfile::tempdir().unwrap();
+    let (events, truth) = simulate_to_file(
+        dir.path(),
+        &["--rate", "4", "--duration", "4m", "--seed", "83"],
+    );
+    create_topic(&d.brokers, &d.input, 4);
+    produce_events(&d.brokers, &d.input, &events, 0, None);
+    let child = d
+        .command(&[("VERIFLOW_PIPELINE__IDLE_TIMEOUT", "2s")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let outcomes = consume(
+        &d.brokers,
+        &d.outcomes,
+        truth.len(),
+        Duration::from_secs(90),
+        LINGER,
+    );
+    let mut child = child;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the engine is still running"
+    );
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let (status, log) = wait_with_timeout(child, Duration::from_secs(30));
+    assert!(status.success(), "{log}");
+    assert_outcomes_match_truth(&outcomes, &truth);
+}

@@ -151,9 +151,15 @@ impl Engine {
     }
 
     /// See [`PartitionPipeline::advance_idle`].
-    pub fn advance_idle(&mut self, partition: i32, idle_for_ms: i64, out: &mut Vec<Output>) {
+    pub fn advance_idle(
+        &mut self,
+        partition: i32,
+        idle_for_ms: i64,
+        now: EventTime,
+        out: &mut Vec<Output>,
+    ) {
         if let Some(slot) = self.slots.get_mut(&partition) {
-            slot.pipeline.advance_idle(&self.cfg, idle_for_ms, out);
+            slot.pipeline.advance_idle(&self.cfg, idle_for_ms, now, out);
         }
     }
 

@@ -306,14 +306,21 @@ impl PartitionPipeline {
     }
 
     /// The partition has been silent at its head for `idle_for_ms` of wall-clock
-    /// time: let its event time follow the wall clock from its last record, so that
-    /// open verifications still expire. Only called when caught up (live traffic,
-    /// where event time tracks the wall clock), never while replaying a backlog.
-    pub fn advance_idle(&mut self, cfg: &PipelineConfig, idle_for_ms: i64, out: &mut Vec<Output>) {
+    /// time: move its event time on to the later of (last record + silence) and the
+    /// wall clock `now`, so that open verifications are still decided — promptly for
+    /// a finished historical stream, at wall-clock pace for live traffic. Only called
+    /// when caught up, never while a backlog is being read.
+    pub fn advance_idle(
+        &mut self,
+        cfg: &PipelineConfig,
+        idle_for_ms: i64,
+        now: EventTime,
+        out: &mut Vec<Output>,
+    ) {
         let Some(base) = self.event_time_at_last_record else {
             return;
         };
-        let advanced = base.saturating_add(idle_for_ms);
+        let advanced = base.saturating_add(idle_for_ms).max(now);
         if self.max_event_time.is_none_or(|m| advanced > m) {
             self.max_event_time = Some(advanced);
             self.fire_timers(cfg, out);
@@ -722,21 +729,37 @@ mod tests {
         let mut h = Harness::new();
         h.feed(ev("1", "requested", "v1", 0.0))
             .feed(ev("2", "sent", "v1", 0.01));
-        h.p.advance_idle(&h.cfg, 5 * 60_000, &mut h.out);
+        h.p.advance_idle(&h.cfg, 5 * 60_000, 0, &mut h.out);
         assert!(
             h.outcomes().is_empty(),
             "not before TTL + lateness have passed"
         );
-        h.p.advance_idle(&h.cfg, 12 * 60_000 + 1_000, &mut h.out);
+        h.p.advance_idle(&h.cfg, 12 * 60_000 + 1_000, 0, &mut h.out);
         let o = h.outcomes();
         assert_eq!(o.len(), 1);
         assert_eq!(o[0].outcome, OutcomeKind::Expired);
         // Idle time is measured from the last record, not accumulated.
-        h.p.advance_idle(&h.cfg, 1_000, &mut h.out);
+        h.p.advance_idle(&h.cfg, 1_000, 0, &mut h.out);
         assert_eq!(
             h.p.watermark(&h.cfg),
             Some(1_767_571_200_600 + 12 * 60_000 + 1_000 - 120_000)
         );
+    }
+
+    #[test]
+    fn an_idle_historical_stream_is_decided_at_once() {
+        let mut h = Harness::new();
+        h.feed(ev("1", "requested", "v1", 0.0))
+            .feed(ev("2", "approved", "v1", 0.5));
+        h.feed(ev("3", "requested", "v2", 1.0));
+        assert!(h.outcomes().is_empty());
+        // The wall clock is months ahead of these events: one idle tick decides both.
+        let now = 1_767_571_200_000 + 200 * 24 * 3_600_000;
+        h.p.advance_idle(&h.cfg, 30_000, now, &mut h.out);
+        let o = h.outcomes();
+        assert_eq!(o.len(), 2);
+        assert_eq!(o[0].outcome, OutcomeKind::Approved);
+        assert_eq!(o[1].outcome, OutcomeKind::Expired);
     }
 
     #[test]

@@ -23,8 +23,11 @@ pub struct ValidationLimits {
     pub max_event_bytes: usize,
     /// Events before this instant are `timestamp_out_of_range` (default 2000-01-01).
     pub min_event_time: EventTime,
-    /// Events further than this ahead of the wall clock are `timestamp_out_of_range`.
-    /// `None` disables the check (replays of synthetic futures, tests).
+    /// Events at or after this instant are `timestamp_out_of_range` (default 2100-01-01).
+    pub max_event_time: EventTime,
+    /// Optionally, events further than this ahead of the wall clock are
+    /// `timestamp_out_of_range` too. Off by default: a stream generated ahead of
+    /// time (a load test, a replay shifted to today) is valid input.
     pub max_future_skew_ms: Option<i64>,
 }
 
@@ -32,8 +35,9 @@ impl Default for ValidationLimits {
     fn default() -> Self {
         ValidationLimits {
             max_event_bytes: 64 * 1024,
-            min_event_time: 946_684_800_000, // 2000-01-01T00:00:00Z
-            max_future_skew_ms: Some(60 * 60 * 1000),
+            min_event_time: 946_684_800_000,   // 2000-01-01T00:00:00Z
+            max_event_time: 4_102_444_800_000, // 2100-01-01T00:00:00Z
+            max_future_skew_ms: None,
         }
     }
 }
@@ -288,11 +292,11 @@ fn build_event(
             ),
         )
     })?;
-    if occurred_at < limits.min_event_time {
+    if occurred_at < limits.min_event_time || occurred_at >= limits.max_event_time {
         return Err(Rejection::field(
             RejectReason::TimestampOutOfRange,
             "occurred_at",
-            format!("{occurred_text} is before the earliest accepted event time"),
+            format!("{occurred_text} is outside the accepted years 2000 to 2099"),
         ));
     }
     if let Some(skew) = limits.max_future_skew_ms
@@ -631,7 +635,19 @@ mod tests {
             (TimestampOutOfRange, Some("occurred_at"))
         );
         assert_eq!(
-            reason(&approved("2030-01-01T00:00:00Z")),
+            reason(&approved("2100-01-01T00:00:00Z")),
+            (TimestampOutOfRange, Some("occurred_at"))
+        );
+        // Ahead of the wall clock is fine by default, and refused when asked for.
+        assert!(parse(&approved("2030-01-01T00:00:00Z")).is_ok());
+        let strict = ValidationLimits {
+            max_future_skew_ms: Some(3_600_000),
+            ..Default::default()
+        };
+        let far = approved("2030-01-01T00:00:00Z");
+        let r = parse_event(far.as_bytes(), &strict, NOW).unwrap_err();
+        assert_eq!(
+            (r.reason, r.field),
             (TimestampOutOfRange, Some("occurred_at"))
         );
         let bad_req = |field: &str, value: &str| {

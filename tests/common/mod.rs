@@ -236,6 +236,9 @@ impl Deployment {
             .env("VERIFLOW_TOPICS__DLQ", &self.dlq)
             .env("VERIFLOW_TOPICS__LATE", &self.late)
             .env("VERIFLOW_METRICS__LISTEN", "127.0.0.1:0")
+            // The streams are historical: idle advance would jump them to today.
+            // Tests that want it say so.
+            .env("VERIFLOW_PIPELINE__IDLE_TIMEOUT", "off")
             .env("VERIFLOW_LOG", "info,rdkafka=warn");
         for (k, v) in extra_env {
             cmd.env(k, v);
