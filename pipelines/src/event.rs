@@ -93,6 +93,8 @@ pub struct Requested {
     pub user_id: Option<String>,
     pub locale: Option<String>,
     pub user_agent: Option<String>,
+    /// The IP's country, when upstream sends `ip_country` (an extension, optional).
+    pub ip_country: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -185,9 +185,60 @@ struct PhoneState {
     last_seen: EventTime,
 }
 
+/// A prefix's usual level: exponentially weighted mean and variance of its hourly
+/// request counts, silent hours included.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Level {
+    hour: i64,
+    in_hour: u32,
+    mean: f64,
+    var: f64,
+}
+
+/// Weight of one hour in the usual level (a day's memory).
+const LEVEL_ALPHA: f64 = 1.0 / 24.0;
+
+impl Level {
+    fn fold(&mut self, count: f64) {
+        let delta = count - self.mean;
+        self.mean += LEVEL_ALPHA * delta;
+        self.var = (1.0 - LEVEL_ALPHA) * (self.var + LEVEL_ALPHA * delta * delta);
+    }
+
+    /// Closes the hours before `h` (silent ones as zeros), then counts one request.
+    fn add(&mut self, h: i64) {
+        if self.in_hour > 0 && h > self.hour {
+            self.fold(f64::from(self.in_hour));
+            // After a week of silence the level has decayed to nothing anyway.
+            for _ in 0..(h - self.hour - 1).clamp(0, 24 * 7) {
+                self.fold(0.0);
+            }
+        }
+        if h > self.hour || self.in_hour == 0 {
+            self.hour = h;
+            self.in_hour = 0;
+        }
+        self.in_hour += 1;
+    }
+
+    /// How unusual `count` (requests over the last hour) is for this prefix.
+    fn zscore(&self, count: u32) -> f64 {
+        (f64::from(count) - self.mean) / (self.var + 1.0).sqrt()
+    }
+}
+
+/// A shorter prefix (minus 2 or 3 digits): rates and level only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct CountState {
+    requests: Rates,
+    level: Level,
+    last_seen: EventTime,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct PrefixState {
     requests: Rates,
+    level: Level,
     new_numbers: Rates,
     numbers: Distinct,
     recent: VecDeque<u64>,
@@ -221,6 +272,7 @@ pub struct FeatureRequest {
     pub phone_number: String,
     pub country: String,
     pub ip: Option<String>,
+    pub ip_country: Option<String>,
     pub device_id: Option<String>,
 }
 
@@ -237,10 +289,24 @@ pub struct Features {
     pub prefix_distinct_numbers_1h: u32,
     pub prefix_new_number_share_1h: f64,
     pub prefix_sequential_score: f64,
+    /// Requests to the prefix over the last hour against its usual hourly level.
+    pub prefix_requests_zscore: f64,
+    /// The same for the number minus its last 3, and last 2, digits.
+    pub prefix3_requests_1m: u32,
+    pub prefix3_requests_10m: u32,
+    pub prefix3_requests_1h: u32,
+    pub prefix3_requests_zscore: f64,
+    pub prefix2_requests_1m: u32,
+    pub prefix2_requests_10m: u32,
+    pub prefix2_requests_1h: u32,
+    pub prefix2_requests_zscore: f64,
     pub ip_requests_1m: Option<u32>,
     pub ip_requests_1h: Option<u32>,
     pub ip_distinct_numbers_1h: Option<u32>,
     pub ip_distinct_countries_24h: Option<u32>,
+    /// The IP's country differs from the phone's; `null` unless upstream sends
+    /// `ip_country`.
+    pub ip_country_mismatch: Option<bool>,
     pub device_requests_1m: Option<u32>,
     pub device_requests_1h: Option<u32>,
     pub device_distinct_numbers_1h: Option<u32>,
@@ -271,7 +337,7 @@ struct FeatureJson<'a> {
 }
 
 /// Bump when a feature is added, removed or redefined (models record it).
-pub const FEATURE_SCHEMA_VERSION: u32 = 1;
+pub const FEATURE_SCHEMA_VERSION: u32 = 2;
 
 impl FeatureRecord {
     /// Deterministic: one per accepted `verification.requested` event.
@@ -302,6 +368,8 @@ impl FeatureRecord {
 pub struct FeatureState {
     phones: HashMap<u128, PhoneState>,
     prefixes: HashMap<u128, PrefixState>,
+    /// Keyed by (tenant, prefix minus 3 digits) and (tenant, prefix minus 2 digits).
+    short_prefixes: HashMap<u128, CountState>,
     ips: HashMap<u128, ActorState>,
     devices: HashMap<u128, ActorState>,
     conversion: HashMap<u128, ConversionState>,
@@ -311,7 +379,12 @@ pub struct FeatureState {
 
 /// The phone number minus its last 4 digits: where SMS-pumping ranges show up.
 pub fn phone_prefix(phone: &str) -> &str {
-    &phone[..phone.len().saturating_sub(4).max(1)]
+    phone_minus(phone, 4)
+}
+
+/// The phone number minus its last `digits` digits (never less than `+` and one).
+pub fn phone_minus(phone: &str, digits: usize) -> &str {
+    &phone[..phone.len().saturating_sub(digits).max(2).min(phone.len())]
 }
 
 fn digits(phone: &str) -> u64 {
@@ -353,8 +426,10 @@ impl FeatureState {
                 f64::from(prefix.new_numbers.in_minutes(t, 60)) / f64::from(prefix_requests_1h)
             },
             sequential_score(&prefix.recent),
+            prefix.level.zscore(prefix_requests_1h),
         );
         prefix.requests.add(t);
+        prefix.level.add(hour(t));
         if phone_first_seen {
             prefix.new_numbers.add(t);
         }
@@ -364,6 +439,28 @@ impl FeatureState {
             prefix.recent.pop_front();
         }
         prefix.last_seen = t;
+
+        let mut short = |digits: usize| {
+            // '#' keeps the two levels' keys apart in one map.
+            let level_key = format!("{}#{digits}", phone_minus(&r.phone_number, digits));
+            let s = self
+                .short_prefixes
+                .entry(verification_key(tenant, &level_key))
+                .or_default();
+            let in_1h = s.requests.in_minutes(t, 60);
+            let seen = (
+                s.requests.in_minutes(t, 1),
+                s.requests.in_minutes(t, 10),
+                in_1h,
+                s.level.zscore(in_1h),
+            );
+            s.requests.add(t);
+            s.level.add(hour(t));
+            s.last_seen = t;
+            seen
+        };
+        let prefix3 = short(3);
+        let prefix2 = short(2);
 
         let actor = |map: &mut HashMap<u128, ActorState>, id: &Option<String>| {
             let id = id.as_ref()?;
@@ -408,10 +505,20 @@ impl FeatureState {
             prefix_distinct_numbers_1h: features_prefix.3,
             prefix_new_number_share_1h: features_prefix.4,
             prefix_sequential_score: features_prefix.5,
+            prefix_requests_zscore: features_prefix.6,
+            prefix3_requests_1m: prefix3.0,
+            prefix3_requests_10m: prefix3.1,
+            prefix3_requests_1h: prefix3.2,
+            prefix3_requests_zscore: prefix3.3,
+            prefix2_requests_1m: prefix2.0,
+            prefix2_requests_10m: prefix2.1,
+            prefix2_requests_1h: prefix2.2,
+            prefix2_requests_zscore: prefix2.3,
             ip_requests_1m: ip.map(|x| x.0),
             ip_requests_1h: ip.map(|x| x.1),
             ip_distinct_numbers_1h: ip.map(|x| x.2),
             ip_distinct_countries_24h: ip.map(|x| x.3),
+            ip_country_mismatch: r.ip_country.as_ref().map(|c| *c != r.country),
             device_requests_1m: device.map(|x| x.0),
             device_requests_1h: device.map(|x| x.1),
             device_distinct_numbers_1h: device.map(|x| x.2),
@@ -456,6 +563,7 @@ impl FeatureState {
         }
         self.expired_through = hour;
         self.prefixes.retain(|_, s| s.last_seen >= t - DAY);
+        self.short_prefixes.retain(|_, s| s.last_seen >= t - DAY);
         self.ips.retain(|_, s| s.last_seen >= t - DAY);
         self.devices.retain(|_, s| s.last_seen >= t - DAY);
         // Phones carry lifetime approvals; keep them for 30 idle days.
@@ -467,6 +575,7 @@ impl FeatureState {
     pub fn keys(&self) -> usize {
         self.phones.len()
             + self.prefixes.len()
+            + self.short_prefixes.len()
             + self.ips.len()
             + self.devices.len()
             + self.conversion.len()
@@ -565,6 +674,7 @@ mod tests {
             phone_number: phone.into(),
             country: country.into(),
             ip: ip.map(str::to_owned),
+            ip_country: None,
             device_id: device.map(str::to_owned),
         }
     }
@@ -605,6 +715,11 @@ mod tests {
         assert!(x.phone_first_seen);
         assert_eq!(x.phone_attempts_24h, 0);
         assert_eq!(x.local_hour, Some(2), "Latvia is UTC+2 in winter");
+        // Shorter prefixes see the same sweep; a brand-new prefix has no usual level,
+        // so its z-score is the raw count.
+        assert_eq!((x.prefix3_requests_1m, x.prefix2_requests_1h), (7, 7));
+        assert_eq!(x.prefix_requests_zscore, 7.0);
+        assert_eq!(x.ip_country_mismatch, None, "no ip_country sent");
         assert!(!x.tenant_country_first_time);
         // Prior only: (0 + 17) / (0 + 20).
         assert_eq!(x.tenant_country_conversion_1h, 0.85);
@@ -686,6 +801,69 @@ mod tests {
             }
             assert_eq!(rates.in_day(probe), reference.in_day(probe));
         }
+    }
+
+    #[test]
+    fn zscore_measures_a_prefix_against_its_usual_hourly_level() {
+        let mut f = FeatureState::default();
+        // A day of 10 requests an hour to one prefix, from 10 different numbers.
+        let mut zs = Vec::new();
+        for h in 0..30i64 {
+            for i in 0..10 {
+                let r = req(
+                    "v",
+                    T0 + h * 3600 * S + i * 60 * S,
+                    &format!("+5511999900{i:02}"),
+                    "BR",
+                    None,
+                    None,
+                );
+                zs.push(f.on_request(&r).prefix_requests_zscore);
+            }
+        }
+        // Independently: the level after 29 closed hours of 10 is an EWMA of 10s.
+        let mean = 10.0 * (1.0 - (1.0 - 1.0 / 24.0f64).powi(29));
+        let usual = f.on_request(&req(
+            "v",
+            T0 + 30 * 3600 * S + 59 * 60 * S,
+            "+551199990000",
+            "BR",
+            None,
+            None,
+        ));
+        assert!(
+            mean > 7.0 && usual.prefix_requests_zscore < 1.5,
+            "z {} at the usual rate",
+            usual.prefix_requests_zscore
+        );
+        // Forty extra requests in the same hour: far above the usual level.
+        let mut last = usual;
+        for i in 0..40 {
+            let t = T0 + 30 * 3600 * S + 59 * 60 * S + (i + 1) * 100;
+            last = f.on_request(&req(
+                "v",
+                t,
+                &format!("+5511999900{:02}", i % 10),
+                "BR",
+                None,
+                None,
+            ));
+        }
+        assert!(
+            last.prefix_requests_zscore > 3.0,
+            "z {}",
+            last.prefix_requests_zscore
+        );
+    }
+
+    #[test]
+    fn ip_country_mismatch_when_upstream_knows_the_ip_country() {
+        let mut f = FeatureState::default();
+        let mut r = req("v", T0, "+5511999990000", "BR", Some("1.2.3.4"), None);
+        r.ip_country = Some("NG".into());
+        assert_eq!(f.on_request(&r).ip_country_mismatch, Some(true));
+        r.ip_country = Some("BR".into());
+        assert_eq!(f.on_request(&r).ip_country_mismatch, Some(false));
     }
 
     #[test]

@@ -273,6 +273,7 @@ impl PartitionPipeline {
                 phone_number: r.phone_number.clone(),
                 country: r.country.clone(),
                 ip: r.ip.map(|ip| ip.to_string()),
+                ip_country: r.ip_country.clone(),
                 device_id: r.device_id.clone(),
             }),
             _ => None,

@@ -143,7 +143,7 @@ impl<'de> de::Deserialize<'de> for Scalar<'de> {
 }
 
 /// The keys the engine reads. Index = bit in the duplicate-detection mask.
-const KNOWN_KEYS: [&str; 19] = [
+const KNOWN_KEYS: [&str; 20] = [
     "event_id",
     "type",
     "verification_id",
@@ -163,6 +163,7 @@ const KNOWN_KEYS: [&str; 19] = [
     "cost",
     "currency",
     "error_code",
+    "ip_country",
 ];
 
 #[derive(Default)]
@@ -399,6 +400,12 @@ fn requested(f: &Fields<'_>) -> Result<Requested, Rejection> {
         user_id: optional_str(f, "user_id", MAX_ID_BYTES)?.map(Cow::into_owned),
         locale,
         user_agent: optional_str(f, "user_agent", MAX_TEXT_BYTES)?.map(Cow::into_owned),
+        // Not in the contract: used when upstream knows it, ignored when malformed
+        // (an unknown extra field is never an error).
+        ip_country: match f.get("ip_country") {
+            Some(Scalar::Str(c)) if is_assigned_alpha2(c) => Some(c.to_string()),
+            _ => None,
+        },
     })
 }
 
@@ -583,6 +590,20 @@ mod tests {
     fn fields_of_other_types_are_extras_not_errors() {
         let e = parse(r#"{"event_id":"e2","type":"verification.approved","verification_id":"v1","tenant_id":"t1","occurred_at":"2025-12-31T23:00:01Z","country":5,"attempt":"x"}"#).unwrap();
         assert_eq!(e.kind, EventKind::Approved);
+    }
+
+    #[test]
+    fn ip_country_is_an_optional_extension_never_an_error() {
+        let with =
+            |c: &str| REQ.replacen("\"locale\"", &format!("\"ip_country\":{c},\"locale\""), 1);
+        let ip_country = |s: &str| match parse(s).unwrap().kind {
+            EventKind::Requested(r) => r.ip_country,
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(ip_country(&with("\"NG\"")), Some("NG".to_owned()));
+        assert_eq!(ip_country(&with("\"Nigeria\"")), None);
+        assert_eq!(ip_country(&with("7")), None);
+        assert_eq!(ip_country(REQ), None);
     }
 
     #[test]
