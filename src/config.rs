@@ -61,6 +61,8 @@ pub struct TopicsSection {
     pub outcomes: String,
     /// One feature vector per accepted request.
     pub features: String,
+    /// Compacted: each partition's route statistics, read by every instance.
+    pub route_stats: String,
     pub dlq: String,
     pub late: String,
     /// Create missing topics at start.
@@ -108,6 +110,7 @@ impl Default for TopicsSection {
             input: "verifications".into(),
             outcomes: "verifications.outcomes".into(),
             features: "verifications.features".into(),
+            route_stats: "veriflow.route-stats".into(),
             dlq: "verifications.dlq".into(),
             late: "verifications.late".into(),
             create_missing: true,

@@ -4,6 +4,7 @@ mod config;
 mod demo;
 mod metrics;
 mod pace;
+mod routes_view;
 mod run;
 mod simulate;
 mod summary;

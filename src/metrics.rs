@@ -5,6 +5,7 @@
 //! `metrics.listen` by axum on a small tokio runtime of its own, so scrapes never
 //! touch the processing thread: the loop publishes into these atomics.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +22,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use veriflow_pipelines::routes::{HALF_LIVES, RouteSnapshot};
 use veriflow_pipelines::{OutcomeKind, Output, PartitionStats};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -31,6 +33,19 @@ struct PartitionLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    country: String,
+    provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteWindowLabel {
+    country: String,
+    provider: String,
+    window: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -60,6 +75,10 @@ pub struct Metrics {
     watermark_delay: Family<PartitionLabel, Gauge<f64, AtomicU64>>,
     open: Family<PartitionLabel, Gauge>,
     decided: Family<PartitionLabel, Gauge>,
+    route_attempts: Family<RouteLabel, Gauge>,
+    route_delivery: Family<RouteWindowLabel, Gauge<f64, AtomicU64>>,
+    route_conversion: Family<RouteWindowLabel, Gauge<f64, AtomicU64>>,
+    route_latency: Family<RouteWindowLabel, Gauge<f64, AtomicU64>>,
     checkpoint_seconds: Histogram,
     checkpoint_bytes: Gauge,
     ready: AtomicBool,
@@ -82,6 +101,10 @@ impl Default for Metrics {
             watermark_delay: Family::default(),
             open: Family::default(),
             decided: Family::default(),
+            route_attempts: Family::default(),
+            route_delivery: Family::default(),
+            route_conversion: Family::default(),
+            route_latency: Family::default(),
             checkpoint_seconds: Histogram::new([0.001, 0.005, 0.02, 0.1, 0.5, 2.0, 10.0]),
             checkpoint_bytes: Gauge::default(),
             ready: AtomicBool::new(false),
@@ -149,6 +172,26 @@ impl Default for Metrics {
             "Size of the last checkpoint round",
             m.checkpoint_bytes.clone(),
         );
+        registry.register(
+            "route_attempts",
+            "Attempts of decided verifications per country and provider, all instances (lifetime)",
+            m.route_attempts.clone(),
+        );
+        registry.register(
+            "route_delivery_rate",
+            "Delivered share of receipts per route, decayed with the window's half-life, all instances",
+            m.route_delivery.clone(),
+        );
+        registry.register(
+            "route_conversion_rate",
+            "Approved share of attempts per route, decayed, all instances",
+            m.route_conversion.clone(),
+        );
+        registry.register(
+            "route_latency_seconds",
+            "Mean delivery latency per route, decayed, all instances",
+            m.route_latency.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -199,6 +242,35 @@ impl Metrics {
             self.decided.get_or_create(&label).set(p.decided);
             if let Some(delay) = p.watermark_delay_s {
                 self.watermark_delay.get_or_create(&label).set(delay);
+            }
+        }
+    }
+
+    /// The global route view (every instance's partitions).
+    pub fn publish_routes(&self, routes: &BTreeMap<(String, String), RouteSnapshot>) {
+        for ((country, provider), s) in routes {
+            let label = RouteLabel {
+                country: country.clone(),
+                provider: provider.clone(),
+            };
+            self.route_attempts
+                .get_or_create(&label)
+                .set(s.total.sent as i64);
+            for ((window, _), c) in HALF_LIVES.iter().zip(s.decayed) {
+                let label = RouteWindowLabel {
+                    country: country.clone(),
+                    provider: provider.clone(),
+                    window: (*window).to_owned(),
+                };
+                if let Some(rate) = c.delivery_rate() {
+                    self.route_delivery.get_or_create(&label).set(rate);
+                }
+                if let Some(rate) = c.conversion_rate() {
+                    self.route_conversion.get_or_create(&label).set(rate);
+                }
+                if let Some(ms) = c.mean_latency_ms() {
+                    self.route_latency.get_or_create(&label).set(ms / 1000.0);
+                }
             }
         }
     }

@@ -18,9 +18,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
+use veriflow_connectors::kafka::records::RouteStatsRecord;
 use veriflow_connectors::kafka::{
     KafkaSink, KafkaSource, OffsetsReader, PartitionListener, SourceEvent, TopicSpec,
-    ensure_topics, records,
+    ensure_topics, follow, records,
 };
 use veriflow_pipelines::checkpoint::CheckpointStore;
 use veriflow_pipelines::time::now_millis;
@@ -28,6 +29,7 @@ use veriflow_pipelines::{Engine, InputRecord, Output, OutputId, SinkPosition};
 
 use crate::config::{Config, TopicsSection};
 use crate::metrics::{self, Metrics, PartitionGauges};
+use crate::routes_view::RouteView;
 use crate::summary::{Gauges, Summary};
 
 pub struct RunOptions {
@@ -55,6 +57,7 @@ struct Inner {
     /// See `kafka.resume_rewind`.
     resume_rewind: i64,
     metrics: Arc<Metrics>,
+    routes: Arc<RouteView>,
 }
 
 struct Shared(Mutex<Inner>);
@@ -105,6 +108,18 @@ impl Inner {
     /// Makes outputs durable, then saves state. Returns the offsets now safe to commit.
     fn checkpoint(&mut self, only: Option<&[i32]>) -> anyhow::Result<Vec<(i32, i64)>> {
         self.end_batch()?;
+        // Route statistics travel with the checkpoint: published before the flush,
+        // so the state saved below never claims more than the topic holds.
+        for (partition, (country, provider), snapshot) in self.engine.take_route_updates() {
+            let record = RouteStatsRecord::new(
+                &self.topics.input,
+                partition,
+                &country,
+                &provider,
+                &snapshot,
+            );
+            records::send_route_stats(&self.sink, &self.topics.route_stats, &record)?;
+        }
         self.sink
             .flush(FLUSH_TIMEOUT)
             .context("flushing outputs before a checkpoint")?;
@@ -212,6 +227,8 @@ impl Inner {
             })
             .collect();
         self.metrics.publish(&self.engine.stats(), &views);
+        self.metrics
+            .publish_routes(&self.routes.merged(&self.topics.input));
         self.metrics.set_ready(!views.is_empty());
     }
 
@@ -303,12 +320,28 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
                 spec(&topics.features),
                 spec(&topics.dlq),
                 spec(&topics.late),
+                TopicSpec {
+                    compacted: true,
+                    ..spec(&topics.route_stats)
+                },
             ],
         )
         .with_context(|| format!("creating topics on {}", kafka.brokers))?;
     }
     let sink = Arc::new(KafkaSink::new(&kafka)?);
     let offsets = OffsetsReader::new(&kafka)?;
+    let routes = Arc::new(RouteView::default());
+    let stop_following = Arc::new(AtomicBool::new(false));
+    let follower = {
+        let routes = routes.clone();
+        follow(
+            &kafka,
+            &topics.route_stats,
+            stop_following.clone(),
+            move |_, value| routes.update(value),
+        )
+        .with_context(|| format!("following {}", topics.route_stats))?
+    };
     let store = CheckpointStore::new(
         config.checkpoint.dir.join(&kafka.group_id),
         config.checkpoint.keep,
@@ -330,6 +363,7 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
         rebalances: 0,
         resume_rewind: config.kafka.resume_rewind.max(0),
         metrics,
+        routes: routes.clone(),
     })));
     let source = KafkaSource::subscribe(&kafka, &topics.input, shared.clone())?;
     tracing::info!(brokers = %kafka.brokers, group = %kafka.group_id, topic = %topics.input, "consuming");
@@ -464,5 +498,7 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
     );
     drop(inner);
     source.close();
+    stop_following.store(true, Ordering::Relaxed);
+    let _ = follower.join();
     result.and(finish)
 }

@@ -877,3 +877,115 @@ fn a_finished_stream_is_fully_decided_by_a_running_engine() {
     assert!(status.success(), "{log}");
     assert_outcomes_match_truth(&outcomes, &truth);
 }
+
+/// Route statistics are merged across instances: each of two instances, owning
+/// different partitions, reports the global attempts per country × provider, equal to
+/// the ground truth.
+#[test]
+fn route_statistics_are_global_across_instances() {
+    let d = Deployment::new("routes");
+    let dir = tempfile::tempdir().unwrap();
+    let (events, truth) = simulate_to_file(
+        dir.path(),
+        &["--rate", "5", "--duration", "4m", "--seed", "97"],
+    );
+    let mut expected: std::collections::BTreeMap<(String, String), i64> = Default::default();
+    for t in &truth {
+        for p in t["providers"].as_array().unwrap() {
+            let key = (
+                t["country"].as_str().unwrap().to_owned(),
+                p.as_str().unwrap().to_owned(),
+            );
+            *expected.entry(key).or_default() += 1;
+        }
+    }
+    create_topic(&d.brokers, &d.input, 4);
+    produce_events(&d.brokers, &d.input, &events, 0, None);
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let ports = [free_port(), free_port()];
+    let mut children = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let listen = format!("127.0.0.1:{port}");
+        let log = dir.path().join(format!("instance-{i}.log"));
+        let child = d
+            .command(&[
+                ("VERIFLOW_METRICS__LISTEN", listen.as_str()),
+                ("VERIFLOW_CHECKPOINT__INTERVAL", "300ms"),
+                ("VERIFLOW_PIPELINE__IDLE_TIMEOUT", "2s"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        children.push((child, log));
+        if i == 0 {
+            let first = &children[0].1;
+            wait_until(
+                "the first instance to start",
+                Duration::from_secs(60),
+                || {
+                    std::fs::read_to_string(first)
+                        .unwrap_or_default()
+                        .contains("partition assigned")
+                },
+            );
+        }
+    }
+    let attempts = |port: u16| -> std::collections::BTreeMap<(String, String), i64> {
+        let text = http_get(port, "/metrics").1;
+        text.lines()
+            .filter(|l| l.starts_with("veriflow_route_attempts{"))
+            .filter_map(|l| {
+                let (labels, value) = l.rsplit_once(' ')?;
+                let field = |name: &str| {
+                    let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
+                    Some(labels[start..].split('"').next()?.to_owned())
+                };
+                Some(((field("country")?, field("provider")?), value.parse().ok()?))
+            })
+            .collect()
+    };
+    for port in ports {
+        wait_until(
+            "the global route view to match the truth",
+            Duration::from_secs(120),
+            || attempts(port) == expected,
+        );
+    }
+    let logs: Vec<String> = children
+        .iter()
+        .map(|(_, l)| std::fs::read_to_string(l).unwrap())
+        .collect();
+    for (mut child, _) in children {
+        assert!(child.try_wait().unwrap().is_none());
+        let pid = child.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        let (status, log) = wait_with_timeout(child, Duration::from_secs(30));
+        assert!(status.success(), "{log}");
+    }
+    // Each instance owned a share only, so each saw the others' routes through the topic.
+    let owned = |log: &str| {
+        (0..4)
+            .filter(|p| {
+                log.rsplit("partitions revoked")
+                    .next()
+                    .unwrap_or_default()
+                    .contains(&format!("partition={p}"))
+            })
+            .count()
+    };
+    assert!(
+        owned(&logs[1]) > 0 && owned(&logs[1]) < 4,
+        "the second instance owned a share:\n{}",
+        logs[1]
+    );
+}

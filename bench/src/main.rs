@@ -334,6 +334,7 @@ fn end_to_end(brokers: &str, events: &[Event], partitions: i32) -> anyhow::Resul
         .env("VERIFLOW_TOPICS__INPUT", &topic)
         .env("VERIFLOW_TOPICS__OUTCOMES", format!("{tag}.outcomes"))
         .env("VERIFLOW_TOPICS__FEATURES", format!("{tag}.features"))
+        .env("VERIFLOW_TOPICS__ROUTE_STATS", format!("{tag}.route-stats"))
         .env("VERIFLOW_TOPICS__DLQ", format!("{tag}.dlq"))
         .env("VERIFLOW_TOPICS__LATE", format!("{tag}.late"))
         .env("VERIFLOW_PIPELINE__MAX_FUTURE_SKEW", "off")

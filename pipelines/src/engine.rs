@@ -12,6 +12,7 @@ use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::partition::{
     InputRecord, Output, OutputId, PartitionPipeline, PartitionStats, PipelineConfig, SinkPosition,
 };
+use crate::routes::RouteSnapshot;
 use crate::time::EventTime;
 
 struct Slot {
@@ -207,6 +208,20 @@ impl Engine {
             add_stats(&mut total, slot.pipeline.stats());
         }
         total
+    }
+
+    /// Route statistics changed since the last call: `(partition, (country, provider), snapshot)`.
+    pub fn take_route_updates(&mut self) -> Vec<(i32, (String, String), RouteSnapshot)> {
+        let mut out = Vec::new();
+        for (&p, slot) in &mut self.slots {
+            out.extend(
+                slot.pipeline
+                    .take_route_updates()
+                    .into_iter()
+                    .map(|(k, s)| (p, k, s)),
+            );
+        }
+        out
     }
 
     /// Per-partition state for metrics.

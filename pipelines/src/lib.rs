@@ -20,6 +20,7 @@ pub mod lifecycle;
 pub mod outcome;
 pub mod partition;
 pub mod reject;
+pub mod routes;
 pub mod time;
 pub mod validate;
 

@@ -34,6 +34,7 @@ pub struct SendInfo {
 pub struct Receipt {
     pub at: EventTime,
     pub delivered: bool,
+    pub provider: String,
 }
 
 /// A raw input held while its verification's `requested` event is still unknown, so
@@ -117,13 +118,15 @@ impl Verification {
                 cost: s.cost,
                 currency: s.currency,
             }),
-            EventKind::Delivered { .. } => self.receipts.push(Receipt {
+            EventKind::Delivered { provider } => self.receipts.push(Receipt {
                 at,
                 delivered: true,
+                provider,
             }),
-            EventKind::Undelivered { .. } => self.receipts.push(Receipt {
+            EventKind::Undelivered { provider, .. } => self.receipts.push(Receipt {
                 at,
                 delivered: false,
+                provider,
             }),
             EventKind::Approved => self.approvals.push(at),
             EventKind::CheckFailed => self.check_failures.push(at),

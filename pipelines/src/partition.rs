@@ -23,6 +23,7 @@ use crate::features::{FeatureRecord, FeatureRequest, FeatureState};
 use crate::lifecycle::{Applied, HeldRecord, Verification, verification_key};
 use crate::outcome::Outcome;
 use crate::reject::{RejectReason, Rejected, Rejection};
+use crate::routes::{RouteSnapshot, RouteStats};
 use crate::time::{EventTime, format_rfc3339};
 use crate::validate::{ValidationLimits, parse_event};
 
@@ -131,6 +132,7 @@ pub struct PartitionPipeline {
     /// Accepted requests waiting for the watermark, in event-time order.
     feature_queue: BinaryHeap<Reverse<(EventTime, VerificationKey, FeatureRequest)>>,
     features: FeatureState,
+    routes: RouteStats,
     stats: PartitionStats,
 }
 
@@ -158,6 +160,7 @@ impl PartitionPipeline {
             already_written: HashSet::default(),
             feature_queue: BinaryHeap::new(),
             features: FeatureState::default(),
+            routes: RouteStats::default(),
             stats: PartitionStats::default(),
         }
     }
@@ -396,8 +399,9 @@ impl PartitionPipeline {
         match verification.outcome(self.partition, cfg.ttl_ms) {
             Some(outcome) => {
                 self.stats.outcomes += 1;
+                let approved = outcome.outcome == crate::OutcomeKind::Approved;
+                self.routes.on_decision(&verification, approved, deadline);
                 if let Some(r) = &verification.requested {
-                    let approved = outcome.outcome == crate::OutcomeKind::Approved;
                     self.features.on_decision(
                         &verification.tenant_id,
                         &r.country,
@@ -444,6 +448,11 @@ impl PartitionPipeline {
         out.push(output);
     }
 
+    /// Route statistics changed since the last call (to publish).
+    pub fn take_route_updates(&mut self) -> Vec<((String, String), RouteSnapshot)> {
+        self.routes.take_changed()
+    }
+
     /// Outputs found in the output topics past this partition's checkpoint: the
     /// replay will produce them again and must not emit them twice.
     pub fn mark_already_written(&mut self, ids: impl IntoIterator<Item = OutputId>) {
@@ -488,6 +497,7 @@ impl PartitionPipeline {
                 queued
             },
             features: self.features.clone(),
+            routes: self.routes.clone(),
         }
     }
 
@@ -501,6 +511,7 @@ impl PartitionPipeline {
         p.already_written = state.already_written.into_iter().collect();
         p.feature_queue = state.feature_queue.into_iter().map(Reverse).collect();
         p.features = state.features;
+        p.routes = state.routes;
         for (key, v) in state.open {
             p.timers.push(Reverse((v.deadline(cfg.ttl_ms), key)));
             p.open.insert(key, v);
@@ -525,6 +536,7 @@ pub struct PartitionState {
     pub already_written: Vec<OutputId>,
     pub feature_queue: Vec<(EventTime, VerificationKey, FeatureRequest)>,
     pub features: FeatureState,
+    pub routes: RouteStats,
 }
 
 #[cfg(test)]

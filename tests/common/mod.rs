@@ -199,6 +199,7 @@ pub struct Deployment {
     pub input: String,
     pub outcomes: String,
     pub features: String,
+    pub route_stats: String,
     pub dlq: String,
     pub late: String,
     pub group: String,
@@ -213,6 +214,7 @@ impl Deployment {
             input: format!("{base}.in"),
             outcomes: format!("{base}.outcomes"),
             features: format!("{base}.features"),
+            route_stats: format!("{base}.route-stats"),
             dlq: format!("{base}.dlq"),
             late: format!("{base}.late"),
             group: format!("{base}.group"),
@@ -233,6 +235,7 @@ impl Deployment {
             .env("VERIFLOW_TOPICS__INPUT", &self.input)
             .env("VERIFLOW_TOPICS__OUTCOMES", &self.outcomes)
             .env("VERIFLOW_TOPICS__FEATURES", &self.features)
+            .env("VERIFLOW_TOPICS__ROUTE_STATS", &self.route_stats)
             .env("VERIFLOW_TOPICS__DLQ", &self.dlq)
             .env("VERIFLOW_TOPICS__LATE", &self.late)
             .env("VERIFLOW_METRICS__LISTEN", "127.0.0.1:0")

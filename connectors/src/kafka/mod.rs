@@ -2,6 +2,7 @@
 //! administration, and the mapping of pipeline outputs to records.
 
 mod admin;
+mod follow;
 mod offsets;
 pub mod records;
 mod sink;
@@ -10,6 +11,7 @@ mod source;
 use std::collections::BTreeMap;
 
 pub use admin::{TopicSpec, ensure_topics};
+pub use follow::follow;
 pub use offsets::{OffsetsReader, TailRecord};
 pub use sink::KafkaSink;
 pub use source::{KafkaSource, PartitionListener, SourceEvent};

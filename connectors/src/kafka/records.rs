@@ -7,6 +7,7 @@
 //! so a consumer can inspect, fix and re-produce the original message as it was.
 
 use veriflow_pipelines::features::FeatureRecord;
+use veriflow_pipelines::routes::{Counts, HALF_LIVES, RouteSnapshot};
 use veriflow_pipelines::{Outcome, OutputId, Rejected};
 
 use super::{KafkaConnectorError, KafkaSink};
@@ -106,4 +107,71 @@ pub fn send_rejected(
         headers.push((HEADER_FIELD, field.as_bytes()));
     }
     sink.send(topic, rejected.key.as_deref(), &rejected.payload, &headers)
+}
+
+/// One partition's statistics for one route, as published to the compacted
+/// route-statistics topic (key `<source topic>/<partition>/<country>/<provider>`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RouteStatsRecord {
+    pub source_topic: String,
+    pub partition: i32,
+    pub country: String,
+    pub provider: String,
+    /// Event time the decayed counts refer to (ms since the epoch).
+    pub at_ms: i64,
+    /// Decayed counts by half-life name (`5m`, `1h`, `24h`).
+    pub windows: std::collections::BTreeMap<String, Counts>,
+    pub total: Counts,
+}
+
+impl RouteStatsRecord {
+    pub fn new(
+        source_topic: &str,
+        partition: i32,
+        country: &str,
+        provider: &str,
+        s: &RouteSnapshot,
+    ) -> Self {
+        RouteStatsRecord {
+            source_topic: source_topic.to_owned(),
+            partition,
+            country: country.to_owned(),
+            provider: provider.to_owned(),
+            at_ms: s.at,
+            windows: HALF_LIVES
+                .iter()
+                .zip(s.decayed)
+                .map(|((name, _), c)| ((*name).to_owned(), c))
+                .collect(),
+            total: s.total,
+        }
+    }
+
+    pub fn key(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.source_topic, self.partition, self.country, self.provider
+        )
+    }
+
+    pub fn snapshot(&self) -> RouteSnapshot {
+        let mut decayed = [Counts::default(); 3];
+        for (i, (name, _)) in HALF_LIVES.iter().enumerate() {
+            decayed[i] = self.windows.get(*name).copied().unwrap_or_default();
+        }
+        RouteSnapshot {
+            at: self.at_ms,
+            decayed,
+            total: self.total,
+        }
+    }
+}
+
+pub fn send_route_stats(
+    sink: &KafkaSink,
+    topic: &str,
+    record: &RouteStatsRecord,
+) -> Result<(), KafkaConnectorError> {
+    let value = serde_json::to_vec(record).unwrap_or_default();
+    sink.send(topic, Some(record.key().as_bytes()), &value, &[])
 }
