@@ -74,11 +74,14 @@ impl Summary {
                 }
                 self.failed_attempts += u64::from(o.failed_attempts());
                 self.by_country
-                    .entry(o.country.clone())
+                    .entry(o.country.to_string())
                     .or_default()
                     .add(approved);
                 if let Some(p) = o.providers.last() {
-                    self.by_provider.entry(p.clone()).or_default().add(approved);
+                    self.by_provider
+                        .entry(p.to_string())
+                        .or_default()
+                        .add(approved);
                 }
             }
             Output::Rejected(r) => *self.rejected.entry(r.rejection.reason).or_default() += 1,

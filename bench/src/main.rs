@@ -130,8 +130,10 @@ fn state(n: usize) -> anyhow::Result<()> {
     let mut out = Vec::new();
     let started = Instant::now();
     for i in 0..n {
-        // All within one minute of event time, so nothing expires.
-        let at = veriflow_pipelines::time::format_rfc3339(t0 + (i as i64 * 60_000) / n as i64);
+        // Spread over 9 minutes of event time: all still in flight (TTL 10 min), and,
+        // as in steady state, only the last `allowed_lateness` of requests still wait
+        // for their features.
+        let at = veriflow_pipelines::time::format_rfc3339(t0 + (i as i64 * 540_000) / n as i64);
         let vid = format!("v-{i:09}");
         let phone = format!("+55119{:08}", i % 100_000_000);
         let requested = format!(
@@ -161,6 +163,7 @@ fn state(n: usize) -> anyhow::Result<()> {
     pipe.fire_timers(&cfg, &mut out);
     let load = started.elapsed();
     let in_flight = pipe.in_flight();
+    let pipe_queue = pipe.features_pending();
     let memory = rss_bytes().saturating_sub(before);
 
     let dir = std::env::temp_dir().join(format!("veriflow-bench-state-{}", std::process::id()));

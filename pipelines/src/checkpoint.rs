@@ -17,7 +17,7 @@ use crate::partition::PartitionState;
 
 const MAGIC: &[u8; 8] = b"VFCKPT\0\0";
 /// Bump when [`PartitionState`] changes shape; add a migration or refuse old files.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 const HEADER_LEN: usize = 8 + 4 + 4 + 8;
 const EXTENSION: &str = "vfck";
 
@@ -253,8 +253,8 @@ mod tests {
             matches!(err, CheckpointError::UnsupportedVersion { found: 9, .. }),
             "{err}"
         );
-        assert!(err.to_string().contains("reads version 5"));
-        bytes[8] = 5;
+        assert!(err.to_string().contains("reads version 6"));
+        bytes[8] = 6;
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         fs::write(&path, &bytes).unwrap();

@@ -211,7 +211,7 @@ impl Engine {
     }
 
     /// Route statistics changed since the last call: `(partition, (country, provider), snapshot)`.
-    pub fn take_route_updates(&mut self) -> Vec<(i32, (String, String), RouteSnapshot)> {
+    pub fn take_route_updates(&mut self) -> Vec<(i32, (crate::Text, crate::Text), RouteSnapshot)> {
         let mut out = Vec::new();
         for (&p, slot) in &mut self.slots {
             out.extend(

@@ -4,15 +4,16 @@
 //! error and are not lost: the original bytes travel with the event
 //! ([`crate::InputRecord::payload`]) to every output that keeps raw events.
 
+use crate::Text;
 use std::net::IpAddr;
 
 use crate::time::EventTime;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
-    pub event_id: String,
-    pub verification_id: String,
-    pub tenant_id: String,
+    pub event_id: Text,
+    pub verification_id: Text,
+    pub tenant_id: Text,
     pub occurred_at: EventTime,
     pub kind: EventKind,
 }
@@ -22,11 +23,11 @@ pub enum EventKind {
     Requested(Requested),
     Sent(Sent),
     Delivered {
-        provider: String,
+        provider: Text,
     },
     Undelivered {
-        provider: String,
-        error_code: Option<String>,
+        provider: Text,
+        error_code: Option<Text>,
     },
     Approved,
     CheckFailed,
@@ -84,25 +85,25 @@ impl EventType {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Requested {
-    pub phone_number: String,
-    pub country: String,
+    pub phone_number: Text,
+    pub country: Text,
     pub channel: Channel,
-    pub service: String,
+    pub service: Text,
     pub ip: Option<IpAddr>,
-    pub device_id: Option<String>,
-    pub user_id: Option<String>,
-    pub locale: Option<String>,
-    pub user_agent: Option<String>,
+    pub device_id: Option<Text>,
+    pub user_id: Option<Text>,
+    pub locale: Option<Text>,
+    pub user_agent: Option<Text>,
     /// The IP's country, when upstream sends `ip_country` (an extension, optional).
-    pub ip_country: Option<String>,
+    pub ip_country: Option<Text>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sent {
-    pub provider: String,
+    pub provider: Text,
     pub attempt: u32,
     pub cost: Option<f64>,
-    pub currency: Option<String>,
+    pub currency: Option<Text>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

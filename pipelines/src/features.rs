@@ -12,7 +12,8 @@
 //! seen in the window (bounded by the window's traffic), which at this scale is
 //! cheaper and more honest than a sketch.
 
-use std::collections::{BTreeMap, VecDeque};
+use crate::Text;
+use std::collections::VecDeque;
 
 use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
@@ -159,21 +160,51 @@ impl Rates {
 }
 
 /// Members (by 64-bit hash) with their last sighting, for distinct counts over a
-/// window.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct Distinct {
-    last_seen: BTreeMap<u64, EventTime>,
+/// window. Most keys have one or two members: a short vector; past
+/// [`MANY_MEMBERS`] it becomes a hash map (an attacked prefix sees thousands).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Distinct {
+    Few(Vec<(u64, EventTime)>),
+    Many(HashMap<u64, EventTime>),
+}
+
+const MANY_MEMBERS: usize = 32;
+
+impl Default for Distinct {
+    fn default() -> Self {
+        Distinct::Few(Vec::new())
+    }
 }
 
 impl Distinct {
     fn count_since(&self, since: EventTime) -> u32 {
-        self.last_seen.values().filter(|&&t| t >= since).count() as u32
+        match self {
+            Distinct::Few(v) => v.iter().filter(|(_, t)| *t >= since).count() as u32,
+            Distinct::Many(m) => m.values().filter(|&&t| t >= since).count() as u32,
+        }
     }
+
     fn add(&mut self, member: &str, t: EventTime, keep: i64) {
-        self.last_seen
-            .insert(xxhash_rust::xxh3::xxh3_64(member.as_bytes()), t);
-        if self.last_seen.len() > 64 {
-            self.last_seen.retain(|_, seen| *seen >= t - keep);
+        let h = xxhash_rust::xxh3::xxh3_64(member.as_bytes());
+        match self {
+            Distinct::Few(v) => {
+                match v.iter_mut().find(|(m, _)| *m == h) {
+                    Some(entry) => entry.1 = t,
+                    None => v.push((h, t)),
+                }
+                if v.len() > MANY_MEMBERS {
+                    v.retain(|(_, seen)| *seen >= t - keep);
+                    if v.len() > MANY_MEMBERS {
+                        *self = Distinct::Many(v.drain(..).collect());
+                    }
+                }
+            }
+            Distinct::Many(m) => {
+                m.insert(h, t);
+                if m.len() > 4 * MANY_MEMBERS && m.len().is_power_of_two() {
+                    m.retain(|_, seen| *seen >= t - keep);
+                }
+            }
         }
     }
 }
@@ -265,15 +296,15 @@ struct ConversionState {
 /// What the feature stage needs of a `verification.requested`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FeatureRequest {
-    pub tenant_id: String,
-    pub verification_id: String,
-    pub event_id: String,
+    pub tenant_id: Text,
+    pub verification_id: Text,
+    pub event_id: Text,
     pub at: EventTime,
-    pub phone_number: String,
-    pub country: String,
-    pub ip: Option<String>,
-    pub ip_country: Option<String>,
-    pub device_id: Option<String>,
+    pub phone_number: Text,
+    pub country: Text,
+    pub ip: Option<Text>,
+    pub ip_country: Option<Text>,
+    pub device_id: Option<Text>,
 }
 
 /// The feature vector of one request. Field names are public (the features topic).
@@ -462,7 +493,7 @@ impl FeatureState {
         let prefix3 = short(3);
         let prefix2 = short(2);
 
-        let actor = |map: &mut HashMap<u128, ActorState>, id: &Option<String>| {
+        let actor = |map: &mut HashMap<u128, ActorState>, id: &Option<Text>| {
             let id = id.as_ref()?;
             let a = map.entry(verification_key(tenant, id)).or_default();
             let seen = (
@@ -669,13 +700,13 @@ mod tests {
         FeatureRequest {
             tenant_id: "t1".into(),
             verification_id: vid.into(),
-            event_id: format!("{vid}-e1"),
+            event_id: format!("{vid}-e1").into(),
             at,
             phone_number: phone.into(),
             country: country.into(),
-            ip: ip.map(str::to_owned),
+            ip: ip.map(Text::from),
             ip_country: None,
-            device_id: device.map(str::to_owned),
+            device_id: device.map(Text::from),
         }
     }
 

@@ -33,3 +33,7 @@ pub use partition::{
 };
 pub use reject::{RejectReason, Rejected, Rejection};
 pub use validate::ValidationLimits;
+
+/// Short text (ids, tenant, country, provider, phone): up to 24 bytes inline, so
+/// most event fields and state keys never touch the heap.
+pub type Text = compact_str::CompactString;

@@ -6,6 +6,7 @@
 //! outcome is computed only from events that occurred at or before the deadline, so it
 //! depends on the set of events, never on the order in which they arrived.
 
+use crate::Text;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Channel, Event, EventKind};
@@ -15,26 +16,26 @@ use crate::time::EventTime;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestInfo {
     pub at: EventTime,
-    pub country: String,
+    pub country: Text,
     pub channel: Channel,
-    pub service: String,
-    pub phone_number: String,
+    pub service: Text,
+    pub phone_number: Text,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SendInfo {
     pub at: EventTime,
     pub attempt: u32,
-    pub provider: String,
+    pub provider: Text,
     pub cost: Option<f64>,
-    pub currency: Option<String>,
+    pub currency: Option<Text>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Receipt {
     pub at: EventTime,
     pub delivered: bool,
-    pub provider: String,
+    pub provider: Text,
 }
 
 /// A raw input held while its verification's `requested` event is still unknown, so
@@ -48,8 +49,8 @@ pub struct HeldRecord {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verification {
-    pub tenant_id: String,
-    pub verification_id: String,
+    pub tenant_id: Text,
+    pub verification_id: Text,
     pub requested: Option<RequestInfo>,
     /// Earliest event time seen; bounds how long an orphan is kept.
     pub first_event_at: EventTime,
@@ -73,8 +74,8 @@ pub enum Applied {
 impl Verification {
     pub fn new(tenant_id: &str, verification_id: &str, first_event_at: EventTime) -> Self {
         Verification {
-            tenant_id: tenant_id.to_owned(),
-            verification_id: verification_id.to_owned(),
+            tenant_id: tenant_id.into(),
+            verification_id: verification_id.into(),
             requested: None,
             first_event_at,
             seen: Vec::new(),

@@ -1,5 +1,6 @@
 //! The `verifications.outcomes` record (contract §2): one per verification, when final.
 
+use crate::Text;
 use serde::Serialize;
 
 use crate::event::Channel;
@@ -25,25 +26,25 @@ impl OutcomeKind {
 pub struct Outcome {
     /// The input partition whose operator decided it (its identity on replay).
     pub partition: i32,
-    pub verification_id: String,
-    pub tenant_id: String,
+    pub verification_id: Text,
+    pub tenant_id: Text,
     pub outcome: OutcomeKind,
     pub requested_at: EventTime,
     /// Approval instant, or `requested_at + TTL` for an expiry.
     pub decided_at: EventTime,
     pub time_to_approve_ms: Option<i64>,
-    pub country: String,
+    pub country: Text,
     pub channel: Channel,
-    pub service: String,
+    pub service: Text,
     /// Providers tried, in attempt order (a provider tried twice appears twice).
-    pub providers: Vec<String>,
+    pub providers: Vec<Text>,
     pub attempts: u32,
     pub delivered: u32,
     pub undelivered: u32,
     pub check_failed: u32,
     /// Sum of `sent.cost`; `None` when no cost was reported or currencies differ.
     pub cost: Option<f64>,
-    pub currency: Option<String>,
+    pub currency: Option<Text>,
 }
 
 /// The wire form. Field names are part of the public contract.
@@ -60,7 +61,7 @@ struct OutcomeJson<'a> {
     country: &'a str,
     channel: Channel,
     service: &'a str,
-    providers: &'a [String],
+    providers: &'a [Text],
     attempts: u32,
     failed_attempts: u32,
     delivered: u32,

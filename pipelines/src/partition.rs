@@ -18,6 +18,7 @@ use foldhash::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::Text;
 use crate::event::EventKind;
 use crate::features::{FeatureRecord, FeatureRequest, FeatureState};
 use crate::lifecycle::{Applied, HeldRecord, Verification, verification_key};
@@ -185,6 +186,11 @@ impl PartitionPipeline {
         self.sink_positions = positions;
     }
 
+    /// Requests waiting for the watermark before their features are computed.
+    pub fn features_pending(&self) -> usize {
+        self.feature_queue.len()
+    }
+
     /// Decided verifications still remembered for their stragglers.
     pub fn decided_remembered(&self) -> usize {
         self.decided.len()
@@ -275,7 +281,7 @@ impl PartitionPipeline {
                 at: event.occurred_at,
                 phone_number: r.phone_number.clone(),
                 country: r.country.clone(),
-                ip: r.ip.map(|ip| ip.to_string()),
+                ip: r.ip.map(|ip| Text::from(ip.to_string())),
                 ip_country: r.ip_country.clone(),
                 device_id: r.device_id.clone(),
             }),
@@ -449,7 +455,7 @@ impl PartitionPipeline {
     }
 
     /// Route statistics changed since the last call (to publish).
-    pub fn take_route_updates(&mut self) -> Vec<((String, String), RouteSnapshot)> {
+    pub fn take_route_updates(&mut self) -> Vec<((Text, Text), RouteSnapshot)> {
         self.routes.take_changed()
     }
 

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Text;
 use crate::lifecycle::Verification;
 use crate::time::{EventTime, MILLIS_PER_MINUTE};
 
@@ -129,8 +130,8 @@ impl RouteSnapshot {
 /// last publication.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RouteStats {
-    routes: BTreeMap<(String, String), RouteSnapshot>,
-    changed: Vec<(String, String)>,
+    routes: BTreeMap<(Text, Text), RouteSnapshot>,
+    changed: Vec<(Text, Text)>,
 }
 
 impl RouteStats {
@@ -171,7 +172,7 @@ impl RouteStats {
     }
 
     /// Routes changed since the last call, with their snapshots.
-    pub fn take_changed(&mut self) -> Vec<((String, String), RouteSnapshot)> {
+    pub fn take_changed(&mut self) -> Vec<((Text, Text), RouteSnapshot)> {
         let mut keys = std::mem::take(&mut self.changed);
         keys.sort();
         keys.into_iter()
@@ -180,7 +181,8 @@ impl RouteStats {
     }
 
     pub fn get(&self, country: &str, provider: &str) -> Option<&RouteSnapshot> {
-        self.routes.get(&(country.to_owned(), provider.to_owned()))
+        self.routes
+            .get(&(Text::from(country), Text::from(provider)))
     }
 }
 

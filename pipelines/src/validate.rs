@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
+use crate::Text;
 use crate::country::is_assigned_alpha2;
 use crate::event::{Channel, Event, EventKind, EventType, Requested, Sent};
 use crate::reject::{RejectReason, Rejection};
@@ -316,7 +317,7 @@ fn build_event(
     let kind = match event_type {
         EventType::Requested => EventKind::Requested(requested(&f)?),
         EventType::Sent => EventKind::Sent(Sent {
-            provider: required_str(&f, "provider", MAX_ID_BYTES)?.into_owned(),
+            provider: required_str(&f, "provider", MAX_ID_BYTES)?.as_ref().into(),
             attempt: attempt(&f)?,
             cost: cost(&f)?,
             currency: optional_str(&f, "currency", 3)?
@@ -328,19 +329,19 @@ fn build_event(
                 .transpose()?,
         }),
         EventType::Delivered => EventKind::Delivered {
-            provider: required_str(&f, "provider", MAX_ID_BYTES)?.into_owned(),
+            provider: required_str(&f, "provider", MAX_ID_BYTES)?.as_ref().into(),
         },
         EventType::Undelivered => EventKind::Undelivered {
-            provider: required_str(&f, "provider", MAX_ID_BYTES)?.into_owned(),
+            provider: required_str(&f, "provider", MAX_ID_BYTES)?.as_ref().into(),
             error_code: error_code(&f)?,
         },
         EventType::Approved => EventKind::Approved,
         EventType::CheckFailed => EventKind::CheckFailed,
     };
     Ok(Event {
-        event_id: event_id.into_owned(),
-        verification_id: verification_id.into_owned(),
-        tenant_id: tenant_id.into_owned(),
+        event_id: event_id.as_ref().into(),
+        verification_id: verification_id.as_ref().into(),
+        tenant_id: tenant_id.as_ref().into(),
         occurred_at,
         kind,
     })
@@ -369,7 +370,7 @@ fn requested(f: &Fields<'_>) -> Result<Requested, Rejection> {
             format!("`{channel_text}` is not one of sms, voice, whatsapp, email"),
         )
     })?;
-    let service = required_str(f, "service", MAX_ID_BYTES)?.into_owned();
+    let service = Text::from(required_str(f, "service", MAX_ID_BYTES)?.as_ref());
     let ip = match optional_str(f, "ip", 64)? {
         None => None,
         Some(text) => Some(text.parse::<IpAddr>().map_err(|_| {
@@ -396,14 +397,14 @@ fn requested(f: &Fields<'_>) -> Result<Requested, Rejection> {
         channel,
         service,
         ip,
-        device_id: optional_str(f, "device_id", MAX_ID_BYTES)?.map(Cow::into_owned),
-        user_id: optional_str(f, "user_id", MAX_ID_BYTES)?.map(Cow::into_owned),
+        device_id: optional_str(f, "device_id", MAX_ID_BYTES)?.map(|c| Text::from(c.as_ref())),
+        user_id: optional_str(f, "user_id", MAX_ID_BYTES)?.map(|c| Text::from(c.as_ref())),
         locale,
-        user_agent: optional_str(f, "user_agent", MAX_TEXT_BYTES)?.map(Cow::into_owned),
+        user_agent: optional_str(f, "user_agent", MAX_TEXT_BYTES)?.map(|c| Text::from(c.as_ref())),
         // Not in the contract: used when upstream knows it, ignored when malformed
         // (an unknown extra field is never an error).
         ip_country: match f.get("ip_country") {
-            Some(Scalar::Str(c)) if is_assigned_alpha2(c) => Some(c.to_string()),
+            Some(Scalar::Str(c)) if is_assigned_alpha2(c) => Some(Text::from(c.as_ref())),
             _ => None,
         },
     })
@@ -488,12 +489,12 @@ fn cost(f: &Fields<'_>) -> Result<Option<f64>, Rejection> {
 }
 
 /// Providers report error codes as strings or numbers; both are kept as text.
-fn error_code(f: &Fields<'_>) -> Result<Option<String>, Rejection> {
+fn error_code(f: &Fields<'_>) -> Result<Option<Text>, Rejection> {
     match f.get("error_code") {
         None => Ok(None),
-        Some(Scalar::Str(s)) => Ok(Some(truncate(s, MAX_ID_BYTES).to_owned())),
-        Some(Scalar::Int(n)) => Ok(Some(n.to_string())),
-        Some(Scalar::UInt(n)) => Ok(Some(n.to_string())),
+        Some(Scalar::Str(s)) => Ok(Some(Text::from(truncate(s, MAX_ID_BYTES)))),
+        Some(Scalar::Int(n)) => Ok(Some(Text::from(n.to_string()))),
+        Some(Scalar::UInt(n)) => Ok(Some(Text::from(n.to_string()))),
         Some(other) => Err(wrong_type("error_code", "a string or an integer", other)),
     }
 }
@@ -503,9 +504,9 @@ fn validated(
     key: &'static str,
     expected: &str,
     ok: impl Fn(&str) -> bool,
-) -> Result<String, Rejection> {
+) -> Result<Text, Rejection> {
     if ok(&value) {
-        Ok(value.into_owned())
+        Ok(Text::from(value.as_ref()))
     } else {
         Err(Rejection::field(
             RejectReason::InvalidField,
@@ -600,7 +601,7 @@ mod tests {
             EventKind::Requested(r) => r.ip_country,
             other => panic!("unexpected {other:?}"),
         };
-        assert_eq!(ip_country(&with("\"NG\"")), Some("NG".to_owned()));
+        assert_eq!(ip_country(&with("\"NG\"")), Some(Text::from("NG")));
         assert_eq!(ip_country(&with("\"Nigeria\"")), None);
         assert_eq!(ip_country(&with("7")), None);
         assert_eq!(ip_country(REQ), None);
