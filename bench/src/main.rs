@@ -187,6 +187,7 @@ fn state(n: usize) -> anyhow::Result<()> {
         "| build (2 events each, features on) | {:.1} s |",
         load.as_secs_f64()
     );
+    println!("| of which still waiting for features (the last 2 min) | {pipe_queue} |");
     println!(
         "| resident memory | {:.0} MiB ({:.0} MiB per 1M) |",
         memory as f64 / 1048576.0,
