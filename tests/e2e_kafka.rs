@@ -564,6 +564,27 @@ fn two_instances_share_the_work_and_hand_partitions_over() {
     );
     let outcomes = consume(&d.brokers, &d.outcomes, truth.len(), READ_TIMEOUT, LINGER);
     assert_outcomes_match_truth(&outcomes, &truth);
+
+    // And the same features, byte for byte, as one uninterrupted instance computes.
+    let single = Deployment::new("scale-single");
+    create_topic(&single.brokers, &single.input, 4);
+    produce_events(&single.brokers, &single.input, &events, 0, None);
+    single.run_until_end(&[], RUN_TIMEOUT);
+    let values = |d: &Deployment| {
+        let mut v: Vec<Vec<u8>> =
+            consume(&d.brokers, &d.features, truth.len(), READ_TIMEOUT, LINGER)
+                .into_iter()
+                .map(|r| r.value)
+                .collect();
+        v.sort();
+        v
+    };
+    let (shared, alone) = (values(&d), values(&single));
+    assert_eq!(shared.len(), truth.len());
+    assert!(
+        shared == alone,
+        "features differ between two instances (with a crash) and one"
+    );
 }
 
 /// The same events in another arrival order (within the allowed lateness) give

@@ -26,6 +26,9 @@ const DAY: i64 = 24 * HOUR;
 /// Beta prior on conversion: mean 0.85 with the weight of 20 verifications.
 const PRIOR_APPROVED: f64 = 17.0;
 const PRIOR_TOTAL: f64 = 20.0;
+/// The conversion key that aggregates all of a tenant's countries (never a country
+/// code: those are two letters).
+const TENANT_WIDE: &str = "*";
 /// Requests remembered per prefix for the sequential-number score.
 const SEQUENCE_DEPTH: usize = 20;
 /// Two numbers this close count as adjacent.
@@ -333,6 +336,7 @@ pub struct Features {
     pub prefix2_requests_zscore: f64,
     pub ip_requests_1m: Option<u32>,
     pub ip_requests_1h: Option<u32>,
+    pub ip_distinct_numbers_1m: Option<u32>,
     pub ip_distinct_numbers_1h: Option<u32>,
     pub ip_distinct_countries_24h: Option<u32>,
     /// The IP's country differs from the phone's; `null` unless upstream sends
@@ -340,9 +344,15 @@ pub struct Features {
     pub ip_country_mismatch: Option<bool>,
     pub device_requests_1m: Option<u32>,
     pub device_requests_1h: Option<u32>,
+    pub device_distinct_numbers_1m: Option<u32>,
     pub device_distinct_numbers_1h: Option<u32>,
+    pub device_distinct_countries_24h: Option<u32>,
     pub tenant_country_conversion_1h: f64,
     pub tenant_country_conversion_24h: f64,
+    /// The tenant's own 24 h conversion (all countries) minus this country's last
+    /// hour: positive when this destination converts worse than the tenant usually
+    /// does (the SMS-pumping signature).
+    pub tenant_country_conversion_drop: f64,
     pub tenant_country_first_time: bool,
     pub local_hour: Option<u8>,
 }
@@ -368,7 +378,7 @@ struct FeatureJson<'a> {
 }
 
 /// Bump when a feature is added, removed or redefined (models record it).
-pub const FEATURE_SCHEMA_VERSION: u32 = 2;
+pub const FEATURE_SCHEMA_VERSION: u32 = 3;
 
 impl FeatureRecord {
     /// Deterministic: one per accepted `verification.requested` event.
@@ -501,6 +511,7 @@ impl FeatureState {
                 a.requests.in_minutes(t, 60),
                 a.numbers.count_since(t - HOUR),
                 a.countries.count_since(t - DAY),
+                a.numbers.count_since(t - MILLIS_PER_MINUTE),
             );
             a.requests.add(t);
             a.numbers.add(&r.phone_number, t, HOUR);
@@ -523,6 +534,13 @@ impl FeatureState {
         let tenant_country_first_time = conv.requests == 0;
         conv.requests += 1;
         conv.last_seen = t;
+        // The tenant's baseline: its conversion over all countries, last 24 h.
+        let baseline = self
+            .conversion
+            .get(&key(TENANT_WIDE))
+            .map_or(PRIOR_APPROVED / PRIOR_TOTAL, |all| {
+                rate(all.approved.in_day(t), all.decided.in_day(t))
+            });
 
         self.expire(t);
         Features {
@@ -547,14 +565,18 @@ impl FeatureState {
             prefix2_requests_zscore: prefix2.3,
             ip_requests_1m: ip.map(|x| x.0),
             ip_requests_1h: ip.map(|x| x.1),
+            ip_distinct_numbers_1m: ip.map(|x| x.4),
             ip_distinct_numbers_1h: ip.map(|x| x.2),
             ip_distinct_countries_24h: ip.map(|x| x.3),
             ip_country_mismatch: r.ip_country.as_ref().map(|c| *c != r.country),
             device_requests_1m: device.map(|x| x.0),
             device_requests_1h: device.map(|x| x.1),
+            device_distinct_numbers_1m: device.map(|x| x.4),
             device_distinct_numbers_1h: device.map(|x| x.2),
+            device_distinct_countries_24h: device.map(|x| x.3),
             tenant_country_conversion_1h,
             tenant_country_conversion_24h,
+            tenant_country_conversion_drop: baseline - tenant_country_conversion_1h,
             tenant_country_first_time,
             local_hour: local_hour(&r.country, t),
         }
@@ -569,6 +591,15 @@ impl FeatureState {
         approved: bool,
         at: EventTime,
     ) {
+        let all = self
+            .conversion
+            .entry(verification_key(tenant, TENANT_WIDE))
+            .or_default();
+        all.decided.add(at);
+        if approved {
+            all.approved.add(at);
+        }
+        all.last_seen = all.last_seen.max(at);
         let conv = self
             .conversion
             .entry(verification_key(tenant, country))
@@ -742,6 +773,7 @@ mod tests {
         );
         assert_eq!(x.ip_distinct_numbers_1h, Some(3));
         assert_eq!(x.ip_distinct_countries_24h, Some(1));
+        assert_eq!(x.ip_distinct_numbers_1m, Some(3));
         assert_eq!(x.device_requests_1m, None, "no device id");
         assert!(x.phone_first_seen);
         assert_eq!(x.phone_attempts_24h, 0);
@@ -783,6 +815,15 @@ mod tests {
         assert_eq!(x.device_requests_1m, Some(0));
         // 1 approved of 5 decided, with the Beta(17, 3) prior: 18 / 25.
         assert!((x.tenant_country_conversion_1h - 18.0 / 25.0).abs() < 1e-12);
+        // BR is all this tenant decided, so its baseline is the same: no drop.
+        assert!(x.tenant_country_conversion_drop.abs() < 1e-12);
+        assert_eq!(
+            (
+                x.device_distinct_numbers_1m,
+                x.device_distinct_countries_24h
+            ),
+            (Some(0), Some(1))
+        );
         // Two hours later the hourly window is empty again, the daily one is not.
         let y = f.on_request(&req("c", T0 + 2 * 3600 * S, phone, "BR", None, None));
         assert_eq!(y.tenant_country_conversion_1h, 0.85);
@@ -909,5 +950,52 @@ mod tests {
         ]
         .into();
         assert_eq!(sequential_score(&random), 0.0);
+    }
+}
+
+#[cfg(test)]
+mod drop_tests {
+    use super::*;
+
+    /// A destination converting far worse than the tenant's other traffic.
+    #[test]
+    fn conversion_drop_against_the_tenant_baseline() {
+        let mut f = FeatureState::default();
+        let t0 = 1_767_571_200_000;
+        for i in 0..60 {
+            f.on_decision(
+                "t1",
+                "BR",
+                &format!("+55119{i:08}"),
+                i % 10 != 0,
+                t0 + i * 1000,
+            );
+        }
+        for i in 0..20 {
+            f.on_decision(
+                "t1",
+                "UZ",
+                &format!("+99890{i:07}"),
+                false,
+                t0 + 60_000 + i * 1000,
+            );
+        }
+        let r = FeatureRequest {
+            tenant_id: "t1".into(),
+            verification_id: "v".into(),
+            event_id: "e".into(),
+            at: t0 + 120_000,
+            phone_number: "+998901234567".into(),
+            country: "UZ".into(),
+            ip: None,
+            ip_country: None,
+            device_id: None,
+        };
+        let x = f.on_request(&r);
+        // Independently: tenant-wide 54 of 80 approved, UZ 0 of 20, Beta(17, 3) prior.
+        let baseline = (54.0 + 17.0) / (80.0 + 20.0);
+        let uz = 17.0 / (20.0 + 20.0);
+        assert!((x.tenant_country_conversion_drop - (baseline - uz)).abs() < 1e-12);
+        assert!(x.tenant_country_conversion_drop > 0.25);
     }
 }

@@ -384,7 +384,7 @@ pub fn assert_one_feature_record_each(features: &[Consumed], truth: &[Value]) {
     for f in features {
         let v = f.json();
         assert!(v["features"].is_object(), "{v}");
-        assert_eq!(v["schema_version"], 2);
+        assert_eq!(v["schema_version"], 3);
         assert!(
             ids.insert(v["verification_id"].as_str().unwrap().to_owned()),
             "two feature records: {v}"
