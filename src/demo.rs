@@ -44,11 +44,20 @@ pub fn demo(options: DemoOptions, shutdown: Arc<AtomicBool>) -> anyhow::Result<(
     };
     let sim_start = sim_config.start;
     let mut sim = Simulator::new(sim_config);
-    let mut engine = Engine::new(pipeline, "demo", None);
+    let mut engine = Engine::new(pipeline.clone(), "demo", None);
     let mut summary = Summary::default();
     let mut offsets = vec![0i64; options.partitions.max(1) as usize];
     let mut out = Vec::new();
-    let pacer = Pacer::new(sim_start, options.speed);
+    // Fast-forward past the first TTL + lateness, so that the live view opens in a
+    // steady state (expiries happen only that long after the first requests).
+    let warmup_ms = pipeline.ttl_ms + pipeline.allowed_lateness_ms + 3 * 60_000;
+    let pacer = Pacer::new(sim_start + warmup_ms, options.speed);
+    if options.speed.is_some() {
+        println!(
+            "veriflow demo: fast-forwarding the first {} simulated minutes ...",
+            warmup_ms / 60_000
+        );
+    }
     let mut stashed: Option<SimEvent> = None;
     let tty = std::io::stdout().is_terminal();
     let started = Instant::now();
