@@ -295,16 +295,7 @@ fn a_restart_mid_stream_gives_every_verification_exactly_one_outcome() {
             .iter()
             .any(|p| p.extension().is_some_and(|e| e == "vfck"))
     });
-    let pid = child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let (status, log) = wait_with_timeout(child, Duration::from_secs(60));
-    assert!(status.success(), "graceful stop failed:\n{log}");
+    let log = stop_gracefully(child);
     assert!(log.contains("in_flight="), "{log}");
 
     produce_events(&d.brokers, &d.input, &events, first, None);
@@ -397,17 +388,7 @@ fn sigkill_at_random_points_loses_nothing_and_duplicates_nothing() {
             child.try_wait().unwrap().is_none(),
             "life {life}: the engine stopped by itself before the kill"
         );
-        let pid = child.id().to_string();
-        std::process::Command::new("kill")
-            .args(["-KILL", &pid])
-            .status()
-            .unwrap();
-        let (status, _) = wait_with_timeout(child, Duration::from_secs(30));
-        use std::os::unix::process::ExitStatusExt;
-        assert!(
-            status.signal() == Some(9),
-            "life {life}: the engine was killed, not finished"
-        );
+        kill_hard(child);
     }
     let log = d.run_until_end(&env, RUN_TIMEOUT);
     let all_logs: String = logs
@@ -502,16 +483,6 @@ fn two_instances_share_the_work_and_hand_partitions_over() {
         (child, log)
     };
     let log_of = |log: &std::path::Path| std::fs::read_to_string(log).unwrap_or_default();
-    let signal = |child: &std::process::Child, sig: &str| {
-        let pid = child.id().to_string();
-        assert!(
-            std::process::Command::new("kill")
-                .args([sig, &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    };
 
     let (a, a_log) = start("a");
     wait_until(
@@ -734,13 +705,7 @@ fn an_idle_partition_does_not_stall_its_verifications() {
         child.try_wait().unwrap().is_none(),
         "decided while the engine kept running"
     );
-    let pid = child.id().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    let (status, log) = wait_with_timeout(child, Duration::from_secs(30));
-    assert!(status.success(), "{log}");
+    stop_gracefully(child);
     let o = outcomes[0].json();
     assert_eq!(o["verification_id"], "lonely");
     assert_eq!(o["outcome"], "expired");
@@ -825,13 +790,7 @@ fn metrics_endpoint_reports_progress_state_and_checkpoints() {
     );
     assert!(text.contains("veriflow_watermark_delay_seconds{"), "{text}");
     assert!(metric(&text, "veriflow_checkpoint_bytes") > 0.0, "{text}");
-    let pid = child.id().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    let (status, log) = wait_with_timeout(child, Duration::from_secs(30));
-    assert!(status.success(), "{log}");
+    stop_gracefully(child);
 }
 
 /// A bare HTTP/1.1 GET: (status, body).
@@ -889,13 +848,7 @@ fn a_finished_stream_is_fully_decided_by_a_running_engine() {
         child.try_wait().unwrap().is_none(),
         "the engine is still running"
     );
-    let pid = child.id().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    let (status, log) = wait_with_timeout(child, Duration::from_secs(30));
-    assert!(status.success(), "{log}");
+    stop_gracefully(child);
     assert_outcomes_match_truth(&outcomes, &truth);
 }
 
@@ -985,13 +938,7 @@ fn route_statistics_are_global_across_instances() {
         .collect();
     for (mut child, _) in children {
         assert!(child.try_wait().unwrap().is_none());
-        let pid = child.id().to_string();
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        let (status, log) = wait_with_timeout(child, Duration::from_secs(30));
-        assert!(status.success(), "{log}");
+        stop_gracefully(child);
     }
     // Each instance owned a share only, so each saw the others' routes through the topic.
     let owned = |log: &str| {

@@ -80,6 +80,18 @@ def produce(args):
     print(json.dumps({"produced": count}))
 
 
+def encode(msg):
+    """One consumed record as a JSON line (bytes as base64, so nothing is lost)."""
+    headers = {k: base64.b64encode(v or b"").decode() for k, v in (msg.headers() or [])}
+    return json.dumps({
+        "key": msg.key().decode() if msg.key() is not None else None,
+        "value_b64": base64.b64encode(msg.value() or b"").decode(),
+        "headers_b64": headers,
+        "partition": msg.partition(),
+        "offset": msg.offset(),
+    }) + "\n"
+
+
 def consume(args):
     consumer = Consumer({
         "bootstrap.servers": args.brokers,
@@ -99,28 +111,14 @@ def consume(args):
             if msg.error().code() == KafkaError._PARTITION_EOF:
                 continue
             sys.exit(f"consume: {msg.error()}")
-        headers = {k: base64.b64encode(v or b"").decode() for k, v in (msg.headers() or [])}
-        out.write(json.dumps({
-            "key": msg.key().decode() if msg.key() is not None else None,
-            "value_b64": base64.b64encode(msg.value() or b"").decode(),
-            "headers_b64": headers,
-            "partition": msg.partition(),
-            "offset": msg.offset(),
-        }) + "\n")
+        out.write(encode(msg))
         got += 1
     # Linger briefly so that records beyond the expected count are noticed.
     extra_deadline = time.monotonic() + args.linger
     while time.monotonic() < extra_deadline:
         msg = consumer.poll(0.2)
         if msg is not None and not msg.error():
-            headers = {k: base64.b64encode(v or b"").decode() for k, v in (msg.headers() or [])}
-            out.write(json.dumps({
-                "key": msg.key().decode() if msg.key() is not None else None,
-                "value_b64": base64.b64encode(msg.value() or b"").decode(),
-                "headers_b64": headers,
-                "partition": msg.partition(),
-                "offset": msg.offset(),
-            }) + "\n")
+            out.write(encode(msg))
             got += 1
     consumer.close()
     if got < args.count:

@@ -396,3 +396,26 @@ pub fn assert_one_feature_record_each(features: &[Consumed], truth: &[Value]) {
         .collect();
     assert_eq!(ids, expected, "one feature record per verification");
 }
+
+/// Sends a signal (`-TERM`, `-KILL`) to a child process.
+pub fn signal(child: &Child, sig: &str) {
+    let pid = child.id().to_string();
+    let sent = Command::new("kill").args([sig, &pid]).status().unwrap();
+    assert!(sent.success(), "kill {sig} {pid} failed");
+}
+
+/// SIGTERM, then wait: the engine must stop cleanly. Returns its stderr if piped.
+pub fn stop_gracefully(child: Child) -> String {
+    signal(&child, "-TERM");
+    let (status, log) = wait_with_timeout(child, Duration::from_secs(60));
+    assert!(status.success(), "graceful stop failed:\n{log}");
+    log
+}
+
+/// SIGKILL, then wait; asserts the process died of it (it had not finished).
+pub fn kill_hard(child: Child) {
+    use std::os::unix::process::ExitStatusExt;
+    signal(&child, "-KILL");
+    let (status, _) = wait_with_timeout(child, Duration::from_secs(30));
+    assert_eq!(status.signal(), Some(9), "killed by SIGKILL, not finished");
+}

@@ -29,17 +29,18 @@ pub fn send_outcome(
     source_topic: &str,
     outcome: &Outcome,
 ) -> Result<(), KafkaConnectorError> {
-    let id = outcome.outcome_id();
-    let partition = outcome.partition.to_string();
-    sink.send(
+    let identity = Identity {
+        header: HEADER_OUTCOME_ID,
+        id: outcome.outcome_id(),
+        source_topic,
+        partition: outcome.partition,
+    };
+    send_identified(
+        sink,
         topic,
-        Some(outcome.tenant_id.as_bytes()),
+        &outcome.tenant_id,
         &outcome.to_json_bytes(),
-        &[
-            (HEADER_OUTCOME_ID, id.as_bytes()),
-            (HEADER_SOURCE_TOPIC, source_topic.as_bytes()),
-            (HEADER_SOURCE_PARTITION, partition.as_bytes()),
-        ],
+        identity,
     )
 }
 
@@ -50,15 +51,44 @@ pub fn send_features(
     source_topic: &str,
     record: &FeatureRecord,
 ) -> Result<(), KafkaConnectorError> {
-    let id = record.features_id();
-    let partition = record.partition.to_string();
+    let identity = Identity {
+        header: HEADER_FEATURES_ID,
+        id: record.features_id(),
+        source_topic,
+        partition: record.partition,
+    };
+    send_identified(
+        sink,
+        topic,
+        &record.request.tenant_id,
+        &record.to_json_bytes(),
+        identity,
+    )
+}
+
+/// What lets a restored run recognise a record it is about to write again.
+struct Identity<'a> {
+    header: &'static str,
+    id: String,
+    source_topic: &'a str,
+    partition: i32,
+}
+
+fn send_identified(
+    sink: &KafkaSink,
+    topic: &str,
+    tenant: &str,
+    value: &[u8],
+    identity: Identity<'_>,
+) -> Result<(), KafkaConnectorError> {
+    let partition = identity.partition.to_string();
     sink.send(
         topic,
-        Some(record.request.tenant_id.as_bytes()),
-        &record.to_json_bytes(),
+        Some(tenant.as_bytes()),
+        value,
         &[
-            (HEADER_FEATURES_ID, id.as_bytes()),
-            (HEADER_SOURCE_TOPIC, source_topic.as_bytes()),
+            (identity.header, identity.id.as_bytes()),
+            (HEADER_SOURCE_TOPIC, identity.source_topic.as_bytes()),
             (HEADER_SOURCE_PARTITION, partition.as_bytes()),
         ],
     )
