@@ -419,3 +419,31 @@ pub fn kill_hard(child: Child) {
     let (status, _) = wait_with_timeout(child, Duration::from_secs(30));
     assert_eq!(status.signal(), Some(9), "killed by SIGKILL, not finished");
 }
+
+/// The partitions an instance owns at the end of its log: "partition assigned ...
+/// partition=N" adds, "partitions revoked ... partitions=[..]" removes.
+pub fn owned_partitions(log: &str) -> std::collections::BTreeSet<i32> {
+    let mut owned = std::collections::BTreeSet::new();
+    for line in log.lines() {
+        if line.contains("partition assigned") {
+            if let Some(p) = line
+                .rsplit("partition=")
+                .next()
+                .and_then(|p| p.split_whitespace().next()?.parse().ok())
+            {
+                owned.insert(p);
+            }
+        } else if line.contains("partitions revoked")
+            && let Some(list) = line.rsplit("partitions=[").next()
+        {
+            for p in list
+                .trim_end_matches(']')
+                .split(',')
+                .filter_map(|p| p.trim().parse::<i32>().ok())
+            {
+                owned.remove(&p);
+            }
+        }
+    }
+    owned
+}

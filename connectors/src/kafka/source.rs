@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::ClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::bindings::rd_kafka_resp_err_t as RDKafkaRespErr;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -43,44 +44,59 @@ impl ClientContext for SourceContext {
 }
 
 impl ConsumerContext for SourceContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let partitions = partitions_of(tpl, &self.topic);
-            let offsets = self.listener.revoked(&partitions);
-            if !offsets.is_empty()
-                && let Err(e) = commit(consumer, &self.topic, &offsets)
-            {
-                tracing::warn!(error = %e, "commit on revoke failed; the next owner replays from the previous commit");
-            }
-        }
-    }
-
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                let starts = self.listener.assigned(&partitions_of(tpl, &self.topic));
-                if !starts.is_empty() {
-                    // Re-assigning inside the rebalance callback is how an eager
-                    // consumer sets its own start positions.
-                    let mut positioned = TopicPartitionList::new();
-                    for e in tpl.elements() {
-                        let offset = starts
-                            .iter()
-                            .find(|(p, _)| e.topic() == self.topic && *p == e.partition())
-                            .map_or(Offset::Stored, |(_, o)| Offset::Offset(*o));
-                        if let Err(err) =
-                            positioned.add_partition_offset(e.topic(), e.partition(), offset)
-                        {
-                            tracing::error!(%err, "cannot position an assigned partition");
-                        }
-                    }
-                    if let Err(err) = consumer.assign(&positioned) {
-                        tracing::error!(%err, "cannot position assigned partitions");
+    /// Replaces rdkafka's default so that restored partitions start where their
+    /// checkpoint says, set in the assignment itself — which works for both the eager
+    /// and the cooperative protocol (a second `assign` inside the callback does not).
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                for (partition, offset) in self.listener.assigned(&partitions_of(tpl, &self.topic))
+                {
+                    if let Err(e) =
+                        tpl.set_partition_offset(&self.topic, partition, Offset::Offset(offset))
+                    {
+                        tracing::error!(error = %e, partition, "cannot position a restored partition");
                     }
                 }
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
             }
-            Rebalance::Error(e) => tracing::error!(error = %e, "consumer group rebalance error"),
-            Rebalance::Revoke(_) => {}
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let offsets = self.listener.revoked(&partitions_of(tpl, &self.topic));
+                if !offsets.is_empty()
+                    && let Err(e) = commit(consumer, &self.topic, &offsets)
+                {
+                    tracing::warn!(error = %e, "commit on revoke failed; the next owner replays from the previous commit");
+                }
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "consumer group rebalance error");
+                if cooperative {
+                    Ok(())
+                } else {
+                    consumer.unassign()
+                }
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "applying a rebalance failed");
         }
     }
 }
@@ -155,6 +171,9 @@ impl KafkaSource {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "true")
+            // Incremental rebalancing: partitions move one by one instead of the whole
+            // group stopping, and a member that died is replaced cleanly.
+            .set("partition.assignment.strategy", "cooperative-sticky")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000");
         cfg.apply_overrides(&mut c);
