@@ -1,6 +1,6 @@
 //! Configuration: one TOML file, then environment overrides, then CLI flags.
 //!
-//! Every option is documented in `veriflow.example.toml`. Environment variables
+//! Every option is documented in `veriflow.toml`. Environment variables
 //! override file values: `VERIFLOW_<SECTION>__<KEY>`, e.g. `VERIFLOW_KAFKA__BROKERS`
 //! or `VERIFLOW_PIPELINE__ALLOWED_LATENESS=5m`. Unknown keys are errors, so a typo
 //! never silently falls back to a default.
@@ -328,8 +328,8 @@ mod tests {
     }
 
     #[test]
-    fn the_example_file_is_the_default() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("veriflow.example.toml");
+    fn the_shipped_veriflow_toml_is_the_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("veriflow.toml");
         let text = std::fs::read_to_string(path).unwrap();
         let config: Config = toml::from_str(&text).unwrap();
         let default = Config::default();

@@ -43,7 +43,7 @@ enum Command {
     /// Consume verification events from Kafka and write outcomes, dead letters and
     /// late events back to Kafka, checkpointing as it goes.
     Run {
-        /// TOML configuration (see veriflow.example.toml). Env: VERIFLOW_SECTION__KEY.
+        /// TOML configuration (see veriflow.toml). Env: VERIFLOW_SECTION__KEY.
         #[arg(long, short)]
         config: Option<PathBuf>,
         /// Overrides kafka.brokers.

@@ -28,7 +28,7 @@ use crate::routes::{RouteSnapshot, RouteStats};
 use crate::time::{EventTime, format_rfc3339};
 use crate::validate::{ValidationLimits, parse_event};
 
-/// Settings of the streaming core. See `[pipeline]` in `veriflow.example.toml`.
+/// Settings of the streaming core. See `[pipeline]` in `veriflow.toml`.
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
     /// A verification not approved this long after `requested` has expired.

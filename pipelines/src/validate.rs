@@ -17,7 +17,7 @@ use crate::event::{Channel, Event, EventKind, EventType, Requested, Sent};
 use crate::reject::{RejectReason, Rejection};
 use crate::time::{EventTime, parse_rfc3339};
 
-/// Limits applied to every input. See `[pipeline]` in `veriflow.example.toml`.
+/// Limits applied to every input. See `[pipeline]` in `veriflow.toml`.
 #[derive(Debug, Clone)]
 pub struct ValidationLimits {
     /// Messages larger than this are rejected as `too_large`.

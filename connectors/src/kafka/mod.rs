@@ -18,7 +18,7 @@ pub use source::{KafkaSource, PartitionListener, SourceEvent};
 
 use rdkafka::ClientConfig;
 
-/// How to reach the cluster. See `[kafka]` in `veriflow.example.toml`.
+/// How to reach the cluster. See `[kafka]` in `veriflow.toml`.
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
     /// `host:port[,host:port...]`
