@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests and the local service stack need, skipping what is there:
-#   Debian: victoria-metrics, curl        PyPI: confluent-kafka
+#   Debian: victoria-metrics, curl        PyPI: confluent-kafka, moto[server] (S3)
 #   crates.io: tansu 0.6.0 (the broker; ~8 min to build once), cargo-nextest
 # Safe to run repeatedly. Needs root (or sudo) for apt-get on a machine without them.
 set -euo pipefail
@@ -28,6 +28,12 @@ if ! python3 -c 'import confluent_kafka' 2>/dev/null; then
   log "pip install confluent-kafka"
   python3 -m pip install --quiet confluent-kafka 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages confluent-kafka
+fi
+
+if ! command -v moto_server >/dev/null 2>&1; then
+  log "pip install moto[server]"
+  python3 -m pip install --quiet "moto[server]" 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages "moto[server]"
 fi
 
 export PATH="$HOME/.cargo/bin:$PATH"

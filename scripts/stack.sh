@@ -2,6 +2,7 @@
 # Start, stop or inspect the local service stack used by the tests and the Kafka demo:
 #   tansu (Kafka-compatible broker, in-memory storage)  127.0.0.1:9092
 #   VictoriaMetrics (InfluxDB v2 write API)             127.0.0.1:8428
+#   moto (S3-compatible object store, for checkpoints)  127.0.0.1:9000
 # Idempotent: `up` leaves running services alone and waits until each is ready.
 # Usage: scripts/stack.sh up|down|status
 set -euo pipefail
@@ -10,6 +11,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 state=${VERIFLOW_STACK_DIR:-$root/var/stack}
 kafka_port=${VERIFLOW_KAFKA_PORT:-9092}
 vm_port=${VERIFLOW_VM_PORT:-8428}
+s3_port=${VERIFLOW_S3_PORT:-9000}
 mkdir -p "$state"
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -58,6 +60,15 @@ start_vm() {
   echo "stack: VictoriaMetrics ready on 127.0.0.1:$vm_port"
 }
 
+start_s3() {
+  if listening "$s3_port"; then echo "stack: S3 already on :$s3_port"; return; fi
+  need moto_server
+  nohup moto_server -H 127.0.0.1 -p "$s3_port" >"$state/moto.log" 2>&1 &
+  echo $! >"$state/moto.pid"
+  wait_for moto "curl -fsS http://127.0.0.1:$s3_port/ >/dev/null 2>&1" 30
+  echo "stack: S3 (moto) ready on 127.0.0.1:$s3_port"
+}
+
 stop() {
   local name=$1
   if [[ -f "$state/$name.pid" ]]; then
@@ -72,10 +83,11 @@ stop() {
 }
 
 case "${1:-}" in
-  up) start_tansu; start_vm ;;
-  down) stop tansu; stop victoria-metrics ;;
+  up) start_tansu; start_vm; start_s3 ;;
+  down) stop tansu; stop victoria-metrics; stop moto ;;
   status)
     listening "$kafka_port" && echo "broker: up (:$kafka_port)" || echo "broker: down"
-    listening "$vm_port" && echo "victoria-metrics: up (:$vm_port)" || echo "victoria-metrics: down" ;;
+    listening "$vm_port" && echo "victoria-metrics: up (:$vm_port)" || echo "victoria-metrics: down"
+    listening "$s3_port" && echo "s3 (moto): up (:$s3_port)" || echo "s3 (moto): down" ;;
   *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
 esac

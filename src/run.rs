@@ -23,6 +23,7 @@ use veriflow_connectors::kafka::{
     KafkaSink, KafkaSource, OffsetsReader, PartitionListener, SourceEvent, TopicSpec,
     ensure_topics, follow, records,
 };
+use veriflow_connectors::s3::S3Backend;
 use veriflow_pipelines::checkpoint::CheckpointStore;
 use veriflow_pipelines::time::now_millis;
 use veriflow_pipelines::{Engine, InputRecord, Output, OutputId, SinkPosition};
@@ -248,6 +249,7 @@ impl PartitionListener for Shared {
         inner.rebalances += 1;
         let mut restored = Vec::new();
         let mut starts = Vec::new();
+        let mut fresh = Vec::new();
         for &p in partitions {
             match inner.engine.assign(p) {
                 Ok(Some(r)) => {
@@ -261,16 +263,28 @@ impl PartitionListener for Shared {
                         starts.push((p, (r.next_offset - inner.resume_rewind).max(0)));
                     }
                 }
-                Ok(None) => tracing::info!(
-                    partition = p,
-                    "partition assigned; no checkpoint, starting from the committed offset with empty state"
-                ),
+                Ok(None) => {
+                    tracing::info!(
+                        partition = p,
+                        "partition assigned; no checkpoint, starting from the committed offset with empty state"
+                    );
+                    fresh.push(p);
+                }
                 Err(e) => {
                     inner
                         .error
                         .get_or_insert(anyhow!(e).context(format!("restoring partition {p}")));
                 }
             }
+        }
+        // Checkpoint fresh partitions at once: their output positions are then known
+        // should this instance crash before its first regular checkpoint.
+        if !fresh.is_empty()
+            && let Err(e) = inner.checkpoint(Some(&fresh))
+        {
+            inner
+                .error
+                .get_or_insert(e.context("writing the first checkpoint of new partitions"));
         }
         if !restored.is_empty()
             && let Err(e) = inner.learn_written_outputs(&restored)
@@ -300,6 +314,25 @@ impl PartitionListener for Shared {
                 Vec::new()
             }
         }
+    }
+}
+
+/// `checkpoint.dir` is a directory, or `s3://bucket/prefix` for an object store; one
+/// consumer group's checkpoints live under `<dir>/<group id>`.
+fn checkpoint_store(config: &Config, group: &str) -> anyhow::Result<CheckpointStore> {
+    let dir = config.checkpoint.dir.to_string_lossy();
+    if dir.starts_with("s3://") {
+        let url = format!("{}/{group}", dir.trim_end_matches('/'));
+        let backend = S3Backend::from_url(&url)?;
+        Ok(CheckpointStore::with_backend(
+            Arc::new(backend),
+            config.checkpoint.keep,
+        ))
+    } else {
+        Ok(CheckpointStore::new(
+            config.checkpoint.dir.join(group),
+            config.checkpoint.keep,
+        ))
     }
 }
 
@@ -342,10 +375,8 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
         )
         .with_context(|| format!("following {}", topics.route_stats))?
     };
-    let store = CheckpointStore::new(
-        config.checkpoint.dir.join(&kafka.group_id),
-        config.checkpoint.keep,
-    );
+    let store = checkpoint_store(config, &kafka.group_id)?;
+    tracing::info!(store = %store.describe(), "checkpoints");
     let engine = Engine::new(config.pipeline()?, topics.input.clone(), Some(store));
     let metrics = Arc::new(Metrics::default());
     if config.metrics.listen != "off" {

@@ -290,11 +290,18 @@ fn a_restart_mid_stream_gives_every_verification_exactly_one_outcome() {
         .spawn()
         .unwrap();
     let ckpt_dir = d.checkpoints.path().to_path_buf();
-    wait_until("a first checkpoint", Duration::from_secs(60), || {
-        walk(&ckpt_dir)
-            .iter()
-            .any(|p| p.extension().is_some_and(|e| e == "vfck"))
-    });
+    // A checkpoint with progress (the one written at assignment is at offset 0).
+    wait_until(
+        "a checkpoint past offset 0",
+        Duration::from_secs(60),
+        || {
+            walk(&ckpt_dir).iter().any(|p| {
+                p.extension().is_some_and(|e| e == "vfck")
+                    && p.file_stem()
+                        .is_some_and(|s| !s.to_string_lossy().trim_start_matches('0').is_empty())
+            })
+        },
+    );
     let log = stop_gracefully(child);
     assert!(log.contains("in_flight="), "{log}");
 
@@ -783,28 +790,8 @@ fn metrics_endpoint_reports_progress_state_and_checkpoints() {
     stop_gracefully(child);
 }
 
-/// A bare HTTP/1.1 GET: (status, body).
 fn http_get(port: u16, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
-    };
-    let _ = write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    );
-    let mut response = String::new();
-    let _ = s.read_to_string(&mut response);
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    http("GET", port, path)
 }
 
 /// A finished historical stream, consumed by a plain `veriflow run` (no
@@ -946,4 +933,67 @@ fn route_statistics_are_global_across_instances() {
         "the second instance owned a share:\n{}",
         logs[1]
     );
+}
+
+/// Checkpoints in an S3-compatible object store: SIGKILL mid-stream, and a fresh
+/// instance resumes from the checkpoint in the bucket.
+#[test]
+fn checkpoints_in_an_object_store_survive_a_crash() {
+    let s3_port = 9000;
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", s3_port)).is_ok(),
+        "no S3-compatible server on 127.0.0.1:{s3_port}: start the stack with `scripts/stack.sh up`"
+    );
+    let d = Deployment::new("s3ckpt");
+    let bucket = unique("veriflow-ckpt").to_lowercase().replace('.', "-");
+    let (status, body) = http("PUT", s3_port, &format!("/{bucket}"));
+    assert_eq!(status, 200, "creating bucket {bucket}: {body}");
+    let dir = tempfile::tempdir().unwrap();
+    let (events, truth) = simulate_to_file(
+        dir.path(),
+        &["--rate", "5", "--duration", "5m", "--seed", "29"],
+    );
+    let lines = std::fs::read_to_string(&events).unwrap().lines().count();
+    create_topic(&d.brokers, &d.input, 4);
+    produce_events(&d.brokers, &d.input, &events, 0, Some(lines / 2));
+    let endpoint = format!("http://127.0.0.1:{s3_port}");
+    let url = format!("s3://{bucket}/checkpoints");
+    let env = [
+        ("VERIFLOW_CHECKPOINT__DIR", url.as_str()),
+        ("VERIFLOW_CHECKPOINT__INTERVAL", "300ms"),
+        ("AWS_ENDPOINT", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "veriflow-test"),
+        ("AWS_SECRET_ACCESS_KEY", "veriflow-test"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let child = d
+        .command(&env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(
+        "a checkpoint object in the bucket",
+        Duration::from_secs(60),
+        || {
+            http(
+                "GET",
+                s3_port,
+                &format!("/{bucket}?list-type=2&prefix=checkpoints/"),
+            )
+            .1
+            .contains(".vfck")
+        },
+    );
+    kill_hard(child);
+    produce_events(&d.brokers, &d.input, &events, lines / 2, None);
+    let log = d.run_until_end(&env, RUN_TIMEOUT);
+    assert!(log.contains(&url), "the store in use is logged:\n{log}");
+    assert!(
+        log.contains("restored from checkpoint"),
+        "resumed from the bucket:\n{log}"
+    );
+    let outcomes = consume(&d.brokers, &d.outcomes, truth.len(), READ_TIMEOUT, LINGER);
+    assert_outcomes_match_truth(&outcomes, &truth);
 }

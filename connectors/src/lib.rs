@@ -5,3 +5,4 @@
 
 pub mod file;
 pub mod kafka;
+pub mod s3;

@@ -1,9 +1,13 @@
 //! Checkpoints: a partition's operator state together with its source offset.
 //!
-//! Layout: `<dir>/<topic>/<partition>/<next_offset:020>.vfck`. The offset is inside
-//! the state ([`PartitionState::next_offset`]), so state and position can never
-//! disagree. A file is written to a temporary name, fsynced and renamed, so a crash
-//! leaves either the old checkpoint or the new one, never half of one.
+//! Layout: `<topic>/<partition>/<next_offset:020>.vfck` under the store's root. The
+//! offset is inside the state ([`PartitionState::next_offset`]), so state and position
+//! can never disagree. Writes are atomic: a crash leaves either the old checkpoint or
+//! the new one, never half of one (a local directory writes a temporary file, fsyncs
+//! and renames; an object store's PUT is atomic per object).
+//!
+//! Where the bytes go is a [`CheckpointBackend`]: [`DirBackend`] here; an object
+//! store (S3) lives with the other network clients in `veriflow-connectors`.
 //!
 //! File format (little endian): magic `VFCKPT\0\0`, `u32` format version, `u32`
 //! CRC-32 of the payload, `u64` payload length, payload (postcard). A file of another
@@ -12,6 +16,7 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::partition::PartitionState;
 
@@ -19,7 +24,7 @@ const MAGIC: &[u8; 8] = b"VFCKPT\0\0";
 /// Bump when [`PartitionState`] changes shape; add a migration or refuse old files.
 pub const FORMAT_VERSION: u32 = 6;
 const HEADER_LEN: usize = 8 + 4 + 4 + 8;
-const EXTENSION: &str = "vfck";
+const EXTENSION: &str = ".vfck";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -28,6 +33,8 @@ pub enum CheckpointError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("checkpoint store {store}: {why}")]
+    Backend { store: String, why: String },
     #[error(
         "checkpoint {path} has format version {found}; this build of veriflow reads version {supported}. \
          Run the veriflow version that wrote it to drain, or move the checkpoint directory aside to start from the committed offsets"
@@ -41,40 +48,117 @@ pub enum CheckpointError {
     Corrupt { path: PathBuf, why: String },
 }
 
-/// Checkpoints of all partitions of one input topic, in a local directory.
+/// Named blobs: what a checkpoint store needs from its storage.
+pub trait CheckpointBackend: Send + Sync {
+    /// Writes `bytes` under `key`, atomically.
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), CheckpointError>;
+    fn get(&self, key: &str) -> Result<Vec<u8>, CheckpointError>;
+    /// Keys starting with `prefix`, in any order.
+    fn list(&self, prefix: &str) -> Result<Vec<String>, CheckpointError>;
+    fn delete(&self, key: &str) -> Result<(), CheckpointError>;
+    /// Where this is, for messages.
+    fn describe(&self) -> String;
+}
+
+/// A local (or mounted shared) directory.
 #[derive(Debug, Clone)]
-pub struct CheckpointStore {
+pub struct DirBackend {
     dir: PathBuf,
+}
+
+impl DirBackend {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        DirBackend { dir: dir.into() }
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError {
+    let path = path.to_path_buf();
+    move |source| CheckpointError::Io { path, source }
+}
+
+impl CheckpointBackend for DirBackend {
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), CheckpointError> {
+        let path = self.dir.join(key);
+        let parent = path.parent().unwrap_or(&self.dir).to_path_buf();
+        fs::create_dir_all(&parent).map_err(io(&parent))?;
+        let tmp = path.with_extension("vfck.tmp");
+        {
+            let mut file = fs::File::create(&tmp).map_err(io(&tmp))?;
+            file.write_all(bytes).map_err(io(&tmp))?;
+            file.sync_all().map_err(io(&tmp))?;
+        }
+        fs::rename(&tmp, &path).map_err(io(&path))?;
+        // Make the rename itself durable.
+        if let Ok(d) = fs::File::open(&parent) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &str) -> Result<Vec<u8>, CheckpointError> {
+        let path = self.dir.join(key);
+        fs::read(&path).map_err(io(&path))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>, CheckpointError> {
+        let dir = self.dir.join(prefix);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(CheckpointError::Io { path: dir, source }),
+        };
+        Ok(entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().into_string().ok())
+            .map(|name| format!("{prefix}{name}"))
+            .collect())
+    }
+
+    fn delete(&self, key: &str) -> Result<(), CheckpointError> {
+        let path = self.dir.join(key);
+        fs::remove_file(&path).map_err(io(&path))
+    }
+
+    fn describe(&self) -> String {
+        self.dir.display().to_string()
+    }
+}
+
+/// Checkpoints of all partitions of one input topic.
+#[derive(Clone)]
+pub struct CheckpointStore {
+    backend: Arc<dyn CheckpointBackend>,
     keep: usize,
 }
 
 impl CheckpointStore {
-    /// `keep`: how many checkpoints per partition survive pruning (at least 1).
+    /// A store in a local directory. `keep`: how many checkpoints per partition
+    /// survive pruning (at least 1).
     pub fn new(dir: impl Into<PathBuf>, keep: usize) -> Self {
+        Self::with_backend(Arc::new(DirBackend::new(dir)), keep)
+    }
+
+    pub fn with_backend(backend: Arc<dyn CheckpointBackend>, keep: usize) -> Self {
         CheckpointStore {
-            dir: dir.into(),
+            backend,
             keep: keep.max(1),
         }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    pub fn describe(&self) -> String {
+        self.backend.describe()
     }
 
-    fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
-        self.dir.join(topic).join(partition.to_string())
+    fn prefix(topic: &str, partition: i32) -> String {
+        format!("{topic}/{partition}/")
     }
 
     /// Writes the state atomically, then prunes older checkpoints. Returns the size.
     pub fn save(&self, topic: &str, state: &PartitionState) -> Result<u64, CheckpointError> {
-        let dir = self.partition_dir(topic, state.partition);
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| CheckpointError::Io { path, source }
-        };
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let prefix = Self::prefix(topic, state.partition);
         let payload = postcard::to_stdvec(state).map_err(|e| CheckpointError::Corrupt {
-            path: dir.clone(),
+            path: PathBuf::from(&prefix),
             why: format!("cannot encode state: {e}"),
         })?;
         let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
@@ -83,21 +167,16 @@ impl CheckpointStore {
         bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
         bytes.extend_from_slice(&payload);
-
-        let name = format!("{:020}.{EXTENSION}", state.next_offset);
-        let path = dir.join(&name);
-        let tmp = dir.join(format!("{name}.tmp"));
-        {
-            let mut file = fs::File::create(&tmp).map_err(io(&tmp))?;
-            file.write_all(&bytes).map_err(io(&tmp))?;
-            file.sync_all().map_err(io(&tmp))?;
+        self.backend.put(
+            &format!("{prefix}{:020}{EXTENSION}", state.next_offset),
+            &bytes,
+        )?;
+        let files = self.list(&prefix)?;
+        if files.len() > self.keep {
+            for old in &files[..files.len() - self.keep] {
+                self.backend.delete(old)?;
+            }
         }
-        fs::rename(&tmp, &path).map_err(io(&path))?;
-        // Make the rename itself durable.
-        if let Ok(d) = fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        self.prune(&dir)?;
         Ok(bytes.len() as u64)
     }
 
@@ -107,58 +186,42 @@ impl CheckpointStore {
         topic: &str,
         partition: i32,
     ) -> Result<Option<PartitionState>, CheckpointError> {
-        let dir = self.partition_dir(topic, partition);
-        let files = list_checkpoints(&dir)?;
-        let Some(path) = files.last() else {
+        let files = self.list(&Self::prefix(topic, partition))?;
+        let Some(key) = files.last() else {
             return Ok(None);
         };
-        read_checkpoint(path).map(Some)
+        let bytes = self.backend.get(key)?;
+        decode(
+            Path::new(&format!("{}/{key}", self.backend.describe())),
+            &bytes,
+        )
+        .map(Some)
     }
 
-    fn prune(&self, dir: &Path) -> Result<(), CheckpointError> {
-        let files = list_checkpoints(dir)?;
-        if files.len() > self.keep {
-            for old in &files[..files.len() - self.keep] {
-                fs::remove_file(old).map_err(|source| CheckpointError::Io {
-                    path: old.clone(),
-                    source,
-                })?;
-            }
-        }
-        Ok(())
+    /// Checkpoint keys of a partition, oldest first (names sort by offset).
+    fn list(&self, prefix: &str) -> Result<Vec<String>, CheckpointError> {
+        let mut keys: Vec<String> = self
+            .backend
+            .list(prefix)?
+            .into_iter()
+            .filter(|k| k.ends_with(EXTENSION))
+            .collect();
+        keys.sort();
+        Ok(keys)
     }
 }
 
-/// Checkpoint files of a partition directory, oldest first (names sort by offset).
-fn list_checkpoints(dir: &Path) -> Result<Vec<PathBuf>, CheckpointError> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(CheckpointError::Io {
-                path: dir.to_path_buf(),
-                source,
-            });
-        }
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == EXTENSION))
-        .collect();
-    files.sort();
-    Ok(files)
-}
-
+/// Reads a checkpoint file from disk.
 pub fn read_checkpoint(path: &Path) -> Result<PartitionState, CheckpointError> {
+    let bytes = fs::read(path).map_err(io(path))?;
+    decode(path, &bytes)
+}
+
+fn decode(path: &Path, bytes: &[u8]) -> Result<PartitionState, CheckpointError> {
     let corrupt = |why: &str| CheckpointError::Corrupt {
         path: path.to_path_buf(),
         why: why.to_owned(),
     };
-    let bytes = fs::read(path).map_err(|source| CheckpointError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
     if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
         return Err(corrupt("not a veriflow checkpoint (bad magic)"));
     }
@@ -227,12 +290,10 @@ mod tests {
         }
         let loaded = store.load_latest("verifications", 3).unwrap().unwrap();
         assert_eq!(loaded, state);
-        assert_eq!(
-            list_checkpoints(&dir.path().join("verifications/3"))
-                .unwrap()
-                .len(),
-            2
-        );
+        let files = DirBackend::new(dir.path())
+            .list("verifications/3/")
+            .unwrap();
+        assert_eq!(files.len(), 2, "{files:?}");
         assert!(store.load_latest("verifications", 4).unwrap().is_none());
     }
 
@@ -241,10 +302,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = CheckpointStore::new(dir.path(), 2);
         store.save("t", &some_state()).unwrap();
-        let path = list_checkpoints(&dir.path().join("t/3"))
-            .unwrap()
-            .pop()
-            .unwrap();
+        let mut keys = DirBackend::new(dir.path()).list("t/3/").unwrap();
+        keys.sort();
+        let path = dir.path().join(keys.pop().unwrap());
         let mut bytes = fs::read(&path).unwrap();
         bytes[8] = 9;
         fs::write(&path, &bytes).unwrap();

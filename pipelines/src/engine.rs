@@ -105,8 +105,10 @@ impl Engine {
             None => PartitionPipeline::new(partition),
         };
         let info = (!fresh).then(|| Restored::of(&pipeline));
-        // Nothing to save until the partition has processed something.
-        let checkpointed_at = Some(pipeline.next_offset());
+        // A fresh partition is saved at the next checkpoint even before it processed
+        // anything: that first checkpoint records where the outputs stood, which is
+        // what lets a crash before any later checkpoint be replayed without duplicates.
+        let checkpointed_at = (!fresh).then(|| pipeline.next_offset());
         self.slots.insert(
             partition,
             Slot {

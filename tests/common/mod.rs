@@ -229,10 +229,15 @@ impl Deployment {
             .arg("--brokers")
             .arg(&self.brokers)
             .arg("--group")
-            .arg(&self.group)
-            .arg("--checkpoint-dir")
-            .arg(self.checkpoints.path())
-            .env("VERIFLOW_TOPICS__INPUT", &self.input)
+            .arg(&self.group);
+        // A test that puts checkpoints elsewhere (an object store) says so in its env.
+        if !extra_env
+            .iter()
+            .any(|(k, _)| *k == "VERIFLOW_CHECKPOINT__DIR")
+        {
+            cmd.arg("--checkpoint-dir").arg(self.checkpoints.path());
+        }
+        cmd.env("VERIFLOW_TOPICS__INPUT", &self.input)
             .env("VERIFLOW_TOPICS__OUTCOMES", &self.outcomes)
             .env("VERIFLOW_TOPICS__FEATURES", &self.features)
             .env("VERIFLOW_TOPICS__ROUTE_STATS", &self.route_stats)
@@ -446,4 +451,28 @@ pub fn owned_partitions(log: &str) -> std::collections::BTreeSet<i32> {
         }
     }
     owned
+}
+
+/// A bare HTTP/1.1 request on loopback: (status, body).
+pub fn http(method: &str, port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    let _ = write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let mut response = String::new();
+    let _ = s.read_to_string(&mut response);
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }
