@@ -30,7 +30,7 @@ if ! python3 -c 'import confluent_kafka' 2>/dev/null; then
     || python3 -m pip install --quiet --break-system-packages confluent-kafka
 fi
 
-if ! command -v moto_server >/dev/null 2>&1; then
+if ! python3 -c 'import moto.server' 2>/dev/null; then
   log "pip install moto[server]"
   python3 -m pip install --quiet "moto[server]" 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages "moto[server]"

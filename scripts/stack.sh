@@ -62,8 +62,12 @@ start_vm() {
 
 start_s3() {
   if listening "$s3_port"; then echo "stack: S3 already on :$s3_port"; return; fi
-  need moto_server
-  nohup moto_server -H 127.0.0.1 -p "$s3_port" >"$state/moto.log" 2>&1 &
+  python3 -c 'import moto.server' 2>/dev/null \
+    || { echo "stack: moto is not installed; run scripts/setup.sh" >&2; exit 1; }
+  # The module, not the moto_server script: a fresh pip install may not have put
+  # the script on PATH (pyenv shims need a rehash).
+  nohup python3 -m moto.server -H 127.0.0.1 -p "$s3_port" \
+    >"$state/moto.log" 2>&1 &
   echo $! >"$state/moto.pid"
   wait_for moto "curl -fsS http://127.0.0.1:$s3_port/ >/dev/null 2>&1" 30
   echo "stack: S3 (moto) ready on 127.0.0.1:$s3_port"
