@@ -585,7 +585,7 @@ fn shuffled_arrival_gives_byte_identical_outcomes() {
             x ^= x >> 7;
             x ^= x << 17;
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let at = chrono_ms(v["occurred_at"].as_str().unwrap());
+            let at = veriflow_time(v["occurred_at"].as_str().unwrap()).expect("an RFC 3339 time");
             (at + (x % 110_000) as i64, i)
         })
         .collect();
@@ -614,11 +614,6 @@ fn shuffled_arrival_gives_byte_identical_outcomes() {
         results[0] == results[1],
         "outcomes differ between arrival orders"
     );
-}
-
-fn chrono_ms(rfc3339: &str) -> i64 {
-    let out = veriflow_time(rfc3339);
-    out.unwrap_or_else(|| panic!("bad time {rfc3339}"))
 }
 
 /// RFC 3339 → ms, independently of the engine's parser.

@@ -211,12 +211,6 @@ impl CheckpointStore {
     }
 }
 
-/// Reads a checkpoint file from disk.
-pub fn read_checkpoint(path: &Path) -> Result<PartitionState, CheckpointError> {
-    let bytes = fs::read(path).map_err(io(path))?;
-    decode(path, &bytes)
-}
-
 fn decode(path: &Path, bytes: &[u8]) -> Result<PartitionState, CheckpointError> {
     let corrupt = |why: &str| CheckpointError::Corrupt {
         path: path.to_path_buf(),

@@ -33,19 +33,6 @@ pub enum EventKind {
     CheckFailed,
 }
 
-impl EventKind {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            EventKind::Requested(_) => EventType::Requested.as_str(),
-            EventKind::Sent(_) => EventType::Sent.as_str(),
-            EventKind::Delivered { .. } => EventType::Delivered.as_str(),
-            EventKind::Undelivered { .. } => EventType::Undelivered.as_str(),
-            EventKind::Approved => EventType::Approved.as_str(),
-            EventKind::CheckFailed => EventType::CheckFailed.as_str(),
-        }
-    }
-}
-
 /// The `type` discriminator, as it appears on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {

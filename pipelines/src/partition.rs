@@ -166,10 +166,6 @@ impl PartitionPipeline {
         }
     }
 
-    pub fn partition(&self) -> i32 {
-        self.partition
-    }
-
     pub fn next_offset(&self) -> i64 {
         self.next_offset
     }

@@ -97,21 +97,3 @@ pub struct Rejected {
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
 }
-
-impl Rejected {
-    /// A self-describing JSON form for sinks without headers (files, the demo).
-    pub fn to_json(&self, source_topic: &str) -> serde_json::Value {
-        use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::STANDARD;
-        serde_json::json!({
-            "reason": self.rejection.reason,
-            "field": self.rejection.field,
-            "detail": self.rejection.detail,
-            "source_topic": source_topic,
-            "partition": self.partition,
-            "offset": self.offset,
-            "key_base64": self.key.as_ref().map(|k| b64.encode(k)),
-            "payload_base64": b64.encode(&self.payload),
-        })
-    }
-}

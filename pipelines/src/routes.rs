@@ -179,11 +179,6 @@ impl RouteStats {
             .filter_map(|k| self.routes.get(&k).map(|s| (k.clone(), s.clone())))
             .collect()
     }
-
-    pub fn get(&self, country: &str, provider: &str) -> Option<&RouteSnapshot> {
-        self.routes
-            .get(&(Text::from(country), Text::from(provider)))
-    }
 }
 
 #[cfg(test)]

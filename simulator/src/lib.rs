@@ -171,14 +171,6 @@ impl Simulator {
         }
     }
 
-    pub fn config(&self) -> &SimConfig {
-        &self.cfg
-    }
-
-    pub fn quality(&self) -> &Quality {
-        &self.quality
-    }
-
     /// The next event in arrival order, or a ground-truth record; `None` at the end.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<SimItem> {

@@ -302,8 +302,4 @@ impl Quality {
     pub fn price(&self, country: usize, provider: usize) -> f64 {
         COUNTRIES[country].price * self.routes[country][provider].price_factor
     }
-
-    pub fn outages(&self, country: usize, provider: usize) -> &[Outage] {
-        &self.routes[country][provider].outages
-    }
 }

@@ -194,10 +194,6 @@ impl KafkaSource {
         })
     }
 
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
     pub fn poll(&self, timeout: Duration) -> Result<SourceEvent<'_>, KafkaConnectorError> {
         match self.consumer.poll(timeout) {
             None => Ok(SourceEvent::Idle),
@@ -215,27 +211,6 @@ impl KafkaSource {
             return Ok(());
         }
         commit(&self.consumer, &self.topic, offsets)
-    }
-
-    /// Partitions currently assigned to this instance.
-    pub fn assignment(&self) -> Vec<i32> {
-        self.consumer
-            .assignment()
-            .map(|tpl| partitions_of(&tpl, &self.topic))
-            .unwrap_or_default()
-    }
-
-    /// High watermark (next offset to be written) per assigned partition.
-    pub fn high_watermarks(&self, partitions: &[i32]) -> Vec<(i32, i64)> {
-        partitions
-            .iter()
-            .filter_map(|&p| {
-                self.consumer
-                    .fetch_watermarks(&self.topic, p, Duration::from_secs(5))
-                    .ok()
-                    .map(|(_, high)| (p, high))
-            })
-            .collect()
     }
 
     /// Leaves the group; the revoke callback runs for the remaining partitions.
