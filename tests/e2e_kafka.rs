@@ -15,10 +15,13 @@ const LINGER: Duration = Duration::from_secs(3);
 
 #[test]
 fn outcomes_match_the_ground_truth() {
-    let d = Deployment::new("truth");
-    let dir = tempfile::tempdir().unwrap();
-    let (events, truth) = simulate_to_file(
-        dir.path(),
+    let Scenario {
+        d,
+        dir: _dir,
+        events,
+        truth,
+    } = Scenario::new(
+        "truth",
         &[
             "--rate",
             "6",
@@ -37,7 +40,6 @@ fn outcomes_match_the_ground_truth() {
         "a meaningful stream: {} verifications",
         truth.len()
     );
-    create_topic(&d.brokers, &d.input, 4);
     produce_events(&d.brokers, &d.input, &events, 0, None);
 
     d.run_until_end(&[], RUN_TIMEOUT);
@@ -123,12 +125,12 @@ fn bad_inputs() -> Vec<(Vec<u8>, &'static str, Option<&'static str>)> {
 
 #[test]
 fn bad_input_goes_to_the_dead_letter_topic_and_good_events_flow_around_it() {
-    let d = Deployment::new("dlq");
-    let dir = tempfile::tempdir().unwrap();
-    let (events, truth) = simulate_to_file(
-        dir.path(),
-        &["--rate", "2", "--duration", "3m", "--seed", "5"],
-    );
+    let Scenario {
+        d,
+        dir: _dir,
+        events,
+        truth,
+    } = Scenario::new("dlq", &["--rate", "2", "--duration", "3m", "--seed", "5"]);
     let good: Vec<(Option<String>, Vec<u8>)> = std::fs::read_to_string(&events)
         .unwrap()
         .lines()
@@ -186,7 +188,6 @@ fn bad_input_goes_to_the_dead_letter_topic_and_good_events_flow_around_it() {
         }
     }
     records.extend(side);
-    create_topic(&d.brokers, &d.input, 4);
     produce_records(&d.brokers, &d.input, &records);
 
     d.run_until_end(
@@ -272,15 +273,17 @@ fn bad_input_goes_to_the_dead_letter_topic_and_good_events_flow_around_it() {
 
 #[test]
 fn a_restart_mid_stream_gives_every_verification_exactly_one_outcome() {
-    let d = Deployment::new("restart");
-    let dir = tempfile::tempdir().unwrap();
-    let (events, truth) = simulate_to_file(
-        dir.path(),
+    let Scenario {
+        d,
+        dir: _dir,
+        events,
+        truth,
+    } = Scenario::new(
+        "restart",
         &["--rate", "5", "--duration", "5m", "--seed", "23"],
     );
     let lines = std::fs::read_to_string(&events).unwrap().lines().count();
     let first = lines * 6 / 10;
-    create_topic(&d.brokers, &d.input, 4);
     produce_events(&d.brokers, &d.input, &events, 0, Some(first));
 
     let child = d
@@ -335,10 +338,13 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// uninterrupted run's — every outcome and dead letter once, none lost, none twice.
 #[test]
 fn sigkill_at_random_points_loses_nothing_and_duplicates_nothing() {
-    let d = Deployment::new("kill9");
-    let dir = tempfile::tempdir().unwrap();
-    let (events, truth) = simulate_to_file(
-        dir.path(),
+    let Scenario {
+        d,
+        dir,
+        events,
+        truth,
+    } = Scenario::new(
+        "kill9",
         &[
             "--rate",
             "20",
@@ -360,7 +366,6 @@ fn sigkill_at_random_points_loses_nothing_and_duplicates_nothing() {
         malformed > 5,
         "the stream carries dead letters too ({malformed})"
     );
-    create_topic(&d.brokers, &d.input, 4);
 
     // Seeded, so a failure reproduces: where in each life the kill lands.
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -452,10 +457,13 @@ fn veriflow_pipelines_parse_fails(line: &str) -> bool {
 /// doubled, and outcomes and feature bytes equal a single instance's.
 #[test]
 fn two_instances_share_the_work_and_survive_losing_one() {
-    let d = Deployment::new("scale");
-    let dir = tempfile::tempdir().unwrap();
-    let (events, truth) = simulate_to_file(
-        dir.path(),
+    let Scenario {
+        d,
+        dir,
+        events,
+        truth,
+    } = Scenario::new(
+        "scale",
         &[
             "--rate",
             "15",
@@ -467,7 +475,6 @@ fn two_instances_share_the_work_and_survive_losing_one() {
             "0.002",
         ],
     );
-    create_topic(&d.brokers, &d.input, 4);
     let lines = std::fs::read_to_string(&events).unwrap().lines().count();
     produce_events(&d.brokers, &d.input, &events, 0, Some(lines / 3));
     let env = [
@@ -794,13 +801,15 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
 /// and the outcomes equal the ground truth.
 #[test]
 fn a_finished_stream_is_fully_decided_by_a_running_engine() {
-    let d = Deployment::new("finished");
-    let dir = tempfile::tempdir().unwrap();
-    let (events, truth) = simulate_to_file(
-        dir.path(),
+    let Scenario {
+        d,
+        dir: _dir,
+        events,
+        truth,
+    } = Scenario::new(
+        "finished",
         &["--rate", "4", "--duration", "4m", "--seed", "83"],
     );
-    create_topic(&d.brokers, &d.input, 4);
     produce_events(&d.brokers, &d.input, &events, 0, None);
     let child = d
         .command(&[("VERIFLOW_PIPELINE__IDLE_TIMEOUT", "2s")])
@@ -829,10 +838,13 @@ fn a_finished_stream_is_fully_decided_by_a_running_engine() {
 /// the ground truth.
 #[test]
 fn route_statistics_are_global_across_instances() {
-    let d = Deployment::new("routes");
-    let dir = tempfile::tempdir().unwrap();
-    let (events, truth) = simulate_to_file(
-        dir.path(),
+    let Scenario {
+        d,
+        dir,
+        events,
+        truth,
+    } = Scenario::new(
+        "routes",
         &["--rate", "5", "--duration", "4m", "--seed", "97"],
     );
     let mut expected: std::collections::BTreeMap<(String, String), i64> = Default::default();
@@ -845,7 +857,6 @@ fn route_statistics_are_global_across_instances() {
             *expected.entry(key).or_default() += 1;
         }
     }
-    create_topic(&d.brokers, &d.input, 4);
     produce_events(&d.brokers, &d.input, &events, 0, None);
     let free_port = || {
         std::net::TcpListener::bind("127.0.0.1:0")

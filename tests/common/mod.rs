@@ -476,3 +476,28 @@ pub fn http(method: &str, port: u16, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// A deployment with a simulated stream ready to produce: the usual test setup.
+pub struct Scenario {
+    pub d: Deployment,
+    /// Holds the events and truth files; kept alive as long as the scenario.
+    pub dir: tempfile::TempDir,
+    pub events: PathBuf,
+    pub truth: Vec<Value>,
+}
+
+impl Scenario {
+    /// Simulates with `sim_args` and creates the deployment's 4-partition input topic.
+    pub fn new(name: &str, sim_args: &[&str]) -> Self {
+        let d = Deployment::new(name);
+        let dir = tempfile::tempdir().unwrap();
+        let (events, truth) = simulate_to_file(dir.path(), sim_args);
+        create_topic(&d.brokers, &d.input, 4);
+        Scenario {
+            d,
+            dir,
+            events,
+            truth,
+        }
+    }
+}
