@@ -286,12 +286,10 @@ fn a_restart_mid_stream_gives_every_verification_exactly_one_outcome() {
     let first = lines * 6 / 10;
     produce_events(&d.brokers, &d.input, &events, 0, Some(first));
 
-    let child = d
-        .command(&[("VERIFLOW_CHECKPOINT__INTERVAL", "500ms")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = d.spawn(
+        &[("VERIFLOW_CHECKPOINT__INTERVAL", "500ms")],
+        Stdio::piped(),
+    );
     let ckpt_dir = d.checkpoints.path().to_path_buf();
     // A checkpoint with progress (the one written at assignment is at offset 0).
     wait_until(
@@ -386,12 +384,7 @@ fn sigkill_at_random_points_loses_nothing_and_duplicates_nothing() {
         let chunk = lines.div_ceil(kills);
         produce_events(&d.brokers, &d.input, &events, life * chunk, Some(chunk));
         let log_path = dir.path().join(format!("life-{life}.log"));
-        let child = d
-            .command(&env)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log_path).unwrap())
-            .spawn()
-            .unwrap();
+        let child = d.spawn(&env, std::fs::File::create(&log_path).unwrap());
         logs.push(log_path);
         let lifetime = Duration::from_millis(1500 + next() % 6000);
         std::thread::sleep(lifetime);
@@ -483,12 +476,7 @@ fn two_instances_share_the_work_and_survive_losing_one() {
     ];
     let start = |name: &str| {
         let log = dir.path().join(format!("{name}.log"));
-        let child = d
-            .command(&env)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let child = d.spawn(&env, std::fs::File::create(&log).unwrap());
         (child, log)
     };
     let log_of = |log: &std::path::Path| std::fs::read_to_string(log).unwrap_or_default();
@@ -685,12 +673,7 @@ fn an_idle_partition_does_not_stall_its_verifications() {
         ("VERIFLOW_PIPELINE__ALLOWED_LATENESS", "1s"),
         ("VERIFLOW_PIPELINE__IDLE_TIMEOUT", "1s"),
     ];
-    let child = d
-        .command(&env)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = d.spawn(&env, Stdio::piped());
     // Without idle advance nothing more ever arrives, and the verification stays open.
     let outcomes = consume(
         &d.brokers,
@@ -737,15 +720,13 @@ fn metrics_endpoint_reports_progress_state_and_checkpoints() {
         l.local_addr().unwrap().port()
     };
     let listen = format!("127.0.0.1:{port}");
-    let child = d
-        .command(&[
+    let child = d.spawn(
+        &[
             ("VERIFLOW_METRICS__LISTEN", &listen),
             ("VERIFLOW_CHECKPOINT__INTERVAL", "500ms"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+        Stdio::null(),
+    );
     let metric = |text: &str, name: &str| -> f64 {
         text.lines()
             .filter(|l| l.starts_with(name) && !l.starts_with('#'))
@@ -811,12 +792,7 @@ fn a_finished_stream_is_fully_decided_by_a_running_engine() {
         &["--rate", "4", "--duration", "4m", "--seed", "83"],
     );
     produce_events(&d.brokers, &d.input, &events, 0, None);
-    let child = d
-        .command(&[("VERIFLOW_PIPELINE__IDLE_TIMEOUT", "2s")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = d.spawn(&[("VERIFLOW_PIPELINE__IDLE_TIMEOUT", "2s")], Stdio::piped());
     let outcomes = consume(
         &d.brokers,
         &d.outcomes,
@@ -870,16 +846,12 @@ fn route_statistics_are_global_across_instances() {
     for (i, port) in ports.iter().enumerate() {
         let listen = format!("127.0.0.1:{port}");
         let log = dir.path().join(format!("instance-{i}.log"));
-        let child = d
-            .command(&[
-                ("VERIFLOW_METRICS__LISTEN", listen.as_str()),
-                ("VERIFLOW_CHECKPOINT__INTERVAL", "300ms"),
-                ("VERIFLOW_PIPELINE__IDLE_TIMEOUT", "2s"),
-            ])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let env = [
+            ("VERIFLOW_METRICS__LISTEN", listen.as_str()),
+            ("VERIFLOW_CHECKPOINT__INTERVAL", "300ms"),
+            ("VERIFLOW_PIPELINE__IDLE_TIMEOUT", "2s"),
+        ];
+        let child = d.spawn(&env, std::fs::File::create(&log).unwrap());
         children.push((child, log));
         if i == 0 {
             let first = &children[0].1;
@@ -973,12 +945,7 @@ fn checkpoints_in_an_object_store_survive_a_crash() {
         ("AWS_SECRET_ACCESS_KEY", "veriflow-test"),
         ("AWS_REGION", "us-east-1"),
     ];
-    let child = d
-        .command(&env)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = d.spawn(&env, Stdio::null());
     wait_until(
         "a checkpoint object in the bucket",
         Duration::from_secs(60),

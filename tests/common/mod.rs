@@ -254,6 +254,15 @@ impl Deployment {
         cmd
     }
 
+    /// Starts `veriflow run` (no `--until-end`); stdout is discarded.
+    pub fn spawn(&self, extra_env: &[(&str, &str)], stderr: impl Into<Stdio>) -> Child {
+        self.command(extra_env)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn veriflow run")
+    }
+
     /// Runs to the end of the input and returns its log.
     pub fn run_until_end(&self, extra_env: &[(&str, &str)], timeout: Duration) -> String {
         let child = self
