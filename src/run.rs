@@ -43,6 +43,8 @@ const BATCH: usize = 4096;
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 const LOG_EVERY: Duration = Duration::from_secs(5);
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+/// Twice the consumer's 6 s session timeout: long enough for a normal join.
+const REJOIN_AFTER: Duration = Duration::from_secs(12);
 
 struct Inner {
     engine: Engine,
@@ -406,6 +408,8 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
     let mut at_end: BTreeSet<i32> = BTreeSet::new();
     let mut batch = 0usize;
     let mut rebalances_seen = 0u64;
+    let mut empty_since: Option<Instant> = None;
+    let mut rejoin_after = REJOIN_AFTER;
     let mut last_record: HashMap<i32, Instant> = HashMap::new();
     let idle_timeout = config
         .idle_timeout_ms()?
@@ -497,6 +501,22 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
                 for p in inner.engine.partitions() {
                     last_record.entry(p).or_insert_with(Instant::now);
                 }
+            }
+            // Owning nothing for long: rejoin, backing off (an extra instance in a
+            // group with more members than partitions legitimately owns nothing).
+            if inner.engine.partitions().next().is_some() {
+                empty_since = None;
+                rejoin_after = REJOIN_AFTER;
+            } else if empty_since.get_or_insert_with(Instant::now).elapsed() >= rejoin_after {
+                tracing::warn!(
+                    waited_s = rejoin_after.as_secs(),
+                    "no partitions assigned; rejoining the consumer group"
+                );
+                drop(inner);
+                source.rejoin()?;
+                inner = shared.lock();
+                empty_since = Some(Instant::now());
+                rejoin_after = (rejoin_after * 2).min(Duration::from_secs(300));
             }
             if options.until_end && idle {
                 // Only when this instance owns the whole topic: while a crashed

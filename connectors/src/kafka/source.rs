@@ -213,6 +213,17 @@ impl KafkaSource {
         commit(&self.consumer, &self.topic, offsets)
     }
 
+    /// Leaves and rejoins the group, forcing a new generation. For an instance left
+    /// without partitions by a coordinator that kept a dead member as the group's
+    /// leader (tansu 0.6.0 does after a crash): the dead leader never hands out an
+    /// assignment, and a fresh JoinGroup gets it replaced.
+    pub fn rejoin(&self) -> Result<(), KafkaConnectorError> {
+        self.consumer.unsubscribe();
+        self.consumer
+            .subscribe(&[self.topic.as_str()])
+            .map_err(KafkaConnectorError::Client)
+    }
+
     /// Leaves the group; the revoke callback runs for the remaining partitions.
     pub fn close(self) {
         self.consumer.unsubscribe();
