@@ -1,0 +1,20 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+
+use crate::config::ApiConfig;
+use crate::limits::Limiter;
+use crate::metrics::HttpMetrics;
+use crate::store::Store;
+use crate::templates::Catalog;
+use crate::usage::Usage;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<ApiConfig>,
+    pub catalog: Arc<Catalog>,
+    pub usage: Arc<Usage>,
+    pub limiter: Arc<Limiter>,
+    pub metrics: Arc<HttpMetrics>,
+}
