@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests and the local service stack need, skipping what is there:
-#   Debian: victoria-metrics, curl        PyPI: confluent-kafka, moto[server] (S3)
+#   Debian: victoria-metrics, curl, postgresql        PyPI: confluent-kafka, moto[server] (S3)
 #   crates.io: tansu 0.6.0 (the broker; ~8 min to build once), cargo-nextest
 # Safe to run repeatedly. Needs root (or sudo) for apt-get on a machine without them.
 set -euo pipefail
@@ -22,7 +22,7 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-apt_install victoria-metrics curl
+apt_install victoria-metrics curl postgresql
 
 if ! python3 -c 'import confluent_kafka' 2>/dev/null; then
   log "pip install confluent-kafka"

@@ -3,6 +3,7 @@
 #   tansu (Kafka-compatible broker, in-memory storage)  127.0.0.1:9092
 #   VictoriaMetrics (InfluxDB v2 write API)             127.0.0.1:8428
 #   moto (S3-compatible object store, for checkpoints)  127.0.0.1:9000
+#   PostgreSQL (the API's store, when configured)       127.0.0.1:55432
 # Idempotent: `up` leaves running services alone and waits until each is ready.
 # Usage: scripts/stack.sh up|down|status
 set -euo pipefail
@@ -12,6 +13,10 @@ state=${VERIFLOW_STACK_DIR:-$root/var/stack}
 kafka_port=${VERIFLOW_KAFKA_PORT:-9092}
 vm_port=${VERIFLOW_VM_PORT:-8428}
 s3_port=${VERIFLOW_S3_PORT:-9000}
+pg_port=${VERIFLOW_PG_PORT:-55432}
+# Outside the clone: the server runs as the `postgres` user when we are root, and
+# a clone under a private (0700) directory would be unreachable for it.
+pg_dir=${VERIFLOW_PG_DIR:-/tmp/veriflow-postgres-$pg_port}
 mkdir -p "$state"
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -73,6 +78,37 @@ start_s3() {
   echo "stack: S3 (moto) ready on 127.0.0.1:$s3_port"
 }
 
+pg_bin() { # the newest installed PostgreSQL's bin directory (Debian keeps it off PATH)
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [[ -n $dir ]] || { echo "stack: PostgreSQL is not installed; run scripts/setup.sh" >&2; exit 1; }
+  echo "$dir"
+}
+
+as_pg() { # PostgreSQL refuses to run as root
+  if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+start_postgres() {
+  if listening "$pg_port"; then echo "stack: PostgreSQL already on :$pg_port"; return; fi
+  local bin; bin=$(pg_bin)
+  mkdir -p "$pg_dir"
+  [[ $(id -u) == 0 ]] && chown postgres: "$pg_dir"
+  if [[ ! -f $pg_dir/data/PG_VERSION ]]; then
+    as_pg "$bin/initdb" -D "$pg_dir/data" -U postgres -A trust -E UTF8 >"$state/postgres-init.log" 2>&1 \
+      || { echo "stack: initdb failed; log: $state/postgres-init.log" >&2; tail -n 20 "$state/postgres-init.log" >&2; exit 1; }
+  fi
+  as_pg "$bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/postgres.log" -w -t 30 \
+    -o "-p $pg_port -c listen_addresses=127.0.0.1 -k $pg_dir -c fsync=off" start >/dev/null \
+    || { echo "stack: PostgreSQL did not start; log: $pg_dir/postgres.log" >&2; tail -n 20 "$pg_dir/postgres.log" >&2; exit 1; }
+  echo "stack: PostgreSQL ready on 127.0.0.1:$pg_port (user postgres, trust)"
+}
+
+stop_postgres() {
+  [[ -f $pg_dir/data/postmaster.pid ]] || return 0
+  as_pg "$(pg_bin)/pg_ctl" -D "$pg_dir/data" -m fast -w stop >/dev/null && echo "stack: stopped postgres"
+}
+
 stop() {
   local name=$1
   if [[ -f "$state/$name.pid" ]]; then
@@ -87,11 +123,12 @@ stop() {
 }
 
 case "${1:-}" in
-  up) start_tansu; start_vm; start_s3 ;;
-  down) stop tansu; stop victoria-metrics; stop moto ;;
+  up) start_tansu; start_vm; start_s3; start_postgres ;;
+  down) stop tansu; stop victoria-metrics; stop moto; stop_postgres ;;
   status)
     listening "$kafka_port" && echo "broker: up (:$kafka_port)" || echo "broker: down"
     listening "$vm_port" && echo "victoria-metrics: up (:$vm_port)" || echo "victoria-metrics: down"
-    listening "$s3_port" && echo "s3 (moto): up (:$s3_port)" || echo "s3 (moto): down" ;;
+    listening "$s3_port" && echo "s3 (moto): up (:$s3_port)" || echo "s3 (moto): down"
+    listening "$pg_port" && echo "postgres: up (:$pg_port)" || echo "postgres: down" ;;
   *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
 esac

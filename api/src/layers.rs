@@ -72,7 +72,10 @@ struct RouteTemplate(String);
 
 /// Route layer: records which route template answered.
 pub async fn tag_route(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
     let mut response = next.run(req).await;
     if let Some(route) = route {
         response.extensions_mut().insert(RouteTemplate(route));
@@ -112,7 +115,11 @@ pub async fn unknown_route(req: Request) -> Problem {
     Problem::new(
         StatusCode::NOT_FOUND,
         "unknown_route",
-        format!("no route {} {}; see /openapi.json", req.method(), req.uri().path()),
+        format!(
+            "no route {} {}; see /openapi.json",
+            req.method(),
+            req.uri().path()
+        ),
     )
 }
 

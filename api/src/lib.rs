@@ -200,10 +200,10 @@ fn build(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(health::metrics))
         .split_for_parts();
     openapi.merge(ops_doc);
-    openapi.paths.paths.insert(
-        "/openapi.json".into(),
-        openapi_path_item(),
-    );
+    openapi
+        .paths
+        .paths
+        .insert("/openapi.json".into(), openapi_path_item());
 
     let document = Arc::new(openapi.clone());
     let router = Router::new()

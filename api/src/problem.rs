@@ -66,7 +66,11 @@ impl Problem {
     pub fn body(&self) -> ProblemBody {
         ProblemBody {
             kind: format!("urn:veriflow:problem:{}", self.code),
-            title: self.status.canonical_reason().unwrap_or("Error").to_string(),
+            title: self
+                .status
+                .canonical_reason()
+                .unwrap_or("Error")
+                .to_string(),
             status: self.status.as_u16(),
             detail: self.detail.clone(),
             code: self.code.to_string(),
@@ -152,28 +156,76 @@ impl From<crate::store::StoreError> for Problem {
 /// The error statuses every authenticated operation can answer with, for OpenAPI.
 #[derive(utoipa::IntoResponses)]
 pub enum CommonProblems {
-    #[response(status = 400, description = "Malformed request", content_type = "application/problem+json")]
+    #[response(
+        status = 400,
+        description = "Malformed request",
+        content_type = "application/problem+json"
+    )]
     BadRequest(ProblemBody),
-    #[response(status = 401, description = "Missing or invalid credentials", content_type = "application/problem+json")]
+    #[response(
+        status = 401,
+        description = "Missing or invalid credentials",
+        content_type = "application/problem+json"
+    )]
     Unauthorized(ProblemBody),
-    #[response(status = 403, description = "The credentials' role does not allow this, or the host belongs to another tenant", content_type = "application/problem+json")]
+    #[response(
+        status = 403,
+        description = "The credentials' role does not allow this, or the host belongs to another tenant",
+        content_type = "application/problem+json"
+    )]
     Forbidden(ProblemBody),
-    #[response(status = 404, description = "No such resource for this tenant", content_type = "application/problem+json")]
+    #[response(
+        status = 404,
+        description = "No such resource for this tenant",
+        content_type = "application/problem+json"
+    )]
     NotFound(ProblemBody),
-    #[response(status = 405, description = "Method not allowed on this path", content_type = "application/problem+json")]
+    #[response(
+        status = 405,
+        description = "Method not allowed on this path",
+        content_type = "application/problem+json"
+    )]
     MethodNotAllowed(ProblemBody),
-    #[response(status = 406, description = "Only JSON responses are offered", content_type = "application/problem+json")]
+    #[response(
+        status = 406,
+        description = "Only JSON responses are offered",
+        content_type = "application/problem+json"
+    )]
     NotAcceptable(ProblemBody),
-    #[response(status = 409, description = "Conflicts with existing data", content_type = "application/problem+json")]
+    #[response(
+        status = 409,
+        description = "Conflicts with existing data",
+        content_type = "application/problem+json"
+    )]
     Conflict(ProblemBody),
-    #[response(status = 413, description = "Body larger than api.max_body_bytes", content_type = "application/problem+json")]
+    #[response(
+        status = 413,
+        description = "Body larger than api.max_body_bytes",
+        content_type = "application/problem+json"
+    )]
     TooLarge(ProblemBody),
-    #[response(status = 415, description = "Body is not application/json", content_type = "application/problem+json")]
+    #[response(
+        status = 415,
+        description = "Body is not application/json",
+        content_type = "application/problem+json"
+    )]
     UnsupportedMediaType(ProblemBody),
-    #[response(status = 422, description = "Well-formed JSON with invalid content", content_type = "application/problem+json")]
+    #[response(
+        status = 422,
+        description = "Well-formed JSON with invalid content",
+        content_type = "application/problem+json"
+    )]
     Unprocessable(ProblemBody),
-    #[response(status = 429, description = "Rate limit of this API key exceeded; see Retry-After", content_type = "application/problem+json")]
+    #[response(
+        status = 429,
+        description = "Rate limit of this API key exceeded; see Retry-After",
+        content_type = "application/problem+json"
+    )]
     TooManyRequests(ProblemBody),
-    #[response(status = 503, description = "Timed out or store unavailable; retry later", content_type = "application/problem+json")]
+    #[response(
+        status = 503,
+        description = "Timed out or store unavailable; retry later",
+        content_type = "application/problem+json"
+    )]
     Unavailable(ProblemBody),
 }

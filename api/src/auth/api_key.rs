@@ -94,7 +94,14 @@ mod tests {
 
     #[test]
     fn malformed_tokens_do_not_parse() {
-        for bad in ["", "vf_", "vf_abc_def", "xx_0123456789ab_s", "vf_0123456789ab_", "vf_0123456789zz_s"] {
+        for bad in [
+            "",
+            "vf_",
+            "vf_abc_def",
+            "xx_0123456789ab_s",
+            "vf_0123456789ab_",
+            "vf_0123456789zz_s",
+        ] {
             assert!(parse(bad).is_none(), "{bad}");
         }
     }

@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::Extension;
 use fluent::FluentArgs;
 use serde::{Deserialize, Serialize};
 use unic_langid::LanguageIdentifier;
@@ -207,10 +207,7 @@ pub async fn get(
         .catalog
         .shipped_source(&path.service, &locale)
         .ok_or_else(|| {
-            Problem::not_found(format!(
-                "no message {:?} in locale {locale}",
-                path.service
-            ))
+            Problem::not_found(format!("no message {:?} in locale {locale}", path.service))
         })?;
     Ok(Json(TemplateSource {
         service: path.service,
@@ -349,10 +346,11 @@ pub async fn render(
                 names.join(", ")
             ))
             .with_errors(names),
-            RenderError::Format(errors) => {
-                Problem::unprocessable(format!("the message cannot be rendered: {}", errors.join("; ")))
-                    .with_errors(errors)
-            }
+            RenderError::Format(errors) => Problem::unprocessable(format!(
+                "the message cannot be rendered: {}",
+                errors.join("; ")
+            ))
+            .with_errors(errors),
         })?;
     let cost = sms::cost(&rendered.text);
     Ok(Json(RenderResponse {

@@ -188,7 +188,8 @@ impl Tenant {
         if let Some(name) = &b.company_name {
             check(
                 name.chars().count() <= 200 && matches(patterns::NAME, name),
-                "branding.company_name must be 1–200 characters without leading or trailing spaces".into(),
+                "branding.company_name must be 1–200 characters without leading or trailing spaces"
+                    .into(),
             );
         }
         if let Some(url) = &b.logo_url {
@@ -228,7 +229,11 @@ impl Tenant {
         for name in p.allow.iter().chain(&p.deny) {
             check(
                 matches(patterns::PROVIDER, &name.0),
-                format!("provider name {:?} must match {}", name.0, patterns::PROVIDER),
+                format!(
+                    "provider name {:?} must match {}",
+                    name.0,
+                    patterns::PROVIDER
+                ),
             );
         }
         if let Some(cost) = p.max_cost_per_message {
@@ -265,9 +270,7 @@ pub struct CreateTenant {
 
 /// A custom domain: a lower-case host name with at least one dot.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[schema(
-    pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$"
-)]
+#[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")]
 pub struct Domain(pub String);
 
 /// Fields to change; absent fields stay as they are.
@@ -329,7 +332,12 @@ pub async fn create(
         id: body.id,
         name: body.name,
         region: body.region.unwrap_or_else(|| "global".into()),
-        domains: body.domains.unwrap_or_default().into_iter().map(|d| d.0).collect(),
+        domains: body
+            .domains
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| d.0)
+            .collect(),
         branding: body.branding.unwrap_or_default(),
         feature_flags: body.feature_flags.unwrap_or_default(),
         fraud_thresholds: body.fraud_thresholds.unwrap_or_default(),
@@ -340,7 +348,10 @@ pub async fn create(
     tenant.validate()?;
     app.store.create_tenant(&tenant.to_row(now, now)?).await?;
     let admin_key = keys::issue(&app, &tenant.id, "initial admin key", Role::Admin).await?;
-    Ok((StatusCode::CREATED, Json(TenantCreated { tenant, admin_key })))
+    Ok((
+        StatusCode::CREATED,
+        Json(TenantCreated { tenant, admin_key }),
+    ))
 }
 
 /// List tenants: all of them for the operator, the caller's own for a tenant key.
@@ -428,7 +439,9 @@ pub async fn update(
     }
     tenant.validate()?;
     let now = now_ms();
-    app.store.update_tenant(&tenant.to_row(created_at, now)?).await?;
+    app.store
+        .update_tenant(&tenant.to_row(created_at, now)?)
+        .await?;
     tenant.updated_at = rfc3339(now);
     Ok(Json(tenant))
 }

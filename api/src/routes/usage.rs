@@ -1,8 +1,8 @@
 //! `/v1/usage`: the tenant's usage counters.
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
-use axum::Extension;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -34,7 +34,12 @@ pub async fn get(
 ) -> Result<Json<UsageReport>, Problem> {
     let tenant = caller.tenant_for(Permission::ReadUsage)?;
     let counters = app.usage.read(&app.store, tenant).await?;
-    let value = |c: Counter| counters.iter().find(|(k, _)| *k == c).map_or(0, |(_, v)| *v);
+    let value = |c: Counter| {
+        counters
+            .iter()
+            .find(|(k, _)| *k == c)
+            .map_or(0, |(_, v)| *v)
+    };
     Ok(Json(UsageReport {
         tenant: tenant.to_string(),
         requests: value(Counter::Requests),

@@ -89,7 +89,9 @@ impl Store {
             .await?;
         if backend == Backend::Sqlite {
             // Readers never block the writer; the setting is stored in the file.
-            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
         }
         MIGRATOR.run(&pool).await?;
         Ok(Store { pool, backend })

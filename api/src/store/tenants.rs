@@ -103,11 +103,18 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         // Explicit child deletes: SQLite enforces ON DELETE CASCADE only with its
         // foreign_keys pragma, which a reused file may have been opened without.
-        for table in ["tenant_domains", "api_keys", "template_overrides", "usage_counters"] {
-            sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE tenant_id = $1")))
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+        for table in [
+            "tenant_domains",
+            "api_keys",
+            "template_overrides",
+            "usage_counters",
+        ] {
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE tenant_id = $1"
+            )))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         }
         let deleted = sqlx::query("DELETE FROM tenants WHERE id = $1")
             .bind(id)
@@ -153,7 +160,9 @@ async fn insert_domains(
             .execute(&mut **tx)
             .await
             .map_err(|e| {
-                conflict_on_unique(e, || format!("domain {domain:?} already belongs to a tenant"))
+                conflict_on_unique(e, || {
+                    format!("domain {domain:?} already belongs to a tenant")
+                })
             })?;
     }
     Ok(())

@@ -167,7 +167,9 @@ impl Catalog {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (locale, l) in &self.locales {
             for service in &l.services {
-                out.entry(service.clone()).or_default().push(locale.to_string());
+                out.entry(service.clone())
+                    .or_default()
+                    .push(locale.to_string());
             }
         }
         out
@@ -269,7 +271,9 @@ impl Catalog {
         let ids = message_ids(&resource);
         let mut errors = Vec::new();
         if !ids.contains(service) {
-            errors.push(format!("the source does not define the message `{service}`"));
+            errors.push(format!(
+                "the source does not define the message `{service}`"
+            ));
         }
         for other in ids.iter().filter(|id| *id != service) {
             errors.push(format!(
@@ -285,7 +289,9 @@ impl Catalog {
             return Err(vec![format!("message `{service}` is missing")]);
         };
         let Some(pattern) = message.value() else {
-            return Err(vec![format!("message `{service}` has no value, only attributes")]);
+            return Err(vec![format!(
+                "message `{service}` has no value, only attributes"
+            )]);
         };
         let mut sample = FluentArgs::new();
         sample.set("code", "123456");
@@ -335,7 +341,10 @@ fn parse(source: &str) -> Result<Arc<FluentResource>, Vec<String>> {
         Err((_, errors)) => Err(errors
             .iter()
             .map(|e| {
-                let line = source[..e.pos.start.min(source.len())].matches('\n').count() + 1;
+                let line = source[..e.pos.start.min(source.len())]
+                    .matches('\n')
+                    .count()
+                    + 1;
                 format!("line {line}: {e}")
             })
             .collect()),

@@ -88,7 +88,11 @@ mod tests {
 
     fn check(text: &str, encoding: Encoding, units: usize, segments: usize) {
         let c = cost(text);
-        assert_eq!((c.encoding, c.units, c.segments), (encoding, units, segments), "{text:?}");
+        assert_eq!(
+            (c.encoding, c.units, c.segments),
+            (encoding, units, segments),
+            "{text:?}"
+        );
     }
 
     #[test]
