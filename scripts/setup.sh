@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests and the local service stack need, skipping what is there:
-#   Debian: victoria-metrics, curl, postgresql        PyPI: confluent-kafka, moto[server] (S3)
+#   Debian: victoria-metrics, curl, postgresql        PyPI: confluent-kafka, moto[server] (S3), schemathesis
 #   crates.io: tansu 0.6.0 (the broker; ~8 min to build once), cargo-nextest
 # Safe to run repeatedly. Needs root (or sudo) for apt-get on a machine without them.
 set -euo pipefail
@@ -34,6 +34,12 @@ if ! python3 -c 'import moto.server' 2>/dev/null; then
   log "pip install moto[server]"
   python3 -m pip install --quiet "moto[server]" 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages "moto[server]"
+fi
+
+if ! python3 -c 'import schemathesis.cli' 2>/dev/null; then
+  log "pip install schemathesis (the API fuzzing test)"
+  python3 -m pip install --quiet schemathesis 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages schemathesis
 fi
 
 export PATH="$HOME/.cargo/bin:$PATH"

@@ -24,6 +24,41 @@ pub struct Config {
     pub pipeline: PipelineSection,
     pub checkpoint: CheckpointSection,
     pub metrics: MetricsSection,
+    pub api: ApiSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    /// `host:port` of the HTTP API; `"off"` disables it in `veriflow run`.
+    pub listen: String,
+    /// `sqlite://PATH` (created when missing) or `postgres://…`.
+    pub database_url: String,
+    /// Bearer token of the platform operator; empty closes tenant administration.
+    pub operator_token: String,
+    pub max_body_bytes: usize,
+    pub request_timeout: String,
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
+    /// Directory of `<locale>/sms.ftl` files replacing the built-in ones; empty
+    /// uses the built-in `locales/`.
+    pub locales_dir: String,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        let api = veriflow_api::ApiConfig::default();
+        ApiSection {
+            listen: "127.0.0.1:8080".into(),
+            database_url: api.database_url,
+            operator_token: String::new(),
+            max_body_bytes: api.max_body_bytes,
+            request_timeout: "10s".into(),
+            rate_limit_per_second: api.rate_limit_per_second,
+            rate_limit_burst: api.rate_limit_burst,
+            locales_dir: String::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -167,7 +202,27 @@ impl Config {
         config.pipeline()?; // validate durations now, not at first use
         config.checkpoint_interval_ms()?;
         config.idle_timeout_ms()?;
+        config.api()?;
         Ok(config)
+    }
+
+    pub fn api(&self) -> anyhow::Result<veriflow_api::ApiConfig> {
+        let a = &self.api;
+        let timeout = duration("api.request_timeout", &a.request_timeout)?;
+        anyhow::ensure!(timeout > 0, "api.request_timeout must be positive");
+        anyhow::ensure!(
+            a.rate_limit_per_second > 0,
+            "api.rate_limit_per_second must be positive"
+        );
+        Ok(veriflow_api::ApiConfig {
+            database_url: a.database_url.clone(),
+            operator_token: (!a.operator_token.is_empty()).then(|| a.operator_token.clone()),
+            max_body_bytes: a.max_body_bytes,
+            request_timeout: std::time::Duration::from_millis(timeout as u64),
+            rate_limit_per_second: a.rate_limit_per_second,
+            rate_limit_burst: a.rate_limit_burst,
+            locales_dir: (!a.locales_dir.is_empty()).then(|| PathBuf::from(&a.locales_dir)),
+        })
     }
 
     pub fn pipeline(&self) -> anyhow::Result<PipelineConfig> {

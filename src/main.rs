@@ -1,5 +1,6 @@
 //! The `veriflow` command line.
 
+mod api_server;
 mod config;
 mod demo;
 mod metrics;
@@ -58,6 +59,18 @@ enum Command {
         /// Stop at the end of the input: decide every open verification, commit, exit.
         #[arg(long)]
         until_end: bool,
+    },
+    /// Serve the HTTP API only (tenants, API keys, templates), until Ctrl-C.
+    Api {
+        /// TOML configuration (see veriflow.toml). Env: VERIFLOW_SECTION__KEY.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Overrides api.listen.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Overrides api.database_url.
+        #[arg(long)]
+        database_url: Option<String>,
     },
     /// Run the pipeline in-process on simulated traffic and show a live summary.
     Demo {
@@ -179,6 +192,23 @@ fn real_main() -> anyhow::Result<()> {
                 config.checkpoint.dir = d;
             }
             run::run(&config, run::RunOptions { until_end }, shutdown)
+        }
+        Command::Api {
+            config,
+            listen,
+            database_url,
+        } => {
+            let mut config = Config::load(config.as_deref())?;
+            if let Some(l) = listen {
+                config.api.listen = l;
+            }
+            if let Some(d) = database_url {
+                config.api.database_url = d;
+            }
+            anyhow::ensure!(config.api.listen != "off", "api.listen is \"off\"");
+            let server = api_server::ApiServer::start(&config, shutdown)?;
+            eprintln!("veriflow API on http://{}/ (Ctrl-C stops)", server.addr);
+            server.join()
         }
         Command::Demo {
             duration,

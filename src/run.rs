@@ -28,6 +28,7 @@ use veriflow_pipelines::checkpoint::CheckpointStore;
 use veriflow_pipelines::time::now_millis;
 use veriflow_pipelines::{Engine, InputRecord, Output, OutputId, SinkPosition};
 
+use crate::api_server::ApiServer;
 use crate::config::{Config, TopicsSection};
 use crate::metrics::{self, Metrics, PartitionGauges};
 use crate::routes_view::RouteView;
@@ -385,6 +386,11 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
         let addr = metrics::serve(&config.metrics.listen, metrics.clone())?;
         tracing::info!("metrics on http://{addr}/metrics");
     }
+    let api = if config.api.listen != "off" {
+        Some(ApiServer::start(config, shutdown.clone())?)
+    } else {
+        None
+    };
     let shared = Arc::new(Shared(Mutex::new(Inner {
         engine,
         sink,
@@ -551,5 +557,6 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
     source.close();
     stop_following.store(true, Ordering::Relaxed);
     let _ = follower.join();
-    result.and(finish)
+    let api_result = api.map_or(Ok(()), ApiServer::stop_and_join);
+    result.and(finish).and(api_result)
 }

@@ -67,7 +67,7 @@ pub enum ApiError {
                        Errors are RFC 9457 problem details (application/problem+json)."
     ),
     modifiers(&SecuritySchemes),
-    components(schemas(problem::ProblemBody)),
+    components(schemas(problem::ProblemBody, routes::templates::Variable)),
     tags(
         (name = "tenants", description = "Tenants, domains, branding, settings, usage"),
         (name = "auth", description = "API keys and roles"),

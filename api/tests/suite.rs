@@ -72,7 +72,7 @@ async fn tenant_lifecycle(db: Db) {
             "/v1/tenants/acme",
             Some(&admin),
             Some(
-                json!({"name": "Acme Corp", "domains": ["sms.acme.com", "verify.acme.com"],
+                json!({"name": "Acme Corp", "domains": ["verify.acme.com", "sms.acme.com", "sms.acme.com"],
                         "fraud_thresholds": {"review": 0.3, "block": 0.7}}),
             ),
             &[],
@@ -155,10 +155,6 @@ async fn tenant_validation_errors(db: Db) {
         (
             json!({"id": "acme", "name": "A", "domains": ["localhost"]}),
             "domain",
-        ),
-        (
-            json!({"id": "acme", "name": "A", "domains": ["a.com", "a.com"]}),
-            "twice",
         ),
         (
             json!({"id": "acme", "name": "A", "branding": {"primary_color": "red"}}),
@@ -1071,13 +1067,13 @@ async fn locale_negotiation_and_fallback(db: Db) {
             "POST",
             "/v1/templates/render",
             Some(&admin),
-            Some(json!({"service": "nope", "variables": {}})),
+            Some(json!({"service": "nope", "variables": {"code": "1"}})),
             &[],
         )
         .await;
     assert_eq!(r.problem(404), "not_found");
     assert!(r.json["detail"].as_str().unwrap().contains("login"));
-    // Missing variables are named.
+    // `minutes` defaults to the contract's TTL; `code` is required.
     let r = t
         .call(
             "POST",
@@ -1087,8 +1083,54 @@ async fn locale_negotiation_and_fallback(db: Db) {
             &[],
         )
         .await;
+    assert!(r.ok()["text"].as_str().unwrap().ends_with("10 minutes."));
+    let r = t
+        .call(
+            "POST",
+            "/v1/templates/render",
+            Some(&admin),
+            Some(json!({"service": "verify", "variables": {"minutes": 3}})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.problem(422), "invalid_body");
+    assert!(
+        r.json["detail"].as_str().unwrap().contains("code"),
+        "{}",
+        r.text
+    );
+    // Variables an override needs beyond those are named when missing.
+    t.call(
+        "PUT",
+        "/v1/templates/verify/es",
+        Some(&admin),
+        Some(json!({"source": "verify = Hola { $first_name }, tu código: { $code }"})),
+        &[],
+    )
+    .await
+    .ok();
+    let r = t
+        .call(
+            "POST",
+            "/v1/templates/render",
+            Some(&admin),
+            Some(json!({"service": "verify", "locale": "es", "variables": {"code": "1"}})),
+            &[],
+        )
+        .await;
     assert_eq!(r.problem(422), "invalid_request");
-    assert_eq!(r.json["errors"], json!(["minutes"]));
+    assert_eq!(r.json["errors"], json!(["first_name"]));
+    let r = t
+        .call(
+            "POST",
+            "/v1/templates/render",
+            Some(&admin),
+            Some(json!({"service": "verify", "locale": "es",
+                          "variables": {"code": "1", "first_name": "Ana"}})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.ok()["text"], "Hola Ana, tu código: 1");
 }
 
 async fn tenant_overrides(db: Db) {

@@ -343,6 +343,7 @@ fn end_to_end(brokers: &str, events: &[Event], partitions: i32) -> anyhow::Resul
         .env("VERIFLOW_TOPICS__LATE", format!("{tag}.late"))
         .env("VERIFLOW_PIPELINE__MAX_FUTURE_SKEW", "off")
         .env("VERIFLOW_METRICS__LISTEN", "off")
+        .env("VERIFLOW_API__LISTEN", "off")
         .env("VERIFLOW_LOG", "warn")
         .stdout(Stdio::null())
         .status()

@@ -244,6 +244,7 @@ impl Deployment {
             .env("VERIFLOW_TOPICS__DLQ", &self.dlq)
             .env("VERIFLOW_TOPICS__LATE", &self.late)
             .env("VERIFLOW_METRICS__LISTEN", "127.0.0.1:0")
+            .env("VERIFLOW_API__LISTEN", "off")
             // The streams are historical: idle advance would jump them to today.
             // Tests that want it say so.
             .env("VERIFLOW_PIPELINE__IDLE_TIMEOUT", "off")
@@ -464,26 +465,82 @@ pub fn owned_partitions(log: &str) -> std::collections::BTreeSet<i32> {
 
 /// A bare HTTP/1.1 request on loopback: (status, body).
 pub fn http(method: &str, port: u16, path: &str) -> (u16, String) {
+    let r = http_request(method, port, path, &[], None);
+    (r.status, r.body)
+}
+
+pub struct HttpResponse {
+    /// 0 when the connection failed.
+    pub status: u16,
+    /// Header lines, lower-cased names.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// An HTTP/1.1 request on loopback with headers and an optional JSON body.
+pub fn http_request(
+    method: &str,
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+    json_body: Option<&str>,
+) -> HttpResponse {
     use std::io::{Read, Write};
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
+    let failed = HttpResponse {
+        status: 0,
+        headers: Vec::new(),
+        body: String::new(),
     };
-    let _ = write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return failed;
+    };
+    let body = json_body.unwrap_or("");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        head.push_str("Host: localhost\r\n");
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if json_body.is_some() {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let _ = s.write_all(head.as_bytes());
+    let _ = s.write_all(body.as_bytes());
     let mut response = String::new();
     let _ = s.read_to_string(&mut response);
-    let status = response
-        .split(' ')
-        .nth(1)
+    let Some((head, body)) = response.split_once("\r\n\r\n") else {
+        return failed;
+    };
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    HttpResponse {
+        status,
+        headers,
+        body: body.to_string(),
+    }
 }
 
 /// A deployment with a simulated stream ready to produce: the usual test setup.

@@ -29,7 +29,8 @@ pub mod patterns {
     pub const NO_ANGLE: &str = "^[^<>]*$";
     pub const PROVIDER: &str = "^[A-Za-z0-9_.-]{1,64}$";
     pub const SERVICE: &str = "^[a-zA-Z][a-zA-Z0-9_-]{0,63}$";
-    pub const LOCALE: &str = "^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*$";
+    /// language[-script][-region][-variant…], as `unic-langid` parses it.
+    pub const LOCALE: &str = "^[a-zA-Z]{2,3}(-[a-zA-Z]{4})?(-[a-zA-Z]{2}|-[0-9]{3})?(-[a-zA-Z0-9]{5,8}|-[0-9][a-zA-Z0-9]{3})*$";
     pub const NAME: &str = "^\\S(.*\\S)?$";
 
     /// Whole-string match of one of the patterns above (compiled once each).

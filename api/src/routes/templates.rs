@@ -73,12 +73,33 @@ pub struct RenderRequest {
     #[schema(pattern = "^[a-zA-Z][a-zA-Z0-9_-]{0,63}$")]
     pub service: String,
     /// BCP 47; when absent, `Accept-Language` decides; `en` is the fallback.
-    #[schema(pattern = "^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*$")]
+    #[schema(
+        pattern = "^[a-zA-Z]{2,3}(-[a-zA-Z]{4})?(-[a-zA-Z]{2}|-[0-9]{3})?(-[a-zA-Z0-9]{5,8}|-[0-9][a-zA-Z0-9]{3})*$"
+    )]
     pub locale: Option<String>,
-    /// `code`, `minutes`, and `app_name` (defaults to the branding's company name).
-    #[serde(default)]
-    pub variables: BTreeMap<String, Variable>,
+    pub variables: Variables,
 }
+
+/// Values for the message's placeables. Extra entries are passed to the message
+/// too (for tenant overrides that use more variables).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Variables {
+    /// The one-time code; text, so leading zeros survive.
+    #[schema(min_length = 1, max_length = 64)]
+    pub code: String,
+    /// Minutes the code stays valid; selects plural forms. Default 10 (the
+    /// verification TTL of the contract).
+    #[schema(minimum = 0.0, maximum = 100000.0)]
+    pub minutes: Option<f64>,
+    /// The product name; defaults to the tenant's branding company name.
+    #[schema(max_length = 200)]
+    pub app_name: Option<String>,
+    #[serde(flatten)]
+    #[schema(additional_properties)]
+    pub extra: BTreeMap<String, Variable>,
+}
+
+pub const DEFAULT_MINUTES: f64 = 10.0;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RenderResponse {
@@ -104,7 +125,9 @@ pub struct MessagePath {
     #[param(pattern = "^[a-zA-Z][a-zA-Z0-9_-]{0,63}$")]
     pub service: String,
     /// BCP 47 locale.
-    #[param(pattern = "^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*$")]
+    #[param(
+        pattern = "^[a-zA-Z]{2,3}(-[a-zA-Z]{4})?(-[a-zA-Z]{2}|-[0-9]{3})?(-[a-zA-Z0-9]{5,8}|-[0-9][a-zA-Z0-9]{3})*$"
+    )]
     pub locale: String,
 }
 
@@ -298,8 +321,23 @@ pub async fn render(
 ) -> Result<Json<RenderResponse>, Problem> {
     let tenant_id = caller.tenant_for(Permission::RenderTemplates)?;
     check_service(&body.service)?;
-    if body.variables.len() > 32 {
-        return Err(Problem::unprocessable("at most 32 variables"));
+    let vars = &body.variables;
+    if vars.extra.len() > 32 {
+        return Err(Problem::unprocessable("at most 32 extra variables"));
+    }
+    let minutes = vars.minutes.unwrap_or(DEFAULT_MINUTES);
+    if vars.code.is_empty()
+        || vars.code.chars().count() > 64
+        || !(0.0..=100_000.0).contains(&minutes)
+        || vars
+            .app_name
+            .as_ref()
+            .is_some_and(|a| a.chars().count() > 200)
+    {
+        return Err(Problem::unprocessable(
+            "variables: code must be 1–64 characters, minutes within 0..100000, \
+             app_name at most 200 characters",
+        ));
     }
     let requested: Vec<LanguageIdentifier> = match &body.locale {
         Some(locale) => vec![parse_locale(locale)?],
@@ -324,14 +362,16 @@ pub async fn render(
     let chain = app.catalog.negotiate(&requested, &extra);
 
     let mut args = FluentArgs::new();
-    if let Some(name) = &branding.company_name {
-        args.set("app_name", name.clone());
-    }
-    for (name, value) in &body.variables {
+    for (name, value) in &vars.extra {
         match value {
             Variable::Text(s) => args.set(name.clone(), s.clone()),
             Variable::Number(n) => args.set(name.clone(), *n),
         }
+    }
+    args.set("code", vars.code.clone());
+    args.set("minutes", minutes);
+    if let Some(name) = vars.app_name.as_ref().or(branding.company_name.as_ref()) {
+        args.set("app_name", name.clone());
     }
     let rendered = app
         .catalog

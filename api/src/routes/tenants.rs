@@ -177,13 +177,6 @@ impl Tenant {
                 format!("domain {d:?} is not a lower-case host name with a dot"),
             );
         }
-        let mut sorted = self.domains.clone();
-        sorted.sort();
-        sorted.dedup();
-        check(
-            sorted.len() == self.domains.len(),
-            "domains are listed twice".into(),
-        );
         let b = &self.branding;
         if let Some(name) = &b.company_name {
             check(
@@ -304,6 +297,14 @@ pub struct TenantList {
     pub tenants: Vec<Tenant>,
 }
 
+/// Domains are a set: sorted, each once.
+fn domain_set(domains: Vec<Domain>) -> Vec<String> {
+    let mut set: Vec<String> = domains.into_iter().map(|d| d.0).collect();
+    set.sort();
+    set.dedup();
+    set
+}
+
 /// Loads a tenant as the API shows it.
 pub async fn load(app: &AppState, id: &str) -> Result<Tenant, Problem> {
     let row = app
@@ -332,12 +333,7 @@ pub async fn create(
         id: body.id,
         name: body.name,
         region: body.region.unwrap_or_else(|| "global".into()),
-        domains: body
-            .domains
-            .unwrap_or_default()
-            .into_iter()
-            .map(|d| d.0)
-            .collect(),
+        domains: domain_set(body.domains.unwrap_or_default()),
         branding: body.branding.unwrap_or_default(),
         feature_flags: body.feature_flags.unwrap_or_default(),
         fraud_thresholds: body.fraud_thresholds.unwrap_or_default(),
@@ -423,7 +419,7 @@ pub async fn update(
         tenant.region = v;
     }
     if let Some(v) = body.domains {
-        tenant.domains = v.into_iter().map(|d| d.0).collect();
+        tenant.domains = domain_set(v);
     }
     if let Some(v) = body.branding {
         tenant.branding = v;

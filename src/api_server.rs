@@ -1,0 +1,106 @@
+//! Runs the HTTP API (crate `veriflow-api`) on a tokio runtime of its own, so it
+//! never competes with the processing thread of `veriflow run`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::config::Config;
+
+pub struct ApiServer {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<anyhow::Result<()>>,
+}
+
+impl ApiServer {
+    /// Connects the store, binds `api.listen` and serves until `shutdown` is set.
+    /// Errors in start-up (bad database URL, port taken) are returned here.
+    pub fn start(config: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<ApiServer> {
+        let api_config = config.api()?;
+        if api_config.operator_token.is_none() {
+            tracing::warn!(
+                "api.operator_token is empty: tenant administration is closed \
+                 (set VERIFLOW_API__OPERATOR_TOKEN)"
+            );
+        }
+        let listen = config.api.listen.clone();
+        let database = redact(&api_config.database_url);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("api")
+            .enable_all()
+            .build()
+            .context("starting the API runtime")?;
+        let (api, listener) = runtime.block_on(async {
+            let api = veriflow_api::Api::start(api_config)
+                .await
+                .with_context(|| format!("starting the API on database {database}"))?;
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("binding api.listen = {listen}"))?;
+            anyhow::Ok((api, listener))
+        })?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_requested = stop.clone();
+        tracing::info!(%addr, store = ?api.store().backend(), database = %database, "API listening");
+        let thread = std::thread::Builder::new()
+            .name("api".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let stop = async move {
+                        while !shutdown.load(Ordering::Relaxed)
+                            && !stop_requested.load(Ordering::Relaxed)
+                        {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    };
+                    api.serve(listener, stop).await.context("serving the API")
+                })
+            })
+            .context("starting the API thread")?;
+        Ok(ApiServer { addr, stop, thread })
+    }
+
+    /// Stops serving (in-flight requests finish) and waits for it.
+    pub fn stop_and_join(self) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.join()
+    }
+
+    /// Waits for the server to drain (after shutdown was set).
+    pub fn join(self) -> anyhow::Result<()> {
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the API thread panicked"))?
+    }
+}
+
+/// The URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            super::redact("postgres://vf:secret@db:5432/vf"),
+            "postgres://vf:***@db:5432/vf"
+        );
+        assert_eq!(super::redact("sqlite://var/x.db"), "sqlite://var/x.db");
+    }
+}
