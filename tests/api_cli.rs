@@ -68,6 +68,7 @@ impl ApiProcess {
                 }
                 Err(_) => {
                     let _ = child.kill();
+                    let _ = child.wait();
                     panic!("veriflow api did not start:\n{}", seen.join("\n"));
                 }
             }
