@@ -165,9 +165,23 @@ impl Api {
                 }
             })
         };
-        axum::serve(listener, self.router.clone())
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        // In-flight requests get the request timeout (plus a second) to finish
+        // after shutdown is asked for; a client that holds on longer is cut off.
+        let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+        let graceful = async move {
+            shutdown.await;
+            let _ = stopping_tx.send(true);
+        };
+        let grace = self.state.config.request_timeout + Duration::from_secs(1);
+        let deadline = async move {
+            let _ = stopping_rx.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(grace).await;
+        };
+        let server = axum::serve(listener, self.router.clone()).with_graceful_shutdown(graceful);
+        tokio::select! {
+            served = server => served?,
+            () = deadline => tracing::warn!(?grace, "connections still open after the grace period; closing"),
+        }
         housekeeping.abort();
         if let Err(e) = self.flush_usage().await {
             tracing::warn!(error = %e, "flushing usage counters at shutdown failed");

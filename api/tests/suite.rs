@@ -974,7 +974,7 @@ async fn arabic_plural_forms(db: Db) {
             .await;
         let text = r.ok()["text"].as_str().unwrap();
         assert!(
-            text.contains(&format!("خلال {phrase}.")),
+            text.contains(&format!("لمدة {phrase}.")),
             "{minutes}: {text}"
         );
         assert_eq!(r.json["direction"], "rtl");

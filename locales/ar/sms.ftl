@@ -10,14 +10,14 @@ verify = رمز التحقق الخاص بك في { $app_name } هو { $code }. 
        *[other] { $minutes } دقيقة
     }.
 
-login = { $code } هو رمز الدخول إلى { $app_name }. تنتهي صلاحيته خلال { $minutes ->
+login = { $code } رمز الدخول إلى { $app_name }. صالح لمدة { $minutes ->
         [zero] أقل من دقيقة
         [one] دقيقة واحدة
         [two] دقيقتين
         [few] { $minutes } دقائق
         [many] { $minutes } دقيقة
        *[other] { $minutes } دقيقة
-    }. لا تشاركه مع أحد.
+    }. لا تشاركه.
 
 signup = مرحبًا بك في { $app_name }! رمزك هو { $code }. تنتهي صلاحيته خلال { $minutes ->
         [zero] أقل من دقيقة
@@ -28,14 +28,14 @@ signup = مرحبًا بك في { $app_name }! رمزك هو { $code }. تنته
        *[other] { $minutes } دقيقة
     }.
 
-password-reset = { $app_name }: استخدم { $code } لإعادة تعيين كلمة المرور. تنتهي صلاحيته خلال { $minutes ->
+password-reset = { $app_name }: رمز تغيير كلمة المرور { $code }. صالح لمدة { $minutes ->
         [zero] أقل من دقيقة
         [one] دقيقة واحدة
         [two] دقيقتين
         [few] { $minutes } دقائق
         [many] { $minutes } دقيقة
        *[other] { $minutes } دقيقة
-    }. إن لم تطلبه فتجاهل هذه الرسالة.
+    }.
 
 transaction = { $app_name }: الرمز { $code } لتأكيد عمليتك. صالح لمدة { $minutes ->
         [zero] أقل من دقيقة
@@ -44,4 +44,4 @@ transaction = { $app_name }: الرمز { $code } لتأكيد عمليتك. ص�
         [few] { $minutes } دقائق
         [many] { $minutes } دقيقة
        *[other] { $minutes } دقيقة
-    }. لا تشاركه مع أحد.
+    }. لا تشاركه.

@@ -5,12 +5,12 @@ verify = { $app_name }: tu código de verificación es { $code }. Caduca en { $m
        *[other] { $minutes } minutos
     }.
 
-login = { $code } es tu código de acceso a { $app_name }. Caduca en { $minutes ->
+login = { $code } es tu código para { $app_name }. Caduca en { $minutes ->
         [one] { $minutes } minuto
        *[other] { $minutes } minutos
     }. No lo compartas.
 
-signup = ¡Te damos la bienvenida a { $app_name }! Tu código es { $code }. Caduca en { $minutes ->
+signup = ¡Hola! Tu código de { $app_name } es { $code }. Caduca en { $minutes ->
         [one] { $minutes } minuto
        *[other] { $minutes } minutos
     }.
@@ -20,7 +20,7 @@ password-reset = { $app_name }: usa { $code } para restablecer tu contraseña. C
        *[other] { $minutes } minutos
     }. ¿No lo pediste? Ignora este mensaje.
 
-transaction = { $app_name }: { $code } confirma tu operación. Válido durante { $minutes ->
+transaction = { $app_name }: { $code } confirma tu operación. Vale { $minutes ->
         [one] { $minutes } minuto
        *[other] { $minutes } minutos
     }. No lo compartas.

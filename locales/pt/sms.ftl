@@ -6,22 +6,22 @@ verify = { $app_name }: seu código de verificação é { $code }. Ele expira em
        *[other] { $minutes } minutos
     }.
 
-login = { $code } é seu código de acesso ao { $app_name }. Ele expira em { $minutes ->
+login = { $code } é seu código do { $app_name }. Expira em { $minutes ->
         [one] { $minutes } minuto
        *[other] { $minutes } minutos
-    }. Não o compartilhe.
+    }. Não compartilhe.
 
 signup = Boas-vindas ao { $app_name }! Seu código é { $code }. Ele expira em { $minutes ->
         [one] { $minutes } minuto
        *[other] { $minutes } minutos
     }.
 
-password-reset = { $app_name }: use { $code } para redefinir sua senha. Ele expira em { $minutes ->
+password-reset = { $app_name }: { $code } redefine sua senha. Expira em { $minutes ->
         [one] { $minutes } minuto
        *[other] { $minutes } minutos
-    }. Não pediu? Ignore esta mensagem.
+    }.
 
-transaction = { $app_name }: { $code } confirma sua transação. Válido por { $minutes ->
+transaction = { $app_name }: { $code } confirma sua transação. Vale { $minutes ->
         [one] { $minutes } minuto
        *[other] { $minutes } minutos
-    }. Não o compartilhe.
+    }. Não compartilhe.
