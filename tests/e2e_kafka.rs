@@ -720,13 +720,35 @@ fn metrics_endpoint_reports_progress_state_and_checkpoints() {
         l.local_addr().unwrap().port()
     };
     let listen = format!("127.0.0.1:{port}");
+    // `veriflow run` serves the API beside the pipeline, on an embedded SQLite store.
+    let api_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let api_listen = format!("127.0.0.1:{api_port}");
+    let api_db = format!("sqlite://{}/api/veriflow.db", dir.path().display());
     let child = d.spawn(
         &[
             ("VERIFLOW_METRICS__LISTEN", &listen),
             ("VERIFLOW_CHECKPOINT__INTERVAL", "500ms"),
+            ("VERIFLOW_API__LISTEN", &api_listen),
+            ("VERIFLOW_API__DATABASE_URL", &api_db),
+            ("VERIFLOW_API__OPERATOR_TOKEN", "op-token"),
         ],
         Stdio::null(),
     );
+    wait_until("the API to answer", Duration::from_secs(30), || {
+        http_get(api_port, "/readyz").0 == 200
+    });
+    let created = http_request(
+        "POST",
+        api_port,
+        "/v1/tenants",
+        &[("x-api-key", "op-token")],
+        Some(r#"{"id": "acme", "name": "Acme"}"#),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert!(dir.path().join("api/veriflow.db").exists());
     let metric = |text: &str, name: &str| -> f64 {
         text.lines()
             .filter(|l| l.starts_with(name) && !l.starts_with('#'))
