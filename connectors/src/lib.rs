@@ -4,5 +4,6 @@
 //! semantics: mapping the pipeline's outputs to records is [`kafka::records`]' only job.
 
 pub mod file;
+pub mod influx;
 pub mod kafka;
 pub mod s3;
