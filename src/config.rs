@@ -25,6 +25,59 @@ pub struct Config {
     pub checkpoint: CheckpointSection,
     pub metrics: MetricsSection,
     pub api: ApiSection,
+    pub kpi: KpiSection,
+    pub influx: InfluxSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KpiSection {
+    /// Width of the KPI windows; `"off"` disables KPIs.
+    pub window: String,
+    /// Directory of KPI `.sql` files; empty uses the built-in `sql/kpi/`.
+    pub sql_dir: String,
+    /// Emit each window when it closes and as its verifications are decided
+    /// (true), or once, when final (false).
+    pub provisional: bool,
+}
+
+impl Default for KpiSection {
+    fn default() -> Self {
+        KpiSection {
+            window: "1m".into(),
+            sql_dir: String::new(),
+            provisional: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InfluxSection {
+    /// Base URL of an InfluxDB v2 write API; empty: no KPIs are computed.
+    pub url: String,
+    pub org: String,
+    pub bucket: String,
+    pub token: String,
+    pub batch_points: usize,
+    pub buffer_points: usize,
+    pub timeout: String,
+    pub max_backoff: String,
+}
+
+impl Default for InfluxSection {
+    fn default() -> Self {
+        InfluxSection {
+            url: String::new(),
+            org: "veriflow".into(),
+            bucket: "veriflow".into(),
+            token: String::new(),
+            batch_points: 5000,
+            buffer_points: 100_000,
+            timeout: "10s".into(),
+            max_backoff: "30s".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -203,7 +256,39 @@ impl Config {
         config.checkpoint_interval_ms()?;
         config.idle_timeout_ms()?;
         config.api()?;
+        config.influx()?;
+        config.kpi_window_ms()?;
         Ok(config)
+    }
+
+    /// The KPI window, or `None` when KPIs are off (no `influx.url`, or
+    /// `kpi.window = "off"`).
+    pub fn kpi_window_ms(&self) -> anyhow::Result<Option<i64>> {
+        if self.influx.url.is_empty() || self.kpi.window == "off" {
+            return Ok(None);
+        }
+        let ms = duration("kpi.window", &self.kpi.window)?;
+        anyhow::ensure!(ms >= 1000, "kpi.window must be at least 1s");
+        Ok(Some(ms))
+    }
+
+    pub fn influx(&self) -> anyhow::Result<veriflow_connectors::influx::InfluxConfig> {
+        let i = &self.influx;
+        let ms = |name: &str, text: &str| -> anyhow::Result<std::time::Duration> {
+            Ok(std::time::Duration::from_millis(
+                duration(name, text)? as u64
+            ))
+        };
+        Ok(veriflow_connectors::influx::InfluxConfig {
+            url: i.url.clone(),
+            org: i.org.clone(),
+            bucket: i.bucket.clone(),
+            token: i.token.clone(),
+            batch_points: i.batch_points.max(1),
+            buffer_points: i.buffer_points.max(1),
+            timeout: ms("influx.timeout", &i.timeout)?,
+            max_backoff: ms("influx.max_backoff", &i.max_backoff)?,
+        })
     }
 
     pub fn api(&self) -> anyhow::Result<veriflow_api::ApiConfig> {
@@ -243,6 +328,7 @@ impl Config {
                 max_future_skew_ms: skew,
                 ..ValidationLimits::default()
             },
+            kpi_window_ms: self.kpi_window_ms()?,
         })
     }
 

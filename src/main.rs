@@ -3,6 +3,7 @@
 mod api_server;
 mod config;
 mod demo;
+mod kpi_stage;
 mod metrics;
 mod pace;
 mod routes_view;

@@ -84,6 +84,22 @@ pub struct Metrics {
     ready: AtomicBool,
     /// Engine totals at the last publish, to turn totals into counter increments.
     last: std::sync::Mutex<PartitionStats>,
+    kpi: KpiMetrics,
+}
+
+/// The KPI stage and its InfluxDB sink.
+#[derive(Default)]
+struct KpiMetrics {
+    windows: Counter,
+    query_errors: Counter,
+    written: Counter,
+    retries: Counter,
+    rejected: Counter,
+    queued: Gauge,
+    down: Gauge,
+    input_paused: Gauge,
+    /// Totals at the last publish: windows, errors, written, retries, rejected.
+    last: std::sync::Mutex<[u64; 5]>,
 }
 
 impl Default for Metrics {
@@ -109,8 +125,50 @@ impl Default for Metrics {
             checkpoint_bytes: Gauge::default(),
             ready: AtomicBool::new(false),
             last: std::sync::Mutex::new(PartitionStats::default()),
+            kpi: KpiMetrics::default(),
             registry: Registry::default(),
         };
+        let k = &m.kpi;
+        registry.register(
+            "kpi_windows_emitted",
+            "KPI window emissions evaluated",
+            k.windows.clone(),
+        );
+        registry.register(
+            "kpi_query_errors",
+            "KPI queries that failed at run time",
+            k.query_errors.clone(),
+        );
+        registry.register(
+            "influx_points_written",
+            "Points InfluxDB accepted",
+            k.written.clone(),
+        );
+        registry.register(
+            "influx_write_retries",
+            "InfluxDB writes retried (connection errors, 5xx, 429)",
+            k.retries.clone(),
+        );
+        registry.register(
+            "influx_points_rejected",
+            "Points in batches InfluxDB refused with a 4xx (dropped, logged)",
+            k.rejected.clone(),
+        );
+        registry.register(
+            "influx_queued_points",
+            "Points waiting for InfluxDB",
+            k.queued.clone(),
+        );
+        registry.register(
+            "influx_down",
+            "1 while InfluxDB writes are failing",
+            k.down.clone(),
+        );
+        registry.register(
+            "input_paused",
+            "1 while input is paused because InfluxDB is a full buffer behind",
+            k.input_paused.clone(),
+        );
         registry.register("events_received", "Input records read", m.received.clone());
         registry.register(
             "duplicate_events",
@@ -214,6 +272,7 @@ impl Metrics {
                 let reason = r.rejection.reason.as_str().to_owned();
                 self.rejected.get_or_create(&ReasonLabel { reason }).inc();
             }
+            Output::Kpi(_) => {}
             Output::Features(_) => {
                 self.features.inc();
             }
@@ -278,6 +337,37 @@ impl Metrics {
     pub fn checkpointed(&self, seconds: f64, bytes: u64) {
         self.checkpoint_seconds.observe(seconds);
         self.checkpoint_bytes.set(bytes as i64);
+    }
+
+    pub fn publish_kpi(&self, kpi: &crate::kpi_stage::KpiStage) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = kpi.stats();
+        let now = [
+            kpi.windows_emitted,
+            kpi.errors,
+            s.written.load(Relaxed),
+            s.retries.load(Relaxed),
+            s.rejected.load(Relaxed),
+        ];
+        let k = &self.kpi;
+        let mut last = k.last.lock().unwrap_or_else(|e| e.into_inner());
+        let counters = [
+            &k.windows,
+            &k.query_errors,
+            &k.written,
+            &k.retries,
+            &k.rejected,
+        ];
+        for ((c, n), l) in counters.iter().zip(now).zip(last.iter()) {
+            c.inc_by(n.saturating_sub(*l));
+        }
+        *last = now;
+        k.queued.set(kpi.queued() as i64);
+        k.down.set(i64::from(s.down.load(Relaxed)));
+    }
+
+    pub fn set_input_paused(&self, paused: bool) {
+        self.kpi.input_paused.set(i64::from(paused));
     }
 
     pub fn set_ready(&self, ready: bool) {

@@ -30,6 +30,7 @@ use veriflow_pipelines::{Engine, InputRecord, Output, OutputId, SinkPosition};
 
 use crate::api_server::ApiServer;
 use crate::config::{Config, TopicsSection};
+use crate::kpi_stage::KpiStage;
 use crate::metrics::{self, Metrics, PartitionGauges};
 use crate::routes_view::RouteView;
 use crate::summary::{Gauges, Summary};
@@ -46,6 +47,10 @@ const LOG_EVERY: Duration = Duration::from_secs(5);
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 /// Twice the consumer's 6 s session timeout: long enough for a normal join.
 const REJOIN_AFTER: Duration = Duration::from_secs(12);
+/// While input is paused for back-pressure, poll (one record) this often.
+const PAUSED_POLL_EVERY: Duration = Duration::from_secs(5);
+/// How long a checkpoint waits for InfluxDB to take the KPI points before it.
+const KPI_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 struct Inner {
     engine: Engine,
@@ -62,6 +67,8 @@ struct Inner {
     resume_rewind: i64,
     metrics: Arc<Metrics>,
     routes: Arc<RouteView>,
+    /// KPI SQL into InfluxDB, when configured.
+    kpi: Option<KpiStage>,
 }
 
 struct Shared(Mutex<Inner>);
@@ -99,6 +106,11 @@ impl Inner {
                     &self.topics.input,
                     f,
                 )?,
+                Output::Kpi(k) => {
+                    if let Some(kpi) = &mut self.kpi {
+                        kpi.handle(k);
+                    }
+                }
             }
         }
         Ok(())
@@ -127,6 +139,20 @@ impl Inner {
         self.sink
             .flush(FLUSH_TIMEOUT)
             .context("flushing outputs before a checkpoint")?;
+        // KPI points emitted before this checkpoint must be in InfluxDB before the
+        // checkpoint says so; if it is down, the checkpoint waits for the next
+        // turn (a restart then replays from the previous one and re-emits: the
+        // points overwrite themselves).
+        if let Some(kpi) = &self.kpi
+            && !kpi.flush(KPI_FLUSH_TIMEOUT)
+        {
+            tracing::warn!(
+                queued = kpi.queued(),
+                error = kpi.stats().last_error().unwrap_or_default(),
+                "checkpoint deferred: InfluxDB has not accepted the KPI points before it"
+            );
+            return Ok(Vec::new());
+        }
         let positions = self.sink_positions()?;
         let report = self.engine.checkpoint(only, &positions)?;
         if report.written > 0 {
@@ -231,6 +257,9 @@ impl Inner {
             })
             .collect();
         self.metrics.publish(&self.engine.stats(), &views);
+        if let Some(kpi) = &self.kpi {
+            self.metrics.publish_kpi(kpi);
+        }
         self.metrics
             .publish_routes(&self.routes.merged(&self.topics.input));
         self.metrics.set_ready(!views.is_empty());
@@ -322,6 +351,29 @@ impl PartitionListener for Shared {
 
 /// `checkpoint.dir` is a directory, or `s3://bucket/prefix` for an object store; one
 /// consumer group's checkpoints live under `<dir>/<group id>`.
+/// Before the last checkpoint: the KPI points emitted so far must reach InfluxDB,
+/// however long it is down (a second Ctrl-C leaves at once; the points are then
+/// re-emitted from the previous checkpoint on restart).
+fn wait_for_kpi_points(shared: &Shared) {
+    let mut inner = shared.lock();
+    if let Err(e) = inner.end_batch() {
+        tracing::warn!(error = %e, "emitting the last outputs failed");
+    }
+    let Some(kpi) = &inner.kpi else { return };
+    let mut waited = Duration::ZERO;
+    while !kpi.flush(Duration::from_secs(1)) {
+        waited += Duration::from_secs(1);
+        if waited.as_secs() % 10 == 1 {
+            tracing::warn!(
+                queued = kpi.queued(),
+                error = kpi.stats().last_error().unwrap_or_default(),
+                "waiting for InfluxDB to accept the KPI points before the final checkpoint \
+                 (Ctrl-C again leaves now; they are re-emitted on restart)"
+            );
+        }
+    }
+}
+
 fn checkpoint_store(config: &Config, group: &str) -> anyhow::Result<CheckpointStore> {
     let dir = config.checkpoint.dir.to_string_lossy();
     if dir.starts_with("s3://") {
@@ -391,6 +443,7 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
     } else {
         None
     };
+    let kpi = KpiStage::start(config)?;
     let shared = Arc::new(Shared(Mutex::new(Inner {
         engine,
         sink,
@@ -403,6 +456,7 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
         resume_rewind: config.kafka.resume_rewind.max(0),
         metrics,
         routes: routes.clone(),
+        kpi,
     })));
     let source = KafkaSource::subscribe(&kafka, &topics.input, shared.clone())?;
     tracing::info!(brokers = %kafka.brokers, group = %kafka.group_id, topic = %topics.input, "consuming");
@@ -417,6 +471,7 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
     let mut empty_since: Option<Instant> = None;
     let mut rejoin_after = REJOIN_AFTER;
     let mut last_record: HashMap<i32, Instant> = HashMap::new();
+    let mut paused_since: Option<Instant> = None;
     let idle_timeout = config
         .idle_timeout_ms()?
         .map(|ms| Duration::from_millis(ms as u64));
@@ -433,6 +488,41 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
             if shutdown.load(Ordering::Relaxed) {
                 tracing::info!("shutting down: checkpointing and committing");
                 return Ok(());
+            }
+            // Back-pressure: while InfluxDB is behind by a full buffer, stop taking
+            // input. The group membership lives on (heartbeats run on librdkafka's
+            // own thread); one poll every few seconds serves rebalances and keeps
+            // max.poll.interval.ms satisfied, at the cost of one record each.
+            // (Pausing the partitions instead stalls fetching on tansu 0.6.0.)
+            let queued = {
+                let inner = shared.lock();
+                inner
+                    .kpi
+                    .as_ref()
+                    .filter(|k| k.pressure())
+                    .map(KpiStage::queued)
+            };
+            if let Some(queued) = queued {
+                if paused_since.is_none() {
+                    tracing::warn!(
+                        queued,
+                        "InfluxDB is behind by a full buffer (influx.buffer_points): input paused"
+                    );
+                    shared.lock().metrics.set_input_paused(true);
+                }
+                let since = *paused_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < PAUSED_POLL_EVERY {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if last_publish.elapsed() >= PUBLISH_EVERY {
+                        shared.lock().publish_metrics();
+                        last_publish = Instant::now();
+                    }
+                    continue;
+                }
+                paused_since = Some(Instant::now());
+            } else if paused_since.take().is_some() {
+                shared.lock().metrics.set_input_paused(false);
+                tracing::info!("InfluxDB caught up: input resumed");
             }
             let event = source.poll(Duration::from_millis(100))?;
             let mut inner = shared.lock();
@@ -540,11 +630,15 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
 
     // On success and on error alike, make what was done durable before leaving.
     let finish = (|| -> anyhow::Result<()> {
+        wait_for_kpi_points(&shared);
         let offsets = shared.lock().checkpoint(None)?;
         source.commit(&offsets)?;
         Ok(())
     })();
     let mut inner = shared.lock();
+    if let Some(kpi) = inner.kpi.take() {
+        kpi.close(Duration::from_secs(30));
+    }
     let gauges = inner.gauges();
     let rate = inner.summary.tick_rate(gauges.received);
     tracing::info!(

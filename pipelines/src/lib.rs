@@ -16,6 +16,7 @@ pub mod country;
 pub mod engine;
 pub mod event;
 pub mod features;
+pub mod kpi;
 pub mod lifecycle;
 pub mod outcome;
 pub mod partition;

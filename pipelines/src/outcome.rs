@@ -1,12 +1,12 @@
 //! The `verifications.outcomes` record (contract §2): one per verification, when final.
 
 use crate::Text;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::event::Channel;
 use crate::time::{EventTime, format_rfc3339};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OutcomeKind {
     Approved,

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::Text;
 use crate::event::EventKind;
 use crate::features::{FeatureRecord, FeatureRequest, FeatureState};
+use crate::kpi::{KpiWindowBatch, KpiWindows};
 use crate::lifecycle::{Applied, HeldRecord, Verification, verification_key};
 use crate::outcome::Outcome;
 use crate::reject::{RejectReason, Rejected, Rejection};
@@ -39,6 +40,8 @@ pub struct PipelineConfig {
     /// stragglers (a late delivery receipt) are recognised instead of becoming orphans.
     pub retention_after_decision_ms: i64,
     pub limits: ValidationLimits,
+    /// Width of the KPI windows ([`crate::kpi`]); `None` keeps no KPI facts.
+    pub kpi_window_ms: Option<i64>,
 }
 
 impl Default for PipelineConfig {
@@ -48,6 +51,7 @@ impl Default for PipelineConfig {
             allowed_lateness_ms: 2 * 60 * 1000,
             retention_after_decision_ms: 10 * 60 * 1000,
             limits: ValidationLimits::default(),
+            kpi_window_ms: None,
         }
     }
 }
@@ -66,6 +70,8 @@ pub enum Output {
     Outcome(Outcome),
     Rejected(Rejected),
     Features(FeatureRecord),
+    /// A KPI window's facts (idempotent downstream: never suppressed).
+    Kpi(KpiWindowBatch),
 }
 
 /// The identity of an output: the same input always yields the same ids, so an
@@ -78,6 +84,8 @@ pub enum OutputId {
     Rejected(i64),
     /// `features_id` (tenant, verification and request event).
     Features(String),
+    /// A KPI emission: window start and the watermark it was read at.
+    Kpi(EventTime, EventTime),
 }
 
 impl Output {
@@ -86,6 +94,7 @@ impl Output {
             Output::Outcome(o) => OutputId::Outcome(o.outcome_id()),
             Output::Rejected(r) => OutputId::Rejected(r.offset),
             Output::Features(f) => OutputId::Features(f.features_id()),
+            Output::Kpi(k) => OutputId::Kpi(k.window_start, k.as_of),
         }
     }
 }
@@ -134,6 +143,7 @@ pub struct PartitionPipeline {
     feature_queue: BinaryHeap<Reverse<(EventTime, VerificationKey, FeatureRequest)>>,
     features: FeatureState,
     routes: RouteStats,
+    kpi: Option<KpiWindows>,
     stats: PartitionStats,
 }
 
@@ -162,6 +172,7 @@ impl PartitionPipeline {
             feature_queue: BinaryHeap::new(),
             features: FeatureState::default(),
             routes: RouteStats::default(),
+            kpi: None,
             stats: PartitionStats::default(),
         }
     }
@@ -342,6 +353,11 @@ impl PartitionPipeline {
     /// watermark has passed. At equal times requests go first: a request's features
     /// see only decisions strictly before it.
     fn fire_until(&mut self, cfg: &PipelineConfig, watermark: EventTime, out: &mut Vec<Output>) {
+        if self.kpi.is_none()
+            && let Some(window_ms) = cfg.kpi_window_ms
+        {
+            self.kpi = Some(KpiWindows::new(window_ms));
+        }
         loop {
             let request = self
                 .feature_queue
@@ -368,12 +384,19 @@ impl PartitionPipeline {
                 self.decided.remove(&key);
             }
         }
+        if let Some(kpi) = &mut self.kpi {
+            let due = kpi.due(self.partition, watermark, cfg.ttl_ms, &self.open);
+            out.extend(due.into_iter().map(Output::Kpi));
+        }
     }
 
     fn featurize_next(&mut self, out: &mut Vec<Output>) {
-        let Some(Reverse((_, _, request))) = self.feature_queue.pop() else {
+        let Some(Reverse((requested_at, key, request))) = self.feature_queue.pop() else {
             return;
         };
+        if let Some(kpi) = &mut self.kpi {
+            kpi.on_request(key, requested_at);
+        }
         let features = self.features.on_request(&request);
         self.stats.featurized += 1;
         let record = FeatureRecord {
@@ -403,6 +426,9 @@ impl PartitionPipeline {
                 self.stats.outcomes += 1;
                 let approved = outcome.outcome == crate::OutcomeKind::Approved;
                 self.routes.on_decision(&verification, approved, deadline);
+                if let Some(kpi) = &mut self.kpi {
+                    kpi.on_decided(key, &outcome);
+                }
                 if let Some(r) = &verification.requested {
                     self.features.on_decision(
                         &verification.tenant_id,
@@ -500,6 +526,7 @@ impl PartitionPipeline {
             },
             features: self.features.clone(),
             routes: self.routes.clone(),
+            kpi: self.kpi.clone(),
         }
     }
 
@@ -514,6 +541,7 @@ impl PartitionPipeline {
         p.feature_queue = state.feature_queue.into_iter().map(Reverse).collect();
         p.features = state.features;
         p.routes = state.routes;
+        p.kpi = state.kpi;
         for (key, v) in state.open {
             p.timers.push(Reverse((v.deadline(cfg.ttl_ms), key)));
             p.open.insert(key, v);
@@ -539,6 +567,7 @@ pub struct PartitionState {
     pub feature_queue: Vec<(EventTime, VerificationKey, FeatureRequest)>,
     pub features: FeatureState,
     pub routes: RouteStats,
+    pub kpi: Option<KpiWindows>,
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ fn config() -> PipelineConfig {
             max_future_skew_ms: None,
             ..Default::default()
         },
+        kpi_window_ms: Some(60_000),
         ..PipelineConfig::default()
     }
 }
@@ -67,8 +68,13 @@ fn run(events: &[(i64, Vec<u8>)], restore_at: Option<usize>) -> Vec<Vec<u8>> {
         .map(|o| match o {
             Output::Outcome(o) => o.to_json_bytes(),
             Output::Features(f) => f.to_json_bytes(),
+            // Provisional KPI emissions depend on when the watermark moved and are
+            // overwritten downstream; the final one must not depend on anything.
+            Output::Kpi(k) if k.is_final => format!("{k:?}").into_bytes(),
+            Output::Kpi(_) => Vec::new(),
             Output::Rejected(r) => panic!("nothing should be rejected: {:?}", r.rejection),
         })
+        .filter(|bytes| !bytes.is_empty())
         .collect()
 }
 

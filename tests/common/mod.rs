@@ -567,3 +567,64 @@ impl Scenario {
         }
     }
 }
+
+/// VictoriaMetrics from the stack (the InfluxDB v2 write endpoint in tests).
+pub fn victoria_metrics() -> String {
+    let addr = std::env::var("VERIFLOW_TEST_VM").unwrap_or_else(|_| "127.0.0.1:8428".into());
+    assert!(
+        TcpStream::connect(&addr).is_ok(),
+        "VictoriaMetrics is not reachable at {addr}: start the stack with `scripts/stack.sh up`"
+    );
+    addr
+}
+
+/// One exported series: metric name, labels, [(timestamp ms, value)].
+pub type VmSeries = (String, BTreeMap<String, String>, Vec<(i64, f64)>);
+
+/// Every raw sample of the series whose metric name starts with `prefix`, from
+/// VictoriaMetrics' export API.
+pub fn vm_export(prefix: &str) -> Vec<VmSeries> {
+    use std::io::{Read, Write};
+    let addr = victoria_metrics();
+    let raw = |method: &str, path: &str, body: &str| {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        // HTTP/1.0: a plain body, no chunked encoding.
+        write!(
+            s,
+            "{method} {path} HTTP/1.0\r\nHost: vm\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default()
+    };
+    raw("GET", "/internal/force_flush", "");
+    let body = raw(
+        "POST",
+        "/api/v1/export",
+        &format!("match[]={{__name__=~\"{prefix}.*\"}}"),
+    );
+    body.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let mut labels = BTreeMap::new();
+            for (k, val) in v["metric"].as_object().unwrap() {
+                labels.insert(k.clone(), val.as_str().unwrap_or_default().to_string());
+            }
+            let name = labels.remove("__name__").unwrap_or_default();
+            let samples = v["timestamps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .zip(v["values"].as_array().unwrap())
+                .map(|(t, x)| (t.as_i64().unwrap(), x.as_f64().unwrap()))
+                .collect();
+            (name, labels, samples)
+        })
+        .collect()
+}

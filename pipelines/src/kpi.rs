@@ -1,0 +1,247 @@
+//! KPI facts per request-time window: what the KPI SQL runs over.
+//!
+//! A verification belongs to the window of its `requested` event (a cohort): its
+//! attempts, receipts, cost and outcome count there, so a window's conversion rate
+//! is "of the requests in this minute, how many were approved", exact once all of
+//! them are decided. The provider of a verification is the one its first attempt
+//! went to (the routing decision), `none` while nothing was sent.
+//!
+//! Emission is driven by the watermark: a window is first emitted when the
+//! watermark passes its end (every request in it has arrived), then again each
+//! time the watermark passes another window length while something in it changed
+//! (decisions, attempts), and a last time, marked final, once every verification
+//! in it is decided (at the latest end + TTL). Undecided verifications are read as
+//! of the watermark (only events before it count), decided ones as they were
+//! decided. The final emission is deterministic: the same events in any arrival
+//! order within the allowed lateness, or across a restore, give the same final
+//! batch; provisional ones depend on when the watermark moved, and are overwritten
+//! downstream by the later ones (same series and window start), so nothing is
+//! counted twice.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Text;
+use crate::event::Channel;
+use crate::lifecycle::Verification;
+use crate::outcome::{Outcome, OutcomeKind};
+use crate::time::EventTime;
+
+/// Provider tag of a verification nothing was sent for (yet).
+pub const NO_PROVIDER: &str = "none";
+
+/// One verification, as the KPI SQL sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KpiFact {
+    pub tenant: Text,
+    pub country: Text,
+    pub channel: Channel,
+    /// First attempt's provider, or [`NO_PROVIDER`].
+    pub provider: Text,
+    pub requested_at: EventTime,
+    pub sent: u32,
+    pub delivered: u32,
+    pub undelivered: u32,
+    pub cost: Option<f64>,
+    /// `None` while undecided as of the emission.
+    pub outcome: Option<OutcomeKind>,
+    pub time_to_approve_ms: Option<i64>,
+}
+
+impl KpiFact {
+    fn from_outcome(o: &Outcome) -> KpiFact {
+        KpiFact {
+            tenant: o.tenant_id.clone(),
+            country: o.country.clone(),
+            channel: o.channel,
+            provider: o
+                .providers
+                .first()
+                .cloned()
+                .unwrap_or_else(|| NO_PROVIDER.into()),
+            requested_at: o.requested_at,
+            sent: o.attempts,
+            delivered: o.delivered,
+            undelivered: o.undelivered,
+            cost: o.cost,
+            outcome: Some(o.outcome),
+            time_to_approve_ms: o.time_to_approve_ms,
+        }
+    }
+
+    /// An undecided verification, counting only events before `as_of`.
+    fn as_of(v: &Verification, as_of: EventTime) -> Option<KpiFact> {
+        let r = v.requested.as_ref()?;
+        let mut sends: Vec<_> = v.sends.iter().filter(|s| s.at < as_of).collect();
+        sends.sort_by(|a, b| (a.attempt, a.at, &a.provider).cmp(&(b.attempt, b.at, &b.provider)));
+        let costs: Vec<f64> = sends.iter().filter_map(|s| s.cost).collect();
+        let receipts = v.receipts.iter().filter(|x| x.at < as_of);
+        let (delivered, undelivered) =
+            receipts.fold(
+                (0, 0),
+                |(d, u), x| {
+                    if x.delivered { (d + 1, u) } else { (d, u + 1) }
+                },
+            );
+        Some(KpiFact {
+            tenant: v.tenant_id.clone(),
+            country: r.country.clone(),
+            channel: r.channel,
+            provider: sends
+                .first()
+                .map(|s| s.provider.clone())
+                .unwrap_or_else(|| NO_PROVIDER.into()),
+            requested_at: r.at,
+            sent: sends.len() as u32,
+            delivered,
+            undelivered,
+            cost: (!costs.is_empty()).then(|| costs.iter().sum()),
+            outcome: None,
+            time_to_approve_ms: None,
+        })
+    }
+}
+
+/// One emission of one window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KpiWindowBatch {
+    pub partition: i32,
+    pub window_start: EventTime,
+    pub window_end: EventTime,
+    /// The watermark the undecided facts were read at.
+    pub as_of: EventTime,
+    /// Every verification in the window is decided; it will not be emitted again.
+    pub is_final: bool,
+    pub facts: Vec<KpiFact>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Window {
+    /// Members in request order; `Some` once decided (frozen).
+    members: Vec<(u128, Option<KpiFact>)>,
+    next_emit: EventTime,
+    /// Fingerprint of the last emission: unchanged windows are not re-emitted.
+    last_emitted: Option<u64>,
+}
+
+/// The open KPI windows of one partition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KpiWindows {
+    window_ms: i64,
+    windows: BTreeMap<EventTime, Window>,
+    /// Verification → its window start, until it is decided.
+    member_of: BTreeMap<u128, EventTime>,
+}
+
+impl KpiWindows {
+    pub fn new(window_ms: i64) -> KpiWindows {
+        KpiWindows {
+            window_ms: window_ms.max(1),
+            windows: BTreeMap::new(),
+            member_of: BTreeMap::new(),
+        }
+    }
+
+    pub fn window_ms(&self) -> i64 {
+        self.window_ms
+    }
+
+    pub fn open_windows(&self) -> usize {
+        self.windows.len()
+    }
+
+    fn start_of(&self, t: EventTime) -> EventTime {
+        t.div_euclid(self.window_ms) * self.window_ms
+    }
+
+    /// A request passed the watermark: it joins its window.
+    pub fn on_request(&mut self, key: u128, requested_at: EventTime) {
+        if self.member_of.contains_key(&key) {
+            return;
+        }
+        let start = self.start_of(requested_at);
+        let end = start + self.window_ms;
+        let w = self.windows.entry(start).or_insert_with(|| Window {
+            members: Vec::new(),
+            next_emit: end,
+            last_emitted: None,
+        });
+        w.members.push((key, None));
+        self.member_of.insert(key, start);
+    }
+
+    /// A verification was decided: its fact is frozen.
+    pub fn on_decided(&mut self, key: u128, outcome: &Outcome) {
+        let Some(start) = self.member_of.remove(&key) else {
+            return;
+        };
+        if let Some(w) = self.windows.get_mut(&start)
+            && let Some(slot) = w.members.iter_mut().find(|(k, _)| *k == key)
+        {
+            slot.1 = Some(KpiFact::from_outcome(outcome));
+        }
+    }
+
+    /// Windows due at `watermark`, with their facts; final windows are forgotten.
+    pub fn due(
+        &mut self,
+        partition: i32,
+        watermark: EventTime,
+        ttl_ms: i64,
+        open: &HashMap<u128, Verification, impl std::hash::BuildHasher>,
+    ) -> Vec<KpiWindowBatch> {
+        let mut out = Vec::new();
+        let mut finished = Vec::new();
+        for (&start, w) in self.windows.iter_mut() {
+            if w.next_emit > watermark {
+                // Windows are visited in start order; later ones are due later.
+                break;
+            }
+            let end = start + self.window_ms;
+            let is_final =
+                watermark >= end + ttl_ms || w.members.iter().all(|(_, fact)| fact.is_some());
+            let facts: Vec<KpiFact> = w
+                .members
+                .iter()
+                .filter_map(|(key, fact)| match fact {
+                    Some(f) => Some(f.clone()),
+                    None => open.get(key).and_then(|v| KpiFact::as_of(v, watermark)),
+                })
+                .collect();
+            let fingerprint = fingerprint(&facts);
+            // Next due: the first window boundary after the watermark.
+            let steps = (watermark - end) / self.window_ms + 1;
+            w.next_emit = end.saturating_add(steps.saturating_mul(self.window_ms));
+            if is_final {
+                finished.push(start);
+            }
+            if is_final || w.last_emitted != Some(fingerprint) {
+                w.last_emitted = Some(fingerprint);
+                out.push(KpiWindowBatch {
+                    partition,
+                    window_start: start,
+                    window_end: end,
+                    // A final window holds only decided facts: as of the last
+                    // possible decision, whatever the watermark was.
+                    as_of: if is_final { end + ttl_ms } else { watermark },
+                    is_final,
+                    facts,
+                });
+            }
+        }
+        for start in finished {
+            if let Some(w) = self.windows.remove(&start) {
+                for (key, _) in w.members {
+                    self.member_of.remove(&key);
+                }
+            }
+        }
+        out
+    }
+}
+
+fn fingerprint(facts: &[KpiFact]) -> u64 {
+    let bytes = postcard::to_stdvec(facts).unwrap_or_default();
+    xxhash_rust::xxh3::xxh3_64(&bytes)
+}

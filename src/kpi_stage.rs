@@ -1,0 +1,86 @@
+//! The KPI stage of `veriflow run`: KPI window batches from the pipeline →
+//! DataFusion SQL (`veriflow-analytics`) → points → the InfluxDB sink.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use veriflow_analytics::KpiEngine;
+use veriflow_connectors::influx::{InfluxSink, InfluxStats};
+use veriflow_pipelines::kpi::KpiWindowBatch;
+
+use crate::config::Config;
+
+pub struct KpiStage {
+    engine: KpiEngine,
+    sink: InfluxSink,
+    provisional: bool,
+    pub windows_emitted: u64,
+    pub errors: u64,
+}
+
+impl KpiStage {
+    /// `None` when KPIs are off (`kpi.window = "off"` or no `influx.url`). A bad
+    /// KPI SQL file or InfluxDB setting is an error here, before any input is read.
+    pub fn start(config: &Config) -> anyhow::Result<Option<KpiStage>> {
+        if config.kpi_window_ms()?.is_none() {
+            return Ok(None);
+        }
+        let dir =
+            (!config.kpi.sql_dir.is_empty()).then(|| std::path::Path::new(&config.kpi.sql_dir));
+        let engine = KpiEngine::load(dir).context("loading the KPI SQL")?;
+        let influx = config.influx()?;
+        let sink = InfluxSink::start(influx).context("starting the InfluxDB sink")?;
+        tracing::info!(
+            endpoint = %sink.endpoint(),
+            queries = ?engine.queries().iter().map(|q| q.measurement.as_str()).collect::<Vec<_>>(),
+            "KPIs to InfluxDB"
+        );
+        Ok(Some(KpiStage {
+            engine,
+            sink,
+            provisional: config.kpi.provisional,
+            windows_emitted: 0,
+            errors: 0,
+        }))
+    }
+
+    pub fn handle(&mut self, batch: &KpiWindowBatch) {
+        if !self.provisional && !batch.is_final {
+            return;
+        }
+        match self.engine.evaluate(batch) {
+            Ok(points) => {
+                self.windows_emitted += 1;
+                self.sink.send(points);
+            }
+            Err(e) => {
+                // A query that plans but fails at run time (a cast, a division):
+                // loud, counted, and the engine goes on with the other windows.
+                self.errors += 1;
+                tracing::error!(error = %e, window_start = batch.window_start, "KPI query failed");
+            }
+        }
+    }
+
+    /// The sink holds `influx.buffer_points` or more: stop taking input.
+    pub fn pressure(&self) -> bool {
+        self.sink.pressure()
+    }
+
+    pub fn queued(&self) -> usize {
+        self.sink.queued()
+    }
+
+    /// Waits until every point emitted so far is written; false on timeout.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        self.sink.flush(timeout)
+    }
+
+    pub fn stats(&self) -> &InfluxStats {
+        self.sink.stats()
+    }
+
+    pub fn close(self, timeout: Duration) {
+        self.sink.close(timeout);
+    }
+}

@@ -1,0 +1,262 @@
+//! KPIs end to end: simulated events through the broker, `veriflow run`, the KPI
+//! SQL, the InfluxDB v2 write API of VictoriaMetrics, read back and compared with
+//! counts computed independently from the simulator's ground truth.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::net::{TcpListener, TcpStream};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// (window start, tenant, country, provider, channel) → (requests, sent, approved, expired)
+type Expected = BTreeMap<(i64, String, String, String, String), [i64; 4]>;
+
+/// The KPI counts the truth implies: each verification in the minute of its
+/// request, under its first attempt's provider ("none" if never sent).
+fn expected_from_truth(truth: &[Value]) -> Expected {
+    let mut out = Expected::new();
+    for t in truth {
+        let at =
+            veriflow_pipelines::time::parse_rfc3339(t["requested_at"].as_str().unwrap()).unwrap();
+        let window = at.div_euclid(60_000) * 60_000;
+        let provider = t["providers"]
+            .as_array()
+            .and_then(|p| p.first())
+            .and_then(Value::as_str)
+            .unwrap_or("none");
+        let key = (
+            window,
+            t["tenant_id"].as_str().unwrap().to_string(),
+            t["country"].as_str().unwrap().to_string(),
+            provider.to_string(),
+            t["channel"].as_str().unwrap().to_string(),
+        );
+        let e = out.entry(key).or_default();
+        e[0] += 1;
+        e[1] += t["attempts"].as_i64().unwrap();
+        e[2] += i64::from(t["outcome"] == "approved");
+        e[3] += i64::from(t["outcome"] == "expired");
+    }
+    out
+}
+
+/// The KPI series read back: same key → [requests, sent, approved, expired], each
+/// series having exactly one sample per window (nothing written twice).
+fn read_back(measurement: &str) -> Expected {
+    let mut out = Expected::new();
+    for (name, labels, samples) in vm_export(&format!("{measurement}_")) {
+        let field = match name.strip_prefix(&format!("{measurement}_")) {
+            Some("requests") => 0,
+            Some("sent") => 1,
+            Some("approved") => 2,
+            Some("expired") => 3,
+            _ => continue,
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for (t, v) in samples {
+            assert!(seen.insert(t), "{name} {labels:?} written twice at {t}");
+            let key = (
+                t,
+                labels["tenant"].clone(),
+                labels["country"].clone(),
+                labels["provider"].clone(),
+                labels["channel"].clone(),
+            );
+            out.entry(key).or_default()[field] = v as i64;
+        }
+    }
+    out
+}
+
+/// A KPI directory with the built-in query under a measurement name no other run
+/// uses (VictoriaMetrics outlives test runs), plus a user-added query.
+fn kpi_dir(dir: &std::path::Path, measurement: &str) {
+    let builtin = std::fs::read_to_string(repo().join("sql/kpi/veriflow_kpi.sql")).unwrap();
+    std::fs::write(dir.join(format!("{measurement}.sql")), builtin).unwrap();
+    std::fs::write(
+        dir.join(format!("{measurement}_by_channel.sql")),
+        "-- a user's own KPI: requests per tenant and channel\n\
+         SELECT window_start AS time, tenant, channel, count(*) AS requests\n\
+         FROM verifications GROUP BY window_start, tenant, channel\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn kpi_points_equal_the_ground_truth_and_user_sql_adds_a_series() {
+    let s = Scenario::new(
+        "kpi",
+        &[
+            "--rate",
+            "5",
+            "--duration",
+            "8m",
+            "--seed",
+            "21",
+            "--duplicate-share",
+            "0.03",
+        ],
+    );
+    let expected = expected_from_truth(&s.truth);
+    assert!(
+        s.truth.len() > 1500 && expected.len() > 100,
+        "{} series-windows",
+        expected.len()
+    );
+    produce_events(&s.d.brokers, &s.d.input, &s.events, 0, None);
+    let measurement = unique("vf_kpi").replace('-', "_");
+    let sql = s.dir.path().join("sql");
+    std::fs::create_dir(&sql).unwrap();
+    kpi_dir(&sql, &measurement);
+    let vm = format!("http://{}", victoria_metrics());
+    s.d.run_until_end(
+        &[
+            ("VERIFLOW_INFLUX__URL", &vm),
+            ("VERIFLOW_KPI__SQL_DIR", sql.to_str().unwrap()),
+            ("VERIFLOW_KPI__PROVISIONAL", "false"),
+        ],
+        RUN_TIMEOUT,
+    );
+    let got = read_back(&measurement);
+    assert_eq!(got.len(), expected.len(), "series × windows");
+    for (key, want) in &expected {
+        assert_eq!(got.get(key), Some(want), "{key:?}");
+    }
+    // The user's file: its own measurement, per tenant and channel.
+    let mine = vm_export(&format!("{measurement}_by_channel_requests"));
+    let total: f64 = mine
+        .iter()
+        .flat_map(|(_, _, s)| s.iter().map(|(_, v)| v))
+        .sum();
+    assert_eq!(total as usize, s.truth.len());
+    assert!(
+        mine.iter()
+            .all(|(_, l, _)| l.contains_key("channel") && !l.contains_key("country"))
+    );
+}
+
+/// A TCP relay to VictoriaMetrics that refuses connections while down.
+fn relay(up: Arc<AtomicBool>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let target = victoria_metrics();
+    std::thread::spawn(move || {
+        for client in listener.incoming().map_while(Result::ok) {
+            if !up.load(Ordering::SeqCst) {
+                continue; // dropped: connection reset
+            }
+            let Ok(server) = TcpStream::connect(&target) else {
+                continue;
+            };
+            let (mut c_read, mut s_write) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut s_read, mut c_write) = (server, client);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c_read, &mut s_write);
+                let _ = s_write.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s_read, &mut c_write);
+                let _ = c_write.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn influx_down_pauses_input_and_loses_nothing_when_it_returns() {
+    // Longer than the TTL, so windows become final (and points queue up) while
+    // input is still being read.
+    let s = Scenario::new(
+        "kpi-down",
+        &["--rate", "2", "--duration", "25m", "--seed", "23"],
+    );
+    let expected = expected_from_truth(&s.truth);
+    produce_events(&s.d.brokers, &s.d.input, &s.events, 0, None);
+    let measurement = unique("vf_kpi_down").replace('-', "_");
+    let sql = s.dir.path().join("sql");
+    std::fs::create_dir(&sql).unwrap();
+    kpi_dir(&sql, &measurement);
+    let up = Arc::new(AtomicBool::new(false));
+    let url = format!("http://127.0.0.1:{}", relay(up.clone()));
+    let mut child =
+        s.d.command(&[
+            ("VERIFLOW_INFLUX__URL", &url),
+            ("VERIFLOW_INFLUX__BUFFER_POINTS", "20"),
+            ("VERIFLOW_INFLUX__MAX_BACKOFF", "300ms"),
+            ("VERIFLOW_KPI__SQL_DIR", sql.to_str().unwrap()),
+            ("VERIFLOW_KPI__PROVISIONAL", "false"),
+        ])
+        .arg("--until-end")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    // Down for longer than the buffer: the engine says so and stops reading.
+    let mut log = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !log.iter().any(|l: &String| l.contains("input paused")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => log.push(line),
+            Err(_) => panic!("no back-pressure reported:\n{}", log.join("\n")),
+        }
+    }
+    assert!(
+        log.iter().any(|l| l.contains("InfluxDB write failed")),
+        "{}",
+        log.join("\n")
+    );
+    assert!(read_back(&measurement).is_empty());
+    // InfluxDB returns: the engine resumes and finishes; every point arrives once.
+    up.store(true, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + RUN_TIMEOUT;
+    let status = loop {
+        log.extend(rx.try_iter());
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let tail = log.len().saturating_sub(40);
+            panic!(
+                "did not finish after InfluxDB returned:\n{}",
+                log[tail..].join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    log.extend(rx.try_iter());
+    assert!(status.success(), "{}", log.join("\n"));
+    assert!(
+        log.iter().any(|l| l.contains("input resumed")),
+        "{}",
+        log.join("\n")
+    );
+    let got = read_back(&measurement);
+    assert_eq!(got.len(), expected.len());
+    for (key, want) in &expected {
+        assert_eq!(got.get(key), Some(want), "{key:?}");
+    }
+}
