@@ -307,8 +307,11 @@ mod tests {
             matches!(err, CheckpointError::UnsupportedVersion { found: 9, .. }),
             "{err}"
         );
-        assert!(err.to_string().contains("reads version 6"));
-        bytes[8] = 6;
+        assert!(
+            err.to_string()
+                .contains(&format!("reads version {FORMAT_VERSION}"))
+        );
+        bytes[8] = FORMAT_VERSION as u8;
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         fs::write(&path, &bytes).unwrap();

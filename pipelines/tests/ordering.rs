@@ -64,18 +64,37 @@ fn run(events: &[(i64, Vec<u8>)], restore_at: Option<usize>) -> Vec<Vec<u8>> {
         }
     }
     p.drain(&cfg, &mut out);
-    out.into_iter()
-        .map(|o| match o {
-            Output::Outcome(o) => o.to_json_bytes(),
-            Output::Features(f) => f.to_json_bytes(),
+    let mut records = Vec::new();
+    let mut final_kpis = Vec::new();
+    for o in out {
+        match o {
+            Output::Outcome(o) => records.push(o.to_json_bytes()),
+            Output::Features(f) => records.push(f.to_json_bytes()),
             // Provisional KPI emissions depend on when the watermark moved and are
-            // overwritten downstream; the final one must not depend on anything.
-            Output::Kpi(k) if k.is_final => format!("{k:?}").into_bytes(),
-            Output::Kpi(_) => Vec::new(),
+            // overwritten downstream; the final ones must not depend on anything
+            // (when they come relative to other outputs may: they go elsewhere).
+            Output::Kpi(k) if k.is_final => final_kpis.push((k.window_start, format!("{k:?}"))),
+            Output::Kpi(_) => {}
             Output::Rejected(r) => panic!("nothing should be rejected: {:?}", r.rejection),
-        })
-        .filter(|bytes| !bytes.is_empty())
-        .collect()
+        }
+    }
+    final_kpis.sort();
+    let windows = final_kpis.len();
+    assert!(windows >= 20, "{windows} final KPI windows");
+    let facts: usize = final_kpis
+        .iter()
+        .map(|(_, k)| k.matches("KpiFact {").count())
+        .sum();
+    let outcomes = records
+        .iter()
+        .filter(|r| r.starts_with(b"{\"outcome_id\""))
+        .count();
+    assert_eq!(
+        facts, outcomes,
+        "every decided verification in exactly one final window"
+    );
+    records.extend(final_kpis.into_iter().map(|(_, k)| k.into_bytes()));
+    records
 }
 
 fn postcard_roundtrip(
