@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use veriflow_connectors::kafka::KafkaConfig;
+use veriflow_pipelines::alerts::{AlertRule, Comparison, Metric, Scope};
 use veriflow_pipelines::time::parse_duration_ms;
 use veriflow_pipelines::{PipelineConfig, ValidationLimits};
 
@@ -27,6 +28,98 @@ pub struct Config {
     pub api: ApiSection,
     pub kpi: KpiSection,
     pub influx: InfluxSection,
+    pub alerts: AlertsSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsSection {
+    /// Evaluate alert rules on the KPI windows (needs KPIs on).
+    pub enabled: bool,
+    /// Replaces the built-in rules when non-empty.
+    pub rules: Vec<AlertRuleSection>,
+}
+
+impl Default for AlertsSection {
+    fn default() -> Self {
+        AlertsSection {
+            enabled: true,
+            rules: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRuleSection {
+    pub name: String,
+    /// conversion_rate | delivery_rate | requests
+    pub metric: String,
+    /// tenant | tenant_country | tenant_country_provider | country_provider
+    pub scope: String,
+    /// drop | spike | below | above
+    pub comparison: String,
+    pub threshold: f64,
+    #[serde(default)]
+    pub min_volume: u32,
+    #[serde(default = "default_cooldown")]
+    pub cooldown: String,
+    #[serde(default = "default_severity")]
+    pub severity: String,
+}
+
+fn default_cooldown() -> String {
+    "10m".into()
+}
+
+fn default_severity() -> String {
+    "warning".into()
+}
+
+impl AlertRuleSection {
+    fn rule(&self) -> anyhow::Result<AlertRule> {
+        let name = &self.name;
+        let metric = match self.metric.as_str() {
+            "conversion_rate" => Metric::ConversionRate,
+            "delivery_rate" => Metric::DeliveryRate,
+            "requests" => Metric::Requests,
+            other => bail!(
+                "alerts.rules {name}: metric {other:?} is not conversion_rate, delivery_rate or requests"
+            ),
+        };
+        let scope = match self.scope.as_str() {
+            "tenant" => Scope::Tenant,
+            "tenant_country" => Scope::TenantCountry,
+            "tenant_country_provider" => Scope::TenantCountryProvider,
+            "country_provider" => Scope::CountryProvider,
+            other => bail!(
+                "alerts.rules {name}: scope {other:?} is not tenant, tenant_country, tenant_country_provider or country_provider"
+            ),
+        };
+        let comparison = match self.comparison.as_str() {
+            "drop" => Comparison::Drop,
+            "spike" => Comparison::Spike,
+            "below" => Comparison::Below,
+            "above" => Comparison::Above,
+            other => bail!(
+                "alerts.rules {name}: comparison {other:?} is not drop, spike, below or above"
+            ),
+        };
+        anyhow::ensure!(
+            self.threshold.is_finite(),
+            "alerts.rules {name}: threshold must be a number"
+        );
+        Ok(AlertRule {
+            name: name.clone(),
+            metric,
+            scope,
+            comparison,
+            threshold: self.threshold,
+            min_volume: self.min_volume,
+            cooldown_ms: duration(&format!("alerts.rules {name}: cooldown"), &self.cooldown)?,
+            severity: self.severity.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,6 +246,8 @@ pub struct TopicsSection {
     pub route_stats: String,
     pub dlq: String,
     pub late: String,
+    /// Alerts (`kpi.alert`, `route.degraded`), for the webhook fan-out.
+    pub alerts: String,
     /// Create missing topics at start.
     pub create_missing: bool,
     /// Partitions for topics veriflow creates.
@@ -201,6 +296,7 @@ impl Default for TopicsSection {
             route_stats: "veriflow.route-stats".into(),
             dlq: "verifications.dlq".into(),
             late: "verifications.late".into(),
+            alerts: "veriflow.alerts".into(),
             create_missing: true,
             partitions: 4,
         }
@@ -272,6 +368,21 @@ impl Config {
         Ok(Some(ms))
     }
 
+    /// The alert rules in force (none when alerts or KPIs are off).
+    pub fn alert_rules(&self) -> anyhow::Result<Vec<AlertRule>> {
+        if !self.alerts.enabled || self.kpi_window_ms()?.is_none() {
+            return Ok(Vec::new());
+        }
+        if self.alerts.rules.is_empty() {
+            return Ok(AlertRule::defaults());
+        }
+        self.alerts
+            .rules
+            .iter()
+            .map(AlertRuleSection::rule)
+            .collect()
+    }
+
     pub fn influx(&self) -> anyhow::Result<veriflow_connectors::influx::InfluxConfig> {
         let i = &self.influx;
         let ms = |name: &str, text: &str| -> anyhow::Result<std::time::Duration> {
@@ -329,6 +440,7 @@ impl Config {
                 ..ValidationLimits::default()
             },
             kpi_window_ms: self.kpi_window_ms()?,
+            alert_rules: self.alert_rules()?,
         })
     }
 

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use veriflow_analytics::KpiEngine;
-use veriflow_connectors::influx::{InfluxSink, InfluxStats};
+use veriflow_connectors::influx::{FieldValue, InfluxSink, InfluxStats, Point};
+use veriflow_pipelines::alerts::Alert;
 use veriflow_pipelines::kpi::KpiWindowBatch;
 
 use crate::config::Config;
@@ -60,6 +61,20 @@ impl KpiStage {
                 tracing::error!(error = %e, window_start = batch.window_start, "KPI query failed");
             }
         }
+    }
+
+    /// An alert as a `veriflow_alert` point (contract §2), at its window's start.
+    pub fn alert(&mut self, a: &Alert) {
+        let point = Point::new("veriflow_alert", a.window_start)
+            .tag("tenant", a.tenant.as_str())
+            .tag("rule", a.rule.as_str())
+            .tag("severity", a.severity.as_str())
+            .tag("country", a.country.as_str())
+            .tag("provider", a.provider.as_str())
+            .field("value", FieldValue::Float(a.value))
+            .field("threshold", FieldValue::Float(a.threshold))
+            .field("message", FieldValue::Text(a.message.clone()));
+        self.sink.send([point]);
     }
 
     /// The sink holds `influx.buffer_points` or more: stop taking input.

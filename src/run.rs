@@ -111,6 +111,13 @@ impl Inner {
                         kpi.handle(k);
                     }
                 }
+                Output::Alert(a) => {
+                    tracing::warn!(rule = %a.rule, tenant = %a.tenant, "alert: {}", a.message);
+                    records::send_alert(&self.sink, &self.topics.alerts, &self.topics.input, a)?;
+                    if let Some(kpi) = &mut self.kpi {
+                        kpi.alert(a);
+                    }
+                }
             }
         }
         Ok(())
@@ -176,6 +183,7 @@ impl Inner {
             &self.topics.features,
             &self.topics.dlq,
             &self.topics.late,
+            &self.topics.alerts,
         ] {
             for (partition, offset) in self.offsets.high_watermarks(topic)? {
                 positions.push(SinkPosition {
@@ -408,6 +416,7 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
                 spec(&topics.features),
                 spec(&topics.dlq),
                 spec(&topics.late),
+                spec(&topics.alerts),
                 TopicSpec {
                     compacted: true,
                     ..spec(&topics.route_stats)

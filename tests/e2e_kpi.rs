@@ -260,3 +260,82 @@ fn influx_down_pauses_input_and_loses_nothing_when_it_returns() {
         assert_eq!(got.get(key), Some(want), "{key:?}");
     }
 }
+
+#[test]
+fn a_pumping_attack_raises_an_alert_on_the_topic_and_in_influx() {
+    let s = Scenario::new(
+        "kpi-alert",
+        &[
+            "--rate",
+            "6",
+            "--duration",
+            "20m",
+            "--seed",
+            "32",
+            "--fraud-share",
+            "0.05",
+        ],
+    );
+    let attacked: std::collections::BTreeSet<(String, String)> = s
+        .truth
+        .iter()
+        .filter(|t| t["is_fraud"] == true)
+        .map(|t| {
+            (
+                t["tenant_id"].as_str().unwrap().to_string(),
+                t["country"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(!attacked.is_empty(), "the stream has an attack");
+    produce_events(&s.d.brokers, &s.d.input, &s.events, 0, None);
+    let alerts_topic = format!("{}.alerts", s.d.input);
+    let vm = format!("http://{}", victoria_metrics());
+    s.d.run_until_end(
+        &[
+            ("VERIFLOW_INFLUX__URL", &vm),
+            ("VERIFLOW_TOPICS__ALERTS", &alerts_topic),
+        ],
+        RUN_TIMEOUT,
+    );
+    let records = consume(
+        &s.d.brokers,
+        &alerts_topic,
+        1,
+        Duration::from_secs(30),
+        Duration::from_secs(3),
+    );
+    let drops: Vec<Value> = records
+        .iter()
+        .map(|r| r.json())
+        .filter(|a| a["data"]["rule"] == "conversion_drop")
+        .collect();
+    assert!(
+        !drops.is_empty(),
+        "no conversion_drop among {} alerts",
+        records.len()
+    );
+    for a in &drops {
+        assert_eq!(a["type"], "kpi.alert");
+        let key = (
+            a["data"]["tenant"].as_str().unwrap().to_string(),
+            a["data"]["country"].as_str().unwrap().to_string(),
+        );
+        assert!(
+            attacked.contains(&key),
+            "alert for {key:?}, which was not attacked: {a}"
+        );
+    }
+    // The same firings as veriflow_alert points, tagged by tenant, rule and severity.
+    let id = drops[0]["data"]["alert_id"].as_str().unwrap().to_string();
+    let tenant = drops[0]["data"]["tenant"].as_str().unwrap().to_string();
+    let points = vm_export("veriflow_alert_value");
+    assert!(
+        points
+            .iter()
+            .any(|(_, l, _)| l.get("tenant") == Some(&tenant)
+                && l.get("rule").map(String::as_str) == Some("conversion_drop")
+                && l.get("severity").map(String::as_str) == Some("critical")),
+        "no veriflow_alert point for {id}"
+    );
+}

@@ -18,6 +18,7 @@ fn fact(country: &str, provider: &str, outcome: Option<OutcomeKind>, tta: Option
         cost: Some(0.01),
         outcome,
         time_to_approve_ms: tta,
+        receipts: Vec::new(),
     }
 }
 

@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::Text;
+use crate::alerts::{Alert, AlertRule, AlertState, KeyStats, ScopeKey};
 use crate::event::Channel;
 use crate::lifecycle::Verification;
 use crate::outcome::{Outcome, OutcomeKind};
@@ -47,10 +48,12 @@ pub struct KpiFact {
     /// `None` while undecided as of the emission.
     pub outcome: Option<OutcomeKind>,
     pub time_to_approve_ms: Option<i64>,
+    /// Delivery receipts (time, delivered), for alerts evaluated as of an instant.
+    pub receipts: Vec<(EventTime, bool)>,
 }
 
 impl KpiFact {
-    fn from_outcome(o: &Outcome) -> KpiFact {
+    fn from_decision(v: &Verification, o: &Outcome) -> KpiFact {
         KpiFact {
             tenant: o.tenant_id.clone(),
             country: o.country.clone(),
@@ -67,7 +70,25 @@ impl KpiFact {
             cost: o.cost,
             outcome: Some(o.outcome),
             time_to_approve_ms: o.time_to_approve_ms,
+            receipts: sorted_receipts(v, |at| at <= o.decided_at),
         }
+    }
+
+    /// Approved, delivered and undelivered as of `t` (for alerts).
+    fn counts_at(&self, t: EventTime) -> (bool, u32, u32) {
+        let approved = self.outcome == Some(OutcomeKind::Approved)
+            && self
+                .time_to_approve_ms
+                .is_some_and(|tta| self.requested_at + tta < t);
+        let (d, u) =
+            self.receipts
+                .iter()
+                .filter(|(at, _)| *at < t)
+                .fold(
+                    (0, 0),
+                    |(d, u), (_, ok)| if *ok { (d + 1, u) } else { (d, u + 1) },
+                );
+        (approved, d, u)
     }
 
     /// An undecided verification, counting only events before `as_of`.
@@ -76,14 +97,9 @@ impl KpiFact {
         let mut sends: Vec<_> = v.sends.iter().filter(|s| s.at < as_of).collect();
         sends.sort_by(|a, b| (a.attempt, a.at, &a.provider).cmp(&(b.attempt, b.at, &b.provider)));
         let costs: Vec<f64> = sends.iter().filter_map(|s| s.cost).collect();
-        let receipts = v.receipts.iter().filter(|x| x.at < as_of);
-        let (delivered, undelivered) =
-            receipts.fold(
-                (0, 0),
-                |(d, u), x| {
-                    if x.delivered { (d + 1, u) } else { (d, u + 1) }
-                },
-            );
+        let receipts = sorted_receipts(v, |at| at < as_of);
+        let delivered = receipts.iter().filter(|(_, ok)| *ok).count() as u32;
+        let undelivered = receipts.len() as u32 - delivered;
         Some(KpiFact {
             tenant: v.tenant_id.clone(),
             country: r.country.clone(),
@@ -99,6 +115,7 @@ impl KpiFact {
             cost: (!costs.is_empty()).then(|| costs.iter().sum()),
             outcome: None,
             time_to_approve_ms: None,
+            receipts,
         })
     }
 }
@@ -123,6 +140,8 @@ struct Window {
     next_emit: EventTime,
     /// Fingerprint of the last emission: unchanged windows are not re-emitted.
     last_emitted: Option<u64>,
+    /// Alert rules have looked at this window (one window after its end).
+    evaluated: bool,
 }
 
 /// The open KPI windows of one partition.
@@ -132,6 +151,7 @@ pub struct KpiWindows {
     windows: BTreeMap<EventTime, Window>,
     /// Verification → its window start, until it is decided.
     member_of: BTreeMap<u128, EventTime>,
+    alerts: AlertState,
 }
 
 impl KpiWindows {
@@ -140,6 +160,7 @@ impl KpiWindows {
             window_ms: window_ms.max(1),
             windows: BTreeMap::new(),
             member_of: BTreeMap::new(),
+            alerts: AlertState::default(),
         }
     }
 
@@ -166,32 +187,36 @@ impl KpiWindows {
             members: Vec::new(),
             next_emit: end,
             last_emitted: None,
+            evaluated: false,
         });
         w.members.push((key, None));
         self.member_of.insert(key, start);
     }
 
     /// A verification was decided: its fact is frozen.
-    pub fn on_decided(&mut self, key: u128, outcome: &Outcome) {
+    pub fn on_decided(&mut self, key: u128, verification: &Verification, outcome: &Outcome) {
         let Some(start) = self.member_of.remove(&key) else {
             return;
         };
         if let Some(w) = self.windows.get_mut(&start)
             && let Some(slot) = w.members.iter_mut().find(|(k, _)| *k == key)
         {
-            slot.1 = Some(KpiFact::from_outcome(outcome));
+            slot.1 = Some(KpiFact::from_decision(verification, outcome));
         }
     }
 
-    /// Windows due at `watermark`, with their facts; final windows are forgotten.
+    /// Windows due at `watermark`, with their facts, and the alerts their
+    /// evaluation fired; final windows are forgotten.
     pub fn due(
         &mut self,
         partition: i32,
         watermark: EventTime,
         ttl_ms: i64,
+        rules: &[AlertRule],
         open: &HashMap<u128, Verification, impl std::hash::BuildHasher>,
-    ) -> Vec<KpiWindowBatch> {
+    ) -> (Vec<KpiWindowBatch>, Vec<Alert>) {
         let mut out = Vec::new();
+        let mut alerts = Vec::new();
         let mut finished = Vec::new();
         for (&start, w) in self.windows.iter_mut() {
             if w.next_emit > watermark {
@@ -199,8 +224,22 @@ impl KpiWindows {
                 break;
             }
             let end = start + self.window_ms;
-            let is_final =
-                watermark >= end + ttl_ms || w.members.iter().all(|(_, fact)| fact.is_some());
+            let evaluate_at = end + self.window_ms;
+            if !w.evaluated && watermark >= evaluate_at {
+                w.evaluated = true;
+                if !rules.is_empty() {
+                    let stats = stats_at(&w.members, open, evaluate_at);
+                    alerts.extend(self.alerts.evaluate(
+                        rules,
+                        partition,
+                        start,
+                        evaluate_at,
+                        &stats,
+                    ));
+                }
+            }
+            let is_final = (w.evaluated || rules.is_empty())
+                && (watermark >= end + ttl_ms || w.members.iter().all(|(_, fact)| fact.is_some()));
             let facts: Vec<KpiFact> = w
                 .members
                 .iter()
@@ -237,8 +276,54 @@ impl KpiWindows {
                 }
             }
         }
-        out
+        (out, alerts)
     }
+}
+
+/// Per tenant × country × provider, what the window's requests show as of `t`.
+fn stats_at(
+    members: &[(u128, Option<KpiFact>)],
+    open: &HashMap<u128, Verification, impl std::hash::BuildHasher>,
+    t: EventTime,
+) -> BTreeMap<ScopeKey, KeyStats> {
+    let mut stats: BTreeMap<ScopeKey, KeyStats> = BTreeMap::new();
+    for (key, fact) in members {
+        let live;
+        let (fact, (approved, delivered, undelivered)) = match fact {
+            Some(f) => (f, f.counts_at(t)),
+            None => {
+                let Some(f) = open.get(key).and_then(|v| KpiFact::as_of(v, t)) else {
+                    continue;
+                };
+                live = f;
+                (&live, (false, live.delivered, live.undelivered))
+            }
+        };
+        let s = stats
+            .entry((
+                fact.tenant.clone(),
+                fact.country.clone(),
+                fact.provider.clone(),
+            ))
+            .or_default();
+        s.requests += 1;
+        s.approved += u32::from(approved);
+        s.delivered += delivered;
+        s.undelivered += undelivered;
+    }
+    stats
+}
+
+/// Receipts in time order (arrival order must not show).
+fn sorted_receipts(v: &Verification, keep: impl Fn(EventTime) -> bool) -> Vec<(EventTime, bool)> {
+    let mut r: Vec<(EventTime, bool)> = v
+        .receipts
+        .iter()
+        .filter(|x| keep(x.at))
+        .map(|x| (x.at, x.delivered))
+        .collect();
+    r.sort_unstable();
+    r
 }
 
 fn fingerprint(facts: &[KpiFact]) -> u64 {

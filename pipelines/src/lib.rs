@@ -11,6 +11,7 @@
 //!                                                                 └─▶ orphans (late output)
 //! ```
 
+pub mod alerts;
 pub mod checkpoint;
 pub mod country;
 pub mod engine;

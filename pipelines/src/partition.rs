@@ -19,6 +19,7 @@ use foldhash::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::Text;
+use crate::alerts::{Alert, AlertRule};
 use crate::event::EventKind;
 use crate::features::{FeatureRecord, FeatureRequest, FeatureState};
 use crate::kpi::{KpiWindowBatch, KpiWindows};
@@ -42,6 +43,8 @@ pub struct PipelineConfig {
     pub limits: ValidationLimits,
     /// Width of the KPI windows ([`crate::kpi`]); `None` keeps no KPI facts.
     pub kpi_window_ms: Option<i64>,
+    /// Alert rules evaluated on the KPI windows (none without KPI windows).
+    pub alert_rules: Vec<AlertRule>,
 }
 
 impl Default for PipelineConfig {
@@ -52,6 +55,7 @@ impl Default for PipelineConfig {
             retention_after_decision_ms: 10 * 60 * 1000,
             limits: ValidationLimits::default(),
             kpi_window_ms: None,
+            alert_rules: Vec::new(),
         }
     }
 }
@@ -72,6 +76,8 @@ pub enum Output {
     Features(FeatureRecord),
     /// A KPI window's facts (idempotent downstream: never suppressed).
     Kpi(KpiWindowBatch),
+    /// An alert rule fired.
+    Alert(Alert),
 }
 
 /// The identity of an output: the same input always yields the same ids, so an
@@ -86,6 +92,8 @@ pub enum OutputId {
     Features(String),
     /// A KPI emission: window start and the watermark it was read at.
     Kpi(EventTime, EventTime),
+    /// `alert_id` (rule, key, window).
+    Alert(String),
 }
 
 impl Output {
@@ -95,6 +103,7 @@ impl Output {
             Output::Rejected(r) => OutputId::Rejected(r.offset),
             Output::Features(f) => OutputId::Features(f.features_id()),
             Output::Kpi(k) => OutputId::Kpi(k.window_start, k.as_of),
+            Output::Alert(a) => OutputId::Alert(a.alert_id()),
         }
     }
 }
@@ -385,8 +394,17 @@ impl PartitionPipeline {
             }
         }
         if let Some(kpi) = &mut self.kpi {
-            let due = kpi.due(self.partition, watermark, cfg.ttl_ms, &self.open);
+            let (due, alerts) = kpi.due(
+                self.partition,
+                watermark,
+                cfg.ttl_ms,
+                &cfg.alert_rules,
+                &self.open,
+            );
             out.extend(due.into_iter().map(Output::Kpi));
+            for alert in alerts {
+                self.emit(out, Output::Alert(alert));
+            }
         }
     }
 
@@ -427,7 +445,7 @@ impl PartitionPipeline {
                 let approved = outcome.outcome == crate::OutcomeKind::Approved;
                 self.routes.on_decision(&verification, approved, deadline);
                 if let Some(kpi) = &mut self.kpi {
-                    kpi.on_decided(key, &outcome);
+                    kpi.on_decided(key, &verification, &outcome);
                 }
                 if let Some(r) = &verification.requested {
                     self.features.on_decision(

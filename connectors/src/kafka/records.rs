@@ -6,8 +6,10 @@
 //! `veriflow.source.topic`, `veriflow.source.partition`, `veriflow.source.offset`),
 //! so a consumer can inspect, fix and re-produce the original message as it was.
 
+use veriflow_pipelines::alerts::Alert;
 use veriflow_pipelines::features::FeatureRecord;
 use veriflow_pipelines::routes::{Counts, HALF_LIVES, RouteSnapshot};
+use veriflow_pipelines::time::format_rfc3339;
 use veriflow_pipelines::{Outcome, OutputId, Rejected};
 
 use super::{KafkaConnectorError, KafkaSink};
@@ -20,6 +22,7 @@ pub const HEADER_SOURCE_PARTITION: &str = "veriflow.source.partition";
 pub const HEADER_SOURCE_OFFSET: &str = "veriflow.source.offset";
 pub const HEADER_OUTCOME_ID: &str = "veriflow.outcome_id";
 pub const HEADER_FEATURES_ID: &str = "veriflow.features_id";
+pub const HEADER_ALERT_ID: &str = "veriflow.alert_id";
 
 /// An outcome: key `tenant_id`, JSON value; its deterministic id and the input
 /// partition that decided it in headers.
@@ -66,6 +69,45 @@ pub fn send_features(
     )
 }
 
+/// An alert, for the webhook fan-out: key `tenant` (`*` for a rule across tenants),
+/// the Standard Webhooks body shape `{type, timestamp, data}`, its deterministic
+/// `alert_id` in the headers (and in `data`).
+pub fn send_alert(
+    sink: &KafkaSink,
+    topic: &str,
+    source_topic: &str,
+    alert: &Alert,
+) -> Result<(), KafkaConnectorError> {
+    let id = alert.alert_id();
+    let body = serde_json::json!({
+        "type": alert.event_type,
+        "timestamp": format_rfc3339(alert.at),
+        "data": {
+            "alert_id": id,
+            "rule": alert.rule,
+            "severity": alert.severity,
+            "tenant": alert.tenant.as_str(),
+            "country": alert.country.as_str(),
+            "provider": alert.provider.as_str(),
+            "metric": alert.metric.as_str(),
+            "value": alert.value,
+            "baseline": alert.baseline,
+            "threshold": alert.threshold,
+            "volume": alert.volume,
+            "window_start": format_rfc3339(alert.window_start),
+            "message": alert.message,
+        }
+    });
+    let identity = Identity {
+        header: HEADER_ALERT_ID,
+        id,
+        source_topic,
+        partition: alert.partition,
+    };
+    let value = serde_json::to_vec(&body).unwrap_or_default();
+    send_identified(sink, topic, &alert.tenant, &value, identity)
+}
+
 /// What lets a restored run recognise a record it is about to write again.
 struct Identity<'a> {
     header: &'static str,
@@ -106,6 +148,9 @@ pub fn output_identity(
     let partition = header(HEADER_SOURCE_PARTITION)?.parse().ok()?;
     if let Some(id) = header(HEADER_FEATURES_ID) {
         return Some((partition, OutputId::Features(id)));
+    }
+    if let Some(id) = header(HEADER_ALERT_ID) {
+        return Some((partition, OutputId::Alert(id)));
     }
     match header(HEADER_OUTCOME_ID) {
         Some(id) => Some((partition, OutputId::Outcome(id))),

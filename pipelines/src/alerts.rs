@@ -1,0 +1,374 @@
+//! Alert rules over KPI windows: a metric per scope key, compared with a threshold
+//! or with its own baseline, with hysteresis and a cool-down so that one incident
+//! fires once.
+//!
+//! Each window is evaluated once, as of one window length after its end (most
+//! approvals and receipts of its requests are in by then; a deterministic instant,
+//! so alerts do not depend on arrival order). Baselines are exponentially weighted
+//! means of the same statistic at the same lag, updated only while the key is
+//! healthy, so an incident does not teach the baseline that it is normal. A key with
+//! too little history of its own is compared with its tenant's baseline.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Text;
+use crate::time::EventTime;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Metric {
+    Requests,
+    ConversionRate,
+    DeliveryRate,
+}
+
+impl Metric {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Requests => "requests",
+            Metric::ConversionRate => "conversion_rate",
+            Metric::DeliveryRate => "delivery_rate",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Scope {
+    Tenant,
+    TenantCountry,
+    TenantCountryProvider,
+    /// Across the partition's tenants (tenant tag `*`): route health is a property
+    /// of the country and provider, and pooling gives it the volume to be judged.
+    CountryProvider,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Comparison {
+    /// Fires below `baseline × (1 − threshold)`.
+    Drop,
+    /// Fires above `baseline × threshold`.
+    Spike,
+    /// Fires below `threshold`.
+    Below,
+    /// Fires above `threshold`.
+    Above,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRule {
+    pub name: String,
+    pub metric: Metric,
+    pub scope: Scope,
+    pub comparison: Comparison,
+    pub threshold: f64,
+    /// Requests (or receipts, for delivery rate) a key needs in a window to count.
+    pub min_volume: u32,
+    pub cooldown_ms: i64,
+    pub severity: String,
+}
+
+impl AlertRule {
+    /// The contract's event type for this rule's firings.
+    pub fn event_type(&self) -> &'static str {
+        match self.metric {
+            Metric::DeliveryRate => "route.degraded",
+            _ => "kpi.alert",
+        }
+    }
+
+    /// The rules veriflow ships: the SMS-pumping signature, route degradation,
+    /// and volume spikes.
+    pub fn defaults() -> Vec<AlertRule> {
+        vec![
+            AlertRule {
+                name: "conversion_drop".into(),
+                metric: Metric::ConversionRate,
+                scope: Scope::TenantCountry,
+                comparison: Comparison::Drop,
+                threshold: 0.5,
+                min_volume: 20,
+                cooldown_ms: 10 * 60_000,
+                severity: "critical".into(),
+            },
+            AlertRule {
+                name: "route_degraded".into(),
+                metric: Metric::DeliveryRate,
+                scope: Scope::CountryProvider,
+                comparison: Comparison::Drop,
+                threshold: 0.5,
+                min_volume: 8,
+                cooldown_ms: 10 * 60_000,
+                severity: "warning".into(),
+            },
+            AlertRule {
+                name: "volume_spike".into(),
+                metric: Metric::Requests,
+                scope: Scope::TenantCountry,
+                comparison: Comparison::Spike,
+                threshold: 4.0,
+                min_volume: 30,
+                cooldown_ms: 10 * 60_000,
+                severity: "warning".into(),
+            },
+        ]
+    }
+}
+
+/// What a window holds for one scope key, as of its evaluation instant.
+#[derive(Debug, Clone, Default)]
+pub struct KeyStats {
+    pub requests: u32,
+    pub approved: u32,
+    pub delivered: u32,
+    pub undelivered: u32,
+}
+
+impl KeyStats {
+    fn value(&self, metric: Metric) -> Option<(f64, u32)> {
+        match metric {
+            Metric::Requests => Some((f64::from(self.requests), self.requests)),
+            Metric::ConversionRate => (self.requests > 0).then(|| {
+                (
+                    f64::from(self.approved) / f64::from(self.requests),
+                    self.requests,
+                )
+            }),
+            Metric::DeliveryRate => {
+                let receipts = self.delivered + self.undelivered;
+                (receipts > 0).then(|| (f64::from(self.delivered) / f64::from(receipts), receipts))
+            }
+        }
+    }
+}
+
+/// How many standard deviations a rate must be off its baseline to fire.
+const Z_MIN: f64 = 3.0;
+
+/// Scope key: tenant, country, provider (empty when not part of the scope).
+pub type ScopeKey = (Text, Text, Text);
+
+/// A firing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub partition: i32,
+    pub rule: String,
+    pub event_type: String,
+    pub severity: String,
+    pub tenant: Text,
+    pub country: Text,
+    pub provider: Text,
+    pub metric: Metric,
+    pub value: f64,
+    pub baseline: Option<f64>,
+    /// The value the metric crossed.
+    pub threshold: f64,
+    pub volume: u32,
+    pub window_start: EventTime,
+    /// The evaluation instant (one window after the window's end).
+    pub at: EventTime,
+    pub message: String,
+}
+
+impl Alert {
+    /// Deterministic identity: one alert per rule, key and window.
+    pub fn alert_id(&self) -> String {
+        format!(
+            "alert-{}-{}-{}-{}-{}",
+            self.rule, self.tenant, self.country, self.provider, self.window_start
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Baseline {
+    mean: f64,
+    updates: u32,
+}
+
+impl Baseline {
+    const ALPHA: f64 = 0.2;
+    const WARM: u32 = 3;
+
+    fn update(&mut self, x: f64) {
+        self.mean = if self.updates == 0 {
+            x
+        } else {
+            self.mean + Self::ALPHA * (x - self.mean)
+        };
+        self.updates += 1;
+    }
+
+    fn warm(&self) -> Option<f64> {
+        (self.updates >= Self::WARM).then_some(self.mean)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct KeyState {
+    baseline: Baseline,
+    firing: bool,
+    healthy_streak: u32,
+    quiet_until: EventTime,
+}
+
+/// Alert state of one partition (checkpointed with the KPI windows).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlertState {
+    /// (rule index, key) → state.
+    keys: BTreeMap<(usize, ScopeKey), KeyState>,
+    /// (rule index, tenant) → the tenant-wide baseline, for keys without history.
+    tenants: BTreeMap<(usize, Text), Baseline>,
+}
+
+impl AlertState {
+    /// Evaluates one window (stats per key at the finest scope: tenant, country,
+    /// provider) against every rule.
+    pub fn evaluate(
+        &mut self,
+        rules: &[AlertRule],
+        partition: i32,
+        window_start: EventTime,
+        at: EventTime,
+        stats: &BTreeMap<ScopeKey, KeyStats>,
+    ) -> Vec<Alert> {
+        let mut fired = Vec::new();
+        for (r, rule) in rules.iter().enumerate() {
+            // Roll the finest stats up to the rule's scope.
+            let mut scoped: BTreeMap<ScopeKey, KeyStats> = BTreeMap::new();
+            let mut per_tenant: BTreeMap<Text, KeyStats> = BTreeMap::new();
+            for ((tenant, country, provider), s) in stats {
+                let key = match rule.scope {
+                    Scope::Tenant => (tenant.clone(), Text::default(), Text::default()),
+                    Scope::TenantCountry => (tenant.clone(), country.clone(), Text::default()),
+                    Scope::TenantCountryProvider => {
+                        (tenant.clone(), country.clone(), provider.clone())
+                    }
+                    Scope::CountryProvider => (Text::from("*"), country.clone(), provider.clone()),
+                };
+                for target in [
+                    scoped.entry(key).or_default(),
+                    per_tenant.entry(tenant.clone()).or_default(),
+                ] {
+                    target.requests += s.requests;
+                    target.approved += s.approved;
+                    target.delivered += s.delivered;
+                    target.undelivered += s.undelivered;
+                }
+            }
+            for (key, s) in &scoped {
+                let Some((value, volume)) = s.value(rule.metric) else {
+                    continue;
+                };
+                if volume < rule.min_volume {
+                    continue;
+                }
+                let tenant_base = self
+                    .tenants
+                    .get(&(r, key.0.clone()))
+                    .and_then(Baseline::warm);
+                let state = self.keys.entry((r, key.clone())).or_default();
+                let baseline = state.baseline.warm().or(tenant_base);
+                let limit = match (rule.comparison, baseline) {
+                    (Comparison::Drop, Some(b)) => Some(b * (1.0 - rule.threshold)),
+                    (Comparison::Spike, Some(b)) => Some(b * rule.threshold),
+                    (Comparison::Below | Comparison::Above, _) => Some(rule.threshold),
+                    _ => None,
+                };
+                // A rate must also be improbable under its baseline (a binomial
+                // z-score), so a handful of failures on a small route is no incident.
+                let significant = match (rule.metric, baseline) {
+                    (Metric::ConversionRate | Metric::DeliveryRate, Some(b)) => {
+                        let sd = (b * (1.0 - b) / f64::from(volume)).sqrt().max(1e-9);
+                        ((value - b) / sd).abs() >= Z_MIN
+                    }
+                    _ => true,
+                };
+                let breached = significant
+                    && limit.is_some_and(|l| match rule.comparison {
+                        Comparison::Drop | Comparison::Below => value < l,
+                        Comparison::Spike | Comparison::Above => value > l,
+                    });
+                // Recovery needs to clear half the margin (hysteresis).
+                let recovered = match (rule.comparison, baseline, limit) {
+                    (Comparison::Drop, Some(b), _) => value >= b * (1.0 - rule.threshold / 2.0),
+                    (Comparison::Spike, Some(b), _) => {
+                        value <= b * (1.0 + (rule.threshold - 1.0) / 2.0)
+                    }
+                    (_, _, Some(l)) => !breached && (value - l).abs() > f64::EPSILON,
+                    _ => true,
+                };
+                if breached {
+                    state.healthy_streak = 0;
+                    if !state.firing && at >= state.quiet_until {
+                        state.firing = true;
+                        state.quiet_until = at + rule.cooldown_ms;
+                        let (tenant, country, provider) = key.clone();
+                        let scope = [country.as_str(), provider.as_str()]
+                            .into_iter()
+                            .filter(|s| !s.is_empty())
+                            .collect::<Vec<_>>()
+                            .join("/");
+                        let message = format!(
+                            "{} of tenant {tenant}{}{scope}: {} {:.3} against {} {:.3} ({} in the window)",
+                            rule.name,
+                            if scope.is_empty() { "" } else { ", " },
+                            rule.metric.as_str(),
+                            value,
+                            if baseline.is_some() {
+                                "a limit from its baseline of"
+                            } else {
+                                "the threshold"
+                            },
+                            limit.unwrap_or(rule.threshold),
+                            volume,
+                        );
+                        fired.push(Alert {
+                            partition,
+                            rule: rule.name.clone(),
+                            event_type: rule.event_type().into(),
+                            severity: rule.severity.clone(),
+                            tenant,
+                            country,
+                            provider,
+                            metric: rule.metric,
+                            value,
+                            baseline,
+                            threshold: limit.unwrap_or(rule.threshold),
+                            volume,
+                            window_start,
+                            at,
+                            message,
+                        });
+                    }
+                } else if recovered {
+                    state.healthy_streak += 1;
+                    if state.firing && state.healthy_streak >= 2 {
+                        state.firing = false;
+                    }
+                }
+                if !state.firing && !breached {
+                    state.baseline.update(value);
+                }
+            }
+            for (tenant, s) in &per_tenant {
+                if let Some((value, volume)) = s.value(rule.metric)
+                    && volume >= rule.min_volume
+                {
+                    let any_firing = self
+                        .keys
+                        .range((r, (tenant.clone(), Text::default(), Text::default()))..)
+                        .take_while(|((i, k), _)| *i == r && k.0 == *tenant)
+                        .any(|(_, s)| s.firing);
+                    if !any_firing {
+                        self.tenants
+                            .entry((r, tenant.clone()))
+                            .or_default()
+                            .update(value);
+                    }
+                }
+            }
+        }
+        fired
+    }
+}
