@@ -7,6 +7,7 @@ use anyhow::Context;
 use veriflow_analytics::KpiEngine;
 use veriflow_connectors::influx::{FieldValue, InfluxSink, InfluxStats, Point};
 use veriflow_pipelines::alerts::Alert;
+use veriflow_pipelines::forecast::Forecast;
 use veriflow_pipelines::kpi::KpiWindowBatch;
 
 use crate::config::Config;
@@ -75,6 +76,22 @@ impl KpiStage {
             .field("threshold", FieldValue::Float(a.threshold))
             .field("message", FieldValue::Text(a.message.clone()));
         self.sink.send([point]);
+    }
+
+    /// Forecasts as `veriflow_forecast` points (contract §2), one per target hour;
+    /// a newer forecast of the same hour overwrites the older one.
+    pub fn forecast(&mut self, f: &Forecast) {
+        let points = f.points.iter().map(|p| {
+            Point::new("veriflow_forecast", p.target)
+                .tag("tenant", f.tenant.as_str())
+                .tag("country", f.country.as_str())
+                .tag("metric", "requests_per_hour")
+                .field("value", FieldValue::Float(p.value))
+                .field("lower", FieldValue::Float(p.lower))
+                .field("upper", FieldValue::Float(p.upper))
+                .field("horizon_s", FieldValue::Int(p.horizon_s))
+        });
+        self.sink.send(points);
     }
 
     /// The sink holds `influx.buffer_points` or more: stop taking input.

@@ -3,6 +3,7 @@
 mod api_server;
 mod config;
 mod demo;
+mod forecast_eval;
 mod kpi_stage;
 mod metrics;
 mod pace;
@@ -72,6 +73,20 @@ enum Command {
         /// Overrides api.database_url.
         #[arg(long)]
         database_url: Option<String>,
+    },
+    /// Score the demand forecasts on simulated days (MASE and sMAPE against the
+    /// seasonal-naive forecast, by horizon).
+    ForecastEval {
+        #[arg(long, default_value_t = 6)]
+        days: u32,
+        /// Verification requests per simulated second.
+        #[arg(long, default_value_t = 2.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Days of history before scoring starts.
+        #[arg(long, default_value_t = 2)]
+        warmup_days: u32,
     },
     /// Run the pipeline in-process on simulated traffic and show a live summary.
     Demo {
@@ -211,6 +226,17 @@ fn real_main() -> anyhow::Result<()> {
             eprintln!("veriflow API on http://{}/ (Ctrl-C stops)", server.addr);
             server.join()
         }
+        Command::ForecastEval {
+            days,
+            rate,
+            seed,
+            warmup_days,
+        } => forecast_eval::forecast_eval(forecast_eval::EvalOptions {
+            days,
+            rate,
+            seed,
+            warmup_days,
+        }),
         Command::Demo {
             duration,
             seed,

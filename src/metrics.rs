@@ -272,7 +272,7 @@ impl Metrics {
                 let reason = r.rejection.reason.as_str().to_owned();
                 self.rejected.get_or_create(&ReasonLabel { reason }).inc();
             }
-            Output::Kpi(_) | Output::Alert(_) => {}
+            Output::Kpi(_) | Output::Alert(_) | Output::Forecast(_) => {}
             Output::Features(_) => {
                 self.features.inc();
             }

@@ -111,6 +111,11 @@ impl Inner {
                         kpi.handle(k);
                     }
                 }
+                Output::Forecast(f) => {
+                    if let Some(kpi) = &mut self.kpi {
+                        kpi.forecast(f);
+                    }
+                }
                 Output::Alert(a) => {
                     tracing::warn!(rule = %a.rule, tenant = %a.tenant, "alert: {}", a.message);
                     records::send_alert(&self.sink, &self.topics.alerts, &self.topics.input, a)?;

@@ -85,7 +85,7 @@ impl Summary {
                 }
             }
             Output::Rejected(r) => *self.rejected.entry(r.rejection.reason).or_default() += 1,
-            Output::Features(_) | Output::Kpi(_) | Output::Alert(_) => {}
+            Output::Features(_) | Output::Kpi(_) | Output::Alert(_) | Output::Forecast(_) => {}
         }
     }
 

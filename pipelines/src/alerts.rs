@@ -231,6 +231,7 @@ impl AlertState {
         window_start: EventTime,
         at: EventTime,
         stats: &BTreeMap<ScopeKey, KeyStats>,
+        forecast: &dyn Fn(&ScopeKey) -> Option<f64>,
     ) -> Vec<Alert> {
         let mut fired = Vec::new();
         for (r, rule) in rules.iter().enumerate() {
@@ -268,7 +269,13 @@ impl AlertState {
                     .get(&(r, key.0.clone()))
                     .and_then(Baseline::warm);
                 let state = self.keys.entry((r, key.clone())).or_default();
-                let baseline = state.baseline.warm().or(tenant_base);
+                // Volume is judged against the demand forecast for this hour when
+                // there is one (daily seasonality), else against its baseline.
+                let forecast = match (rule.metric, rule.scope) {
+                    (Metric::Requests, Scope::TenantCountry) => forecast(key),
+                    _ => None,
+                };
+                let baseline = forecast.or(state.baseline.warm()).or(tenant_base);
                 let limit = match (rule.comparison, baseline) {
                     (Comparison::Drop, Some(b)) => Some(b * (1.0 - rule.threshold)),
                     (Comparison::Spike, Some(b)) => Some(b * rule.threshold),

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::Text;
 use crate::alerts::{Alert, AlertRule, AlertState, KeyStats, ScopeKey};
 use crate::event::Channel;
+use crate::forecast::{Forecast, Forecaster, HOUR_MS};
 use crate::lifecycle::Verification;
 use crate::outcome::{Outcome, OutcomeKind};
 use crate::time::EventTime;
@@ -142,6 +143,16 @@ struct Window {
     last_emitted: Option<u64>,
     /// Alert rules have looked at this window (one window after its end).
     evaluated: bool,
+    /// Its requests were added to the hourly counts (at its first emission).
+    counted: bool,
+}
+
+/// What [`KpiWindows::due`] produced.
+#[derive(Debug, Default)]
+pub struct Due {
+    pub batches: Vec<KpiWindowBatch>,
+    pub alerts: Vec<Alert>,
+    pub forecasts: Vec<Forecast>,
 }
 
 /// The open KPI windows of one partition.
@@ -152,6 +163,7 @@ pub struct KpiWindows {
     /// Verification → its window start, until it is decided.
     member_of: BTreeMap<u128, EventTime>,
     alerts: AlertState,
+    forecast: Forecaster,
 }
 
 impl KpiWindows {
@@ -161,6 +173,7 @@ impl KpiWindows {
             windows: BTreeMap::new(),
             member_of: BTreeMap::new(),
             alerts: AlertState::default(),
+            forecast: Forecaster::default(),
         }
     }
 
@@ -188,6 +201,7 @@ impl KpiWindows {
             next_emit: end,
             last_emitted: None,
             evaluated: false,
+            counted: false,
         });
         w.members.push((key, None));
         self.member_of.insert(key, start);
@@ -214,7 +228,7 @@ impl KpiWindows {
         ttl_ms: i64,
         rules: &[AlertRule],
         open: &HashMap<u128, Verification, impl std::hash::BuildHasher>,
-    ) -> (Vec<KpiWindowBatch>, Vec<Alert>) {
+    ) -> Due {
         let mut out = Vec::new();
         let mut alerts = Vec::new();
         let mut finished = Vec::new();
@@ -224,17 +238,45 @@ impl KpiWindows {
                 break;
             }
             let end = start + self.window_ms;
+            if !w.counted {
+                // Every request of the window is known once the watermark passed
+                // its end: exact hourly counts for the forecasts.
+                w.counted = true;
+                let mut counts: BTreeMap<(Text, Text), u64> = BTreeMap::new();
+                for (key, fact) in &w.members {
+                    let who = match fact {
+                        Some(f) => Some((f.tenant.clone(), f.country.clone())),
+                        None => open.get(key).and_then(|v| {
+                            v.requested
+                                .as_ref()
+                                .map(|r| (v.tenant_id.clone(), r.country.clone()))
+                        }),
+                    };
+                    if let Some(who) = who {
+                        *counts.entry(who).or_default() += 1;
+                    }
+                }
+                self.forecast.add(start, &counts);
+            }
             let evaluate_at = end + self.window_ms;
             if !w.evaluated && watermark >= evaluate_at {
                 w.evaluated = true;
                 if !rules.is_empty() {
                     let stats = stats_at(&w.members, open, evaluate_at);
+                    let windows_per_hour = HOUR_MS as f64 / self.window_ms as f64;
+                    let forecast = &self.forecast;
+                    let expected = |key: &ScopeKey| {
+                        forecast
+                            .expected_per_hour(&(key.0.clone(), key.1.clone()))
+                            .map(|per_hour| per_hour / windows_per_hour)
+                    };
                     alerts.extend(self.alerts.evaluate(
                         rules,
                         partition,
                         start,
                         evaluate_at,
                         &stats,
+                        &expected,
                     ));
                 }
             }
@@ -276,7 +318,12 @@ impl KpiWindows {
                 }
             }
         }
-        (out, alerts)
+        let forecasts = self.forecast.advance(partition, watermark);
+        Due {
+            batches: out,
+            alerts,
+            forecasts,
+        }
     }
 }
 

@@ -17,6 +17,7 @@ pub mod country;
 pub mod engine;
 pub mod event;
 pub mod features;
+pub mod forecast;
 pub mod kpi;
 pub mod lifecycle;
 pub mod outcome;

@@ -22,6 +22,7 @@ use crate::Text;
 use crate::alerts::{Alert, AlertRule};
 use crate::event::EventKind;
 use crate::features::{FeatureRecord, FeatureRequest, FeatureState};
+use crate::forecast::Forecast;
 use crate::kpi::{KpiWindowBatch, KpiWindows};
 use crate::lifecycle::{Applied, HeldRecord, Verification, verification_key};
 use crate::outcome::Outcome;
@@ -78,6 +79,8 @@ pub enum Output {
     Kpi(KpiWindowBatch),
     /// An alert rule fired.
     Alert(Alert),
+    /// Demand forecasts made as an hour completed (idempotent downstream).
+    Forecast(Forecast),
 }
 
 /// The identity of an output: the same input always yields the same ids, so an
@@ -94,6 +97,8 @@ pub enum OutputId {
     Kpi(EventTime, EventTime),
     /// `alert_id` (rule, key, window).
     Alert(String),
+    /// Tenant, country and the instant the forecast was made.
+    Forecast(String, String, EventTime),
 }
 
 impl Output {
@@ -104,6 +109,9 @@ impl Output {
             Output::Features(f) => OutputId::Features(f.features_id()),
             Output::Kpi(k) => OutputId::Kpi(k.window_start, k.as_of),
             Output::Alert(a) => OutputId::Alert(a.alert_id()),
+            Output::Forecast(f) => {
+                OutputId::Forecast(f.tenant.to_string(), f.country.to_string(), f.made_at)
+            }
         }
     }
 }
@@ -394,15 +402,16 @@ impl PartitionPipeline {
             }
         }
         if let Some(kpi) = &mut self.kpi {
-            let (due, alerts) = kpi.due(
+            let due = kpi.due(
                 self.partition,
                 watermark,
                 cfg.ttl_ms,
                 &cfg.alert_rules,
                 &self.open,
             );
-            out.extend(due.into_iter().map(Output::Kpi));
-            for alert in alerts {
+            out.extend(due.batches.into_iter().map(Output::Kpi));
+            out.extend(due.forecasts.into_iter().map(Output::Forecast));
+            for alert in due.alerts {
                 self.emit(out, Output::Alert(alert));
             }
         }

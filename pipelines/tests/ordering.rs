@@ -78,6 +78,10 @@ fn run(events: &[(i64, Vec<u8>)], restore_at: Option<usize>) -> Vec<Vec<u8>> {
             Output::Kpi(k) if k.is_final => final_kpis.push((k.window_start, format!("{k:?}"))),
             Output::Kpi(_) => {}
             Output::Alert(a) => alerts.push((a.alert_id(), format!("{a:?}"))),
+            Output::Forecast(f) => alerts.push((
+                format!("forecast {} {} {}", f.tenant, f.country, f.made_at),
+                format!("{f:?}"),
+            )),
             Output::Rejected(r) => panic!("nothing should be rejected: {:?}", r.rejection),
         }
     }

@@ -1,0 +1,167 @@
+//! `veriflow forecast-eval`: how good the demand forecasts are on simulated traffic.
+//!
+//! Runs days of seeded traffic through the pipeline in-process (KPI windows on),
+//! keeps every forecast made at each hour's end, and scores them against the hourly
+//! counts that then happened, beside the seasonal-naive forecast (the same hour a
+//! day earlier), the standard baseline for daily-seasonal series. Reports MASE
+//! (mean absolute error over the mean absolute error of the one-day-lag naive
+//! forecast in the same period: < 1 beats it) and sMAPE, by horizon.
+
+use std::collections::BTreeMap;
+
+use veriflow_pipelines::forecast::{Forecast, HOUR_MS};
+use veriflow_pipelines::{
+    InputRecord, Output, PartitionPipeline, PipelineConfig, ValidationLimits,
+};
+use veriflow_simulator::{SimConfig, SimItem, Simulator};
+
+pub struct EvalOptions {
+    pub days: u32,
+    pub rate: f64,
+    pub seed: u64,
+    /// Days of history before scoring starts.
+    pub warmup_days: u32,
+}
+
+#[derive(Default)]
+struct Errors {
+    abs: f64,
+    naive_abs: f64,
+    smape: f64,
+    naive_smape: f64,
+    n: f64,
+}
+
+pub fn forecast_eval(o: EvalOptions) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        o.days > o.warmup_days + 1,
+        "--days must exceed --warmup-days by 2 or more"
+    );
+    let cfg = PipelineConfig {
+        limits: ValidationLimits {
+            max_future_skew_ms: None,
+            ..ValidationLimits::default()
+        },
+        kpi_window_ms: Some(60_000),
+        ..PipelineConfig::default()
+    };
+    let sim = SimConfig {
+        seed: o.seed,
+        rate: o.rate,
+        duration_ms: Some(i64::from(o.days) * 24 * HOUR_MS),
+        fraud_share: 0.0,
+        ..SimConfig::default()
+    };
+    let start = sim.start;
+    let mut sim = Simulator::new(sim);
+    let mut p = PartitionPipeline::new(0);
+    let mut out = Vec::new();
+    let mut forecasts: Vec<Forecast> = Vec::new();
+    let mut offset = 0i64;
+    eprintln!(
+        "forecast-eval: simulating {} days at {} requests/s ...",
+        o.days, o.rate
+    );
+    let mut collect = |out: &mut Vec<Output>| {
+        for x in out.drain(..) {
+            if let Output::Forecast(f) = x {
+                forecasts.push(f);
+            }
+        }
+    };
+    while let Some(item) = sim.next() {
+        if let SimItem::Event(e) = item {
+            p.process(
+                &cfg,
+                InputRecord {
+                    offset,
+                    key: None,
+                    payload: &e.payload,
+                },
+                0,
+                &mut out,
+            );
+            offset += 1;
+            if offset % 4096 == 0 {
+                p.fire_timers(&cfg, &mut out);
+                collect(&mut out);
+            }
+        }
+    }
+    p.drain(&cfg, &mut out);
+    collect(&mut out);
+
+    // Observed count per (tenant, country, hour start), from the forecasts' own
+    // record of each completed hour.
+    let mut observed: BTreeMap<(String, String, i64), f64> = BTreeMap::new();
+    for f in &forecasts {
+        observed.insert(
+            (
+                f.tenant.to_string(),
+                f.country.to_string(),
+                f.made_at - HOUR_MS,
+            ),
+            f.observed,
+        );
+    }
+    let score_from = start + i64::from(o.warmup_days) * 24 * HOUR_MS;
+    let mut by_horizon: BTreeMap<usize, Errors> = BTreeMap::new();
+    for f in forecasts.iter().filter(|f| f.made_at >= score_from) {
+        for (h, point) in f.points.iter().enumerate() {
+            let key = |t: i64| (f.tenant.to_string(), f.country.to_string(), t);
+            let (Some(y), Some(naive)) = (
+                observed.get(&key(point.target)),
+                observed.get(&key(point.target - 24 * HOUR_MS)),
+            ) else {
+                continue;
+            };
+            let e = by_horizon.entry(h + 1).or_default();
+            e.abs += (y - point.value).abs();
+            e.naive_abs += (y - naive).abs();
+            e.smape += smape(*y, point.value);
+            e.naive_smape += smape(*y, *naive);
+            e.n += 1.0;
+        }
+    }
+    println!("horizon  forecasts  MASE (Holt-Winters vs seasonal naive)  sMAPE HW  sMAPE naive");
+    let mut total = Errors::default();
+    for (h, e) in &by_horizon {
+        if [1, 3, 6, 12, 24].contains(h) {
+            println!(
+                "{:>5} h  {:>9}  {:>37.3}  {:>7.1}%  {:>10.1}%",
+                h,
+                e.n,
+                e.abs / e.naive_abs.max(1e-9),
+                100.0 * e.smape / e.n,
+                100.0 * e.naive_smape / e.n
+            );
+        }
+        total.abs += e.abs;
+        total.naive_abs += e.naive_abs;
+        total.smape += e.smape;
+        total.naive_smape += e.naive_smape;
+        total.n += e.n;
+    }
+    anyhow::ensure!(
+        total.n > 0.0,
+        "no forecast could be scored; try more --days"
+    );
+    println!(
+        "  all    {:>9}  {:>37.3}  {:>7.1}%  {:>10.1}%",
+        total.n,
+        total.abs / total.naive_abs.max(1e-9),
+        100.0 * total.smape / total.n,
+        100.0 * total.naive_smape / total.n
+    );
+    Ok(())
+}
+
+/// Symmetric absolute percentage error of one forecast (0 when both are 0).
+fn smape(y: f64, f: f64) -> f64 {
+    let d = y.abs() + f.abs();
+    if d == 0.0 {
+        0.0
+    } else {
+        2.0 * (y - f).abs() / d
+    }
+}
