@@ -7,10 +7,10 @@
 //! went to (the routing decision), `none` while nothing was sent.
 //!
 //! Emission is driven by the watermark: a window is first emitted when the
-//! watermark passes its end (every request in it has arrived), then again each
-//! time the watermark passes another window length while something in it changed
-//! (decisions, attempts), and a last time, marked final, once every verification
-//! in it is decided (at the latest end + TTL). Undecided verifications are read as
+//! watermark passes its end (every request in it has arrived), again one window
+//! later (most approvals and receipts of its requests are in by then; alerts are
+//! evaluated at that instant too), and a last time, marked final, at end + TTL,
+//! when every verification in it is decided. Undecided verifications are read as
 //! of the watermark (only events before it count), decided ones as they were
 //! decided. The final emission is deterministic: the same events in any arrival
 //! order within the allowed lateness, or across a restore, give the same final
@@ -139,8 +139,6 @@ struct Window {
     /// Members in request order; `Some` once decided (frozen).
     members: Vec<(u128, Option<KpiFact>)>,
     next_emit: EventTime,
-    /// Fingerprint of the last emission: unchanged windows are not re-emitted.
-    last_emitted: Option<u64>,
     /// Alert rules have looked at this window (one window after its end).
     evaluated: bool,
     /// Its requests were added to the hourly counts (at its first emission).
@@ -199,7 +197,6 @@ impl KpiWindows {
         let w = self.windows.entry(start).or_insert_with(|| Window {
             members: Vec::new(),
             next_emit: end,
-            last_emitted: None,
             evaluated: false,
             counted: false,
         });
@@ -290,26 +287,26 @@ impl KpiWindows {
                     None => open.get(key).and_then(|v| KpiFact::as_of(v, watermark)),
                 })
                 .collect();
-            let fingerprint = fingerprint(&facts);
-            // Next due: the first window boundary after the watermark.
-            let steps = (watermark - end) / self.window_ms + 1;
-            w.next_emit = end.saturating_add(steps.saturating_mul(self.window_ms));
+            // Three emissions: at the close, one window later (most approvals
+            // and receipts in), and final once every decision is possible.
+            w.next_emit = if watermark < evaluate_at {
+                evaluate_at
+            } else {
+                (end + ttl_ms).max(evaluate_at + 1)
+            };
             if is_final {
                 finished.push(start);
             }
-            if is_final || w.last_emitted != Some(fingerprint) {
-                w.last_emitted = Some(fingerprint);
-                out.push(KpiWindowBatch {
-                    partition,
-                    window_start: start,
-                    window_end: end,
-                    // A final window holds only decided facts: as of the last
-                    // possible decision, whatever the watermark was.
-                    as_of: if is_final { end + ttl_ms } else { watermark },
-                    is_final,
-                    facts,
-                });
-            }
+            out.push(KpiWindowBatch {
+                partition,
+                window_start: start,
+                window_end: end,
+                // A final window holds only decided facts: as of the last
+                // possible decision, whatever the watermark was.
+                as_of: if is_final { end + ttl_ms } else { watermark },
+                is_final,
+                facts,
+            });
         }
         for start in finished {
             if let Some(w) = self.windows.remove(&start) {
@@ -371,9 +368,4 @@ fn sorted_receipts(v: &Verification, keep: impl Fn(EventTime) -> bool) -> Vec<(E
         .collect();
     r.sort_unstable();
     r
-}
-
-fn fingerprint(facts: &[KpiFact]) -> u64 {
-    let bytes = postcard::to_stdvec(facts).unwrap_or_default();
-    xxhash_rust::xxh3::xxh3_64(&bytes)
 }
