@@ -31,6 +31,9 @@ pub fn demo(options: DemoOptions, shutdown: Arc<AtomicBool>) -> anyhow::Result<(
             max_future_skew_ms: None,
             ..ValidationLimits::default()
         },
+        // KPI windows feed the alert rules, shown live (no InfluxDB here).
+        kpi_window_ms: Some(60_000),
+        alert_rules: veriflow_pipelines::alerts::AlertRule::defaults(),
         ..PipelineConfig::default()
     };
     let sim_config = SimConfig {

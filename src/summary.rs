@@ -35,6 +35,8 @@ pub struct Summary {
     expired: u64,
     failed_attempts: u64,
     rejected: BTreeMap<RejectReason, u64>,
+    /// The latest alerts fired (event time, text), newest last.
+    alerts: Vec<(i64, String)>,
     last_tick: Instant,
     last_received: u64,
 }
@@ -56,6 +58,7 @@ impl Default for Summary {
             expired: 0,
             failed_attempts: 0,
             rejected: BTreeMap::new(),
+            alerts: Vec::new(),
             last_tick: Instant::now(),
             last_received: 0,
         }
@@ -85,7 +88,16 @@ impl Summary {
                 }
             }
             Output::Rejected(r) => *self.rejected.entry(r.rejection.reason).or_default() += 1,
-            Output::Features(_) | Output::Kpi(_) | Output::Alert(_) | Output::Forecast(_) => {}
+            Output::Alert(a) => {
+                self.alerts.push((
+                    a.at,
+                    format!("{} [{}] {}", a.event_type, a.severity, a.message),
+                ));
+                if self.alerts.len() > 5 {
+                    self.alerts.remove(0);
+                }
+            }
+            Output::Features(_) | Output::Kpi(_) | Output::Forecast(_) => {}
         }
     }
 
@@ -162,6 +174,16 @@ impl Summary {
                     .map(|(k, c)| format!("{k:>12} {:>5.1}% of {:<7}", 100.0 * c.rate(), c.total))
                     .collect();
                 let _ = writeln!(s, "  {}", cells.join(" "));
+            }
+        }
+        if !self.alerts.is_empty() {
+            let _ = writeln!(s, "  latest alerts:");
+            for (at, text) in &self.alerts {
+                let _ = writeln!(
+                    s,
+                    "    {}  {text}",
+                    veriflow_pipelines::time::format_rfc3339(*at)
+                );
             }
         }
         if self.dead_letters() > 0 {
