@@ -339,3 +339,72 @@ fn a_pumping_attack_raises_an_alert_on_the_topic_and_in_influx() {
         "no veriflow_alert point for {id}"
     );
 }
+
+#[test]
+fn forecasts_land_in_influx_with_intervals() {
+    // 50 minutes from the top of an hour: that hour completes when the stream
+    // ends and is forecast once (no two forecasts of one hour to tell apart).
+    // A start hour no other run uses (VictoriaMetrics keeps every run's points),
+    // so the series read back are this run's.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let start_ms = 1_577_836_800_000 + (nanos % 40_000) as i64 * 3_600_000; // 2020-01-01 on
+    let start = veriflow_pipelines::time::format_rfc3339(start_ms);
+    let s = Scenario::new(
+        "kpi-forecast",
+        &[
+            "--rate",
+            "1",
+            "--duration",
+            "50m",
+            "--seed",
+            "41",
+            "--fraud-share",
+            "0",
+            "--start",
+            &start,
+        ],
+    );
+    produce_events(&s.d.brokers, &s.d.input, &s.events, 0, None);
+    let vm = format!("http://{}", victoria_metrics());
+    s.d.run_until_end(&[("VERIFLOW_INFLUX__URL", &vm)], RUN_TIMEOUT);
+    let tenant = s.truth[0]["tenant_id"].as_str().unwrap().to_string();
+    let country = s.truth[0]["country"].as_str().unwrap().to_string();
+    let series = |field: &str| -> Vec<(i64, f64)> {
+        vm_export(&format!("veriflow_forecast_{field}"))
+            .into_iter()
+            .filter(|(name, l, _)| {
+                name == &format!("veriflow_forecast_{field}")
+                    && l.get("tenant") == Some(&tenant)
+                    && l.get("country") == Some(&country)
+                    && l.get("metric").map(String::as_str) == Some("requests_per_hour")
+            })
+            .flat_map(|(_, _, samples)| samples)
+            .filter(|(t, _)| *t >= start_ms && *t < start_ms + 30 * 3_600_000)
+            .collect()
+    };
+    let value = series("value");
+    let lower = series("lower");
+    let upper = series("upper");
+    let horizon = series("horizon_s");
+    assert!(
+        value.len() >= 24,
+        "{} forecast points for {tenant}/{country}",
+        value.len()
+    );
+    let first_target = value.iter().map(|(t, _)| *t).min().unwrap();
+    assert_eq!(first_target % 3_600_000, 0, "targets are hour starts");
+    for (t, v) in &value {
+        let lo = lower.iter().find(|(x, _)| x == t).map(|(_, v)| *v).unwrap();
+        let hi = upper.iter().find(|(x, _)| x == t).map(|(_, v)| *v).unwrap();
+        assert!(lo <= *v && *v <= hi && lo >= 0.0, "{lo} <= {v} <= {hi}");
+    }
+    let horizons: std::collections::BTreeSet<i64> =
+        horizon.iter().map(|(_, h)| *h as i64).collect();
+    assert!(
+        horizons.contains(&0) && horizons.contains(&(23 * 3600)),
+        "{horizons:?}"
+    );
+}
