@@ -441,6 +441,8 @@ impl Config {
             },
             kpi_window_ms: self.kpi_window_ms()?,
             alert_rules: self.alert_rules()?,
+            // Filled from the KPI files' `-- window:` lines when they are loaded.
+            kpi_hops: Vec::new(),
         })
     }
 

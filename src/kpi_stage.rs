@@ -46,6 +46,23 @@ impl KpiStage {
         }))
     }
 
+    /// The hopping windows the KPI files declare; each size and step must be a
+    /// whole number of KPI windows.
+    pub fn hops(&self, window_ms: Option<i64>) -> anyhow::Result<Vec<(i64, i64)>> {
+        let window = window_ms.unwrap_or(60_000);
+        for q in self.engine.queries() {
+            if let Some((size, every)) = q.hop {
+                anyhow::ensure!(
+                    size % window == 0 && every % window == 0,
+                    "{}: a hopping window's size and step must be multiples of kpi.window ({} ms)",
+                    q.path,
+                    window
+                );
+            }
+        }
+        Ok(self.engine.hops())
+    }
+
     pub fn handle(&mut self, batch: &KpiWindowBatch) {
         if !self.provisional && !batch.is_final {
             return;

@@ -446,7 +446,12 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
     };
     let store = checkpoint_store(config, &kafka.group_id)?;
     tracing::info!(store = %store.describe(), "checkpoints");
-    let engine = Engine::new(config.pipeline()?, topics.input.clone(), Some(store));
+    let kpi = KpiStage::start(config)?;
+    let mut pipeline = config.pipeline()?;
+    if let Some(kpi) = &kpi {
+        pipeline.kpi_hops = kpi.hops(pipeline.kpi_window_ms)?;
+    }
+    let engine = Engine::new(pipeline, topics.input.clone(), Some(store));
     let metrics = Arc::new(Metrics::default());
     if config.metrics.listen != "off" {
         let addr = metrics::serve(&config.metrics.listen, metrics.clone())?;
@@ -457,7 +462,6 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
     } else {
         None
     };
-    let kpi = KpiStage::start(config)?;
     let shared = Arc::new(Shared(Mutex::new(Inner {
         engine,
         sink,

@@ -81,7 +81,13 @@ fn read_back(measurement: &str) -> Expected {
 /// uses (VictoriaMetrics outlives test runs), plus a user-added query.
 fn kpi_dir(dir: &std::path::Path, measurement: &str) {
     let builtin = std::fs::read_to_string(repo().join("sql/kpi/veriflow_kpi.sql")).unwrap();
-    std::fs::write(dir.join(format!("{measurement}.sql")), builtin).unwrap();
+    std::fs::write(dir.join(format!("{measurement}.sql")), &builtin).unwrap();
+    // The same query over hopping windows: the last 5 minutes, every minute.
+    std::fs::write(
+        dir.join(format!("{measurement}_5m.sql")),
+        format!("-- window: 5m every 1m\n{builtin}"),
+    )
+    .unwrap();
     std::fs::write(
         dir.join(format!("{measurement}_by_channel.sql")),
         "-- a user's own KPI: requests per tenant and channel\n\
@@ -130,6 +136,37 @@ fn kpi_points_equal_the_ground_truth_and_user_sql_adds_a_series() {
     assert_eq!(got.len(), expected.len(), "series × windows");
     for (key, want) in &expected {
         assert_eq!(got.get(key), Some(want), "{key:?}");
+    }
+    // Hopping windows: each 5 minutes ending on every minute boundary after the
+    // data starts, until the last window's data; their counts are sums over the
+    // tumbling windows inside (timestamped at the hopping window's start).
+    let first = expected.keys().map(|k| k.0).min().unwrap();
+    let last = expected.keys().map(|k| k.0).max().unwrap();
+    let mut hopping = Expected::new();
+    let mut end = first + 60_000;
+    while end - 300_000 <= last {
+        for ((w, tenant, country, provider, channel), v) in &expected {
+            if (end - 300_000..end).contains(w) {
+                let e = hopping
+                    .entry((
+                        end - 300_000,
+                        tenant.clone(),
+                        country.clone(),
+                        provider.clone(),
+                        channel.clone(),
+                    ))
+                    .or_default();
+                for i in 0..4 {
+                    e[i] += v[i];
+                }
+            }
+        }
+        end += 60_000;
+    }
+    let got_hopping = read_back(&format!("{measurement}_5m"));
+    assert_eq!(got_hopping.len(), hopping.len(), "hopping series × windows");
+    for (key, want) in &hopping {
+        assert_eq!(got_hopping.get(key), Some(want), "hopping {key:?}");
     }
     // The user's file: its own measurement, per tenant and channel.
     let mine = vm_export(&format!("{measurement}_by_channel_requests"));

@@ -56,6 +56,34 @@ pub struct KpiQuery {
     pub measurement: String,
     pub path: String,
     pub sql: String,
+    /// `Some((size, every))` (ms) for a hopping window, declared by a comment line
+    /// `-- window: 1h every 5m`; `None` runs on every tumbling window.
+    pub hop: Option<(i64, i64)>,
+}
+
+/// The `-- window: SIZE every EVERY` declaration of a KPI file, if any.
+fn parse_hop(path: &str, sql: &str) -> Result<Option<(i64, i64)>, AnalyticsError> {
+    for (n, line) in sql.lines().enumerate() {
+        let Some(spec) = line.trim().strip_prefix("--").map(str::trim) else {
+            continue;
+        };
+        let Some(spec) = spec.strip_prefix("window:") else {
+            continue;
+        };
+        let bad = || AnalyticsError::Sql {
+            path: format!("{path}:{}", n + 1),
+            message: format!(
+                "`-- window:{spec}` must read `-- window: SIZE every EVERY`, e.g. `1h every 5m`"
+            ),
+        };
+        let (size, every) = spec.split_once(" every ").ok_or_else(bad)?;
+        let ms = |t: &str| veriflow_pipelines::time::parse_duration_ms(t.trim()).filter(|v| *v > 0);
+        let (Some(size), Some(every)) = (ms(size), ms(every)) else {
+            return Err(bad());
+        };
+        return Ok(Some((size, every)));
+    }
+    Ok(None)
 }
 
 pub struct KpiEngine {
@@ -84,6 +112,7 @@ impl KpiEngine {
                     measurement: name.to_string(),
                     path: format!("sql/kpi/{name}.sql (built in)"),
                     sql: sql.to_string(),
+                    hop: None,
                 })
                 .collect(),
             Some(dir) => read_dir(dir)?,
@@ -102,6 +131,14 @@ impl KpiEngine {
 
     pub fn queries(&self) -> &[KpiQuery] {
         &self.queries
+    }
+
+    /// The hopping windows the queries need, each once.
+    pub fn hops(&self) -> Vec<(i64, i64)> {
+        let mut hops: Vec<(i64, i64)> = self.queries.iter().filter_map(|q| q.hop).collect();
+        hops.sort_unstable();
+        hops.dedup();
+        hops
     }
 
     fn plan_all(&self) -> Result<(), AnalyticsError> {
@@ -153,7 +190,7 @@ impl KpiEngine {
         })?;
         let _ = ctx.register_table(TABLE, Arc::new(table));
         let mut out = Vec::new();
-        for q in &self.queries {
+        for q in self.queries.iter().filter(|q| q.hop == batch.hop) {
             let run = |e: datafusion::error::DataFusionError| AnalyticsError::Run {
                 path: q.path.clone(),
                 message: e.to_string(),
@@ -261,9 +298,11 @@ fn read_dir(dir: &Path) -> Result<Vec<KpiQuery>, AnalyticsError> {
                 .file_stem()
                 .map(|s| s.to_string_lossy().to_string())
                 .unwrap_or_default();
+            let path = path.display().to_string();
             Ok(KpiQuery {
+                hop: parse_hop(&path, &sql)?,
                 measurement,
-                path: path.display().to_string(),
+                path,
                 sql,
             })
         })

@@ -30,6 +30,7 @@ fn batch(facts: Vec<KpiFact>, is_final: bool) -> KpiWindowBatch {
         as_of: 120_000,
         is_final,
         facts,
+        hop: None,
     }
 }
 
@@ -181,4 +182,44 @@ fn bad_files_are_refused_at_load_with_file_and_line() {
         KpiEngine::load(Some(dir.path())),
         Err(AnalyticsError::Empty(_))
     ));
+}
+
+#[test]
+fn hopping_files_run_on_hopping_batches_only() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tumbling.sql"),
+        "SELECT window_start AS time, count(*) AS n FROM verifications GROUP BY 1",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("hourly.sql"),
+        "-- the last hour, every 5 minutes\n-- window: 1h every 5m\n\
+         SELECT window_start AS time, count(*) AS n FROM verifications GROUP BY 1",
+    )
+    .unwrap();
+    let mut engine = KpiEngine::load(Some(dir.path())).unwrap();
+    assert_eq!(engine.hops(), vec![(3_600_000, 300_000)]);
+    let facts = vec![fact("BR", "x", None, None); 3];
+    let tumbling = engine.evaluate(&batch(facts.clone(), true)).unwrap();
+    assert_eq!(
+        tumbling
+            .iter()
+            .map(|p| p.measurement.as_str())
+            .collect::<Vec<_>>(),
+        ["tumbling"]
+    );
+    let mut hop = batch(facts, true);
+    hop.hop = Some((3_600_000, 300_000));
+    let hopping = engine.evaluate(&hop).unwrap();
+    assert_eq!(
+        hopping
+            .iter()
+            .map(|p| p.measurement.as_str())
+            .collect::<Vec<_>>(),
+        ["hourly"]
+    );
+    assert_eq!(field(&hopping[0], "n"), Some(&FieldValue::Int(3)));
+    let e = load_error("-- window: an hour\nSELECT window_start AS time FROM verifications");
+    assert!(e.contains("broken.sql:1") && e.contains("every"), "{e}");
 }

@@ -132,6 +132,8 @@ pub struct KpiWindowBatch {
     /// Every verification in the window is decided; it will not be emitted again.
     pub is_final: bool,
     pub facts: Vec<KpiFact>,
+    /// For a hopping window, its (size, every) in ms; `None` for the tumbling ones.
+    pub hop: Option<(i64, i64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,6 +164,10 @@ pub struct KpiWindows {
     member_of: BTreeMap<u128, EventTime>,
     alerts: AlertState,
     forecast: Forecaster,
+    /// Final facts of recent windows, kept for the hopping windows that span them.
+    retained: BTreeMap<EventTime, Vec<KpiFact>>,
+    /// Per hopping window spec, the end of the next one to emit.
+    next_hop: Vec<EventTime>,
 }
 
 impl KpiWindows {
@@ -172,6 +178,8 @@ impl KpiWindows {
             member_of: BTreeMap::new(),
             alerts: AlertState::default(),
             forecast: Forecaster::default(),
+            retained: BTreeMap::new(),
+            next_hop: Vec::new(),
         }
     }
 
@@ -218,12 +226,14 @@ impl KpiWindows {
 
     /// Windows due at `watermark`, with their facts, and the alerts their
     /// evaluation fired; final windows are forgotten.
+    #[allow(clippy::too_many_arguments)]
     pub fn due(
         &mut self,
         partition: i32,
         watermark: EventTime,
         ttl_ms: i64,
         rules: &[AlertRule],
+        hops: &[(i64, i64)],
         open: &HashMap<u128, Verification, impl std::hash::BuildHasher>,
     ) -> Due {
         let mut out = Vec::new();
@@ -305,8 +315,12 @@ impl KpiWindows {
                 // possible decision, whatever the watermark was.
                 as_of: if is_final { end + ttl_ms } else { watermark },
                 is_final,
-                facts,
+                facts: facts.clone(),
+                hop: None,
             });
+            if is_final && !hops.is_empty() {
+                self.retained.insert(start, facts);
+            }
         }
         for start in finished {
             if let Some(w) = self.windows.remove(&start) {
@@ -315,12 +329,76 @@ impl KpiWindows {
                 }
             }
         }
+        out.extend(self.hopping(partition, watermark, ttl_ms, hops));
         let forecasts = self.forecast.advance(partition, watermark);
         Due {
             batches: out,
             alerts,
             forecasts,
         }
+    }
+}
+
+impl KpiWindows {
+    /// Hopping windows (size, every) whose every tumbling window is final: one
+    /// batch each over the retained facts of the windows inside it.
+    fn hopping(
+        &mut self,
+        partition: i32,
+        watermark: EventTime,
+        ttl_ms: i64,
+        hops: &[(i64, i64)],
+    ) -> Vec<KpiWindowBatch> {
+        let mut out = Vec::new();
+        let (Some(&first), Some(&last)) = (
+            self.retained.keys().next(),
+            self.retained.keys().next_back(),
+        ) else {
+            return out;
+        };
+        if self.next_hop.len() != hops.len() {
+            // The first hopping window ends at the first boundary after the data.
+            self.next_hop = hops
+                .iter()
+                .map(|&(_, every)| (first.div_euclid(every) + 1) * every)
+                .collect();
+        }
+        for (i, &(size, every)) in hops.iter().enumerate() {
+            loop {
+                let end = self.next_hop[i];
+                // Complete once every window ending by `end` is final; and not past
+                // the data (a drained stream's watermark is the end of time).
+                if end.saturating_add(ttl_ms) > watermark || end - size > last {
+                    break;
+                }
+                let facts: Vec<KpiFact> = self
+                    .retained
+                    .range(end - size..end)
+                    .flat_map(|(_, f)| f.iter().cloned())
+                    .collect();
+                if !facts.is_empty() {
+                    out.push(KpiWindowBatch {
+                        partition,
+                        window_start: end - size,
+                        window_end: end,
+                        as_of: end + ttl_ms,
+                        is_final: true,
+                        facts,
+                        hop: Some((size, every)),
+                    });
+                }
+                self.next_hop[i] = end + every;
+            }
+        }
+        // Forget what no future hopping window needs.
+        let keep_from = hops
+            .iter()
+            .zip(&self.next_hop)
+            .map(|(&(size, _), &next)| next - size)
+            .min()
+            .unwrap_or(EventTime::MAX);
+        self.retained = self.retained.split_off(&keep_from);
+        out
     }
 }
 

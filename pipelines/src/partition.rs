@@ -46,6 +46,9 @@ pub struct PipelineConfig {
     pub kpi_window_ms: Option<i64>,
     /// Alert rules evaluated on the KPI windows (none without KPI windows).
     pub alert_rules: Vec<AlertRule>,
+    /// Hopping KPI windows to build from the tumbling ones: (size, every) in ms,
+    /// both multiples of `kpi_window_ms`.
+    pub kpi_hops: Vec<(i64, i64)>,
 }
 
 impl Default for PipelineConfig {
@@ -57,6 +60,7 @@ impl Default for PipelineConfig {
             limits: ValidationLimits::default(),
             kpi_window_ms: None,
             alert_rules: Vec::new(),
+            kpi_hops: Vec::new(),
         }
     }
 }
@@ -407,6 +411,7 @@ impl PartitionPipeline {
                 watermark,
                 cfg.ttl_ms,
                 &cfg.alert_rules,
+                &cfg.kpi_hops,
                 &self.open,
             );
             out.extend(due.batches.into_iter().map(Output::Kpi));

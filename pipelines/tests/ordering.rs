@@ -14,6 +14,7 @@ fn config() -> PipelineConfig {
         },
         kpi_window_ms: Some(60_000),
         alert_rules: veriflow_pipelines::alerts::AlertRule::defaults(),
+        kpi_hops: vec![(5 * 60_000, 60_000)],
         ..PipelineConfig::default()
     }
 }
@@ -90,8 +91,13 @@ fn run(events: &[(i64, Vec<u8>)], restore_at: Option<usize>) -> Vec<Vec<u8>> {
     assert!(windows >= 20, "{windows} final KPI windows");
     let facts: usize = final_kpis
         .iter()
+        .filter(|(_, k)| k.contains("hop: None"))
         .map(|(_, k)| k.matches("KpiFact {").count())
         .sum();
+    assert!(
+        final_kpis.iter().any(|(_, k)| k.contains("hop: Some")),
+        "hopping windows too"
+    );
     let outcomes = records
         .iter()
         .filter(|r| r.starts_with(b"{\"outcome_id\""))
