@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the local service stack need, skipping what is there:
-#   Debian: victoria-metrics, curl, postgresql        PyPI: confluent-kafka, moto[server] (S3), schemathesis
+#   Debian: victoria-metrics, curl, postgresql        PyPI: confluent-kafka, moto[server] (S3), schemathesis,
+#   standardwebhooks + svix (third-party checks of webhook signatures)
 #   crates.io: tansu 0.6.0 (the broker; ~8 min to build once), cargo-nextest
 # Safe to run repeatedly. Needs root (or sudo) for apt-get on a machine without them.
 set -euo pipefail
@@ -40,6 +41,12 @@ if ! python3 -c 'import schemathesis.cli' 2>/dev/null; then
   log "pip install schemathesis (the API fuzzing test)"
   python3 -m pip install --quiet schemathesis 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages schemathesis
+fi
+
+if ! python3 -c 'import standardwebhooks, svix' 2>/dev/null; then
+  log "pip install standardwebhooks svix (webhook signature checks)"
+  python3 -m pip install --quiet standardwebhooks svix 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages standardwebhooks svix
 fi
 
 export PATH="$HOME/.cargo/bin:$PATH"

@@ -7,3 +7,4 @@ pub mod file;
 pub mod influx;
 pub mod kafka;
 pub mod s3;
+pub mod webhooks;
