@@ -159,16 +159,19 @@ pub struct InfluxSection {
 }
 
 impl Default for InfluxSection {
+    /// The sink's own defaults, except that no URL means no KPIs.
     fn default() -> Self {
+        let sink = veriflow_connectors::influx::InfluxConfig::default();
+        let text = |d: std::time::Duration| format!("{}s", d.as_secs());
         InfluxSection {
             url: String::new(),
-            org: "veriflow".into(),
-            bucket: "veriflow".into(),
-            token: String::new(),
-            batch_points: 5000,
-            buffer_points: 100_000,
-            timeout: "10s".into(),
-            max_backoff: "30s".into(),
+            org: sink.org,
+            bucket: sink.bucket,
+            token: sink.token,
+            batch_points: sink.batch_points,
+            buffer_points: sink.buffer_points,
+            timeout: text(sink.timeout),
+            max_backoff: text(sink.max_backoff),
         }
     }
 }

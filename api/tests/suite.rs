@@ -663,68 +663,34 @@ async fn malformed_requests_get_problem_bodies(db: Db) {
         }
         req.body(axum::body::Body::from(body)).unwrap()
     };
-    let r = t
-        .send(raw(
-            "POST",
-            "/v1/auth/keys",
-            Some("application/json"),
-            b"{\"name\": ".to_vec(),
-        ))
-        .await;
-    assert_eq!(r.problem(400), "malformed_json");
-    let r = t
-        .send(raw(
-            "POST",
-            "/v1/auth/keys",
-            Some("application/json"),
-            b"[1,2]".to_vec(),
-        ))
-        .await;
-    assert_eq!(r.problem(422), "invalid_body");
-    let r = t
-        .send(raw(
-            "POST",
-            "/v1/auth/keys",
-            Some("application/json"),
-            b"{\"name\": 5, \"role\": \"admin\"}".to_vec(),
-        ))
-        .await;
-    assert_eq!(r.problem(422), "invalid_body");
-    let r = t
-        .send(raw(
-            "POST",
-            "/v1/auth/keys",
-            Some("text/plain"),
-            b"{}".to_vec(),
-        ))
-        .await;
-    assert_eq!(r.problem(415), "unsupported_media_type");
-    let r = t
-        .send(raw("POST", "/v1/auth/keys", None, b"{}".to_vec()))
-        .await;
-    assert_eq!(r.problem(415), "unsupported_media_type");
+    let json = Some("application/json");
     let big = format!(
         "{{\"name\": \"{}\", \"role\": \"admin\"}}",
         "x".repeat(4096)
     );
-    let r = t
-        .send(raw(
-            "POST",
-            "/v1/auth/keys",
-            Some("application/json"),
-            big.into_bytes(),
-        ))
-        .await;
-    assert_eq!(r.problem(413), "body_too_large");
-    let r = t
-        .send(raw(
-            "POST",
-            "/v1/auth/keys",
-            Some("application/json"),
-            vec![0xff, 0xfe, 0x00],
-        ))
-        .await;
-    assert_eq!(r.problem(400), "malformed_json");
+    let cases: Vec<(Option<&str>, Vec<u8>, u16, &str)> = vec![
+        (json, b"{\"name\": ".to_vec(), 400, "malformed_json"),
+        (json, b"[1,2]".to_vec(), 422, "invalid_body"),
+        (
+            json,
+            b"{\"name\": 5, \"role\": \"admin\"}".to_vec(),
+            422,
+            "invalid_body",
+        ),
+        (
+            Some("text/plain"),
+            b"{}".to_vec(),
+            415,
+            "unsupported_media_type",
+        ),
+        (None, b"{}".to_vec(), 415, "unsupported_media_type"),
+        (json, big.into_bytes(), 413, "body_too_large"),
+        (json, vec![0xff, 0xfe, 0x00], 400, "malformed_json"),
+    ];
+    for (ctype, body, status, code) in cases {
+        let r = t.send(raw("POST", "/v1/auth/keys", ctype, body)).await;
+        assert_eq!(r.problem(status), code, "{ctype:?} {status}");
+    }
     assert_eq!(
         t.get("/v1/nope", &admin).await.problem(404),
         "unknown_route"
