@@ -127,33 +127,37 @@ pub fn forecast_eval(o: EvalOptions) -> anyhow::Result<()> {
     let mut total = Errors::default();
     for (h, e) in &by_horizon {
         if [1, 3, 6, 12, 24].contains(h) {
-            println!(
-                "{:>5} h  {:>9}  {:>37.3}  {:>7.1}%  {:>10.1}%",
-                h,
-                e.n,
-                e.abs / e.naive_abs.max(1e-9),
-                100.0 * e.smape / e.n,
-                100.0 * e.naive_smape / e.n
-            );
+            println!("{}", e.row(&format!("{h:>5} h")));
         }
-        total.abs += e.abs;
-        total.naive_abs += e.naive_abs;
-        total.smape += e.smape;
-        total.naive_smape += e.naive_smape;
-        total.n += e.n;
+        total.add(e);
     }
     anyhow::ensure!(
         total.n > 0.0,
         "no forecast could be scored; try more --days"
     );
-    println!(
-        "  all    {:>9}  {:>37.3}  {:>7.1}%  {:>10.1}%",
-        total.n,
-        total.abs / total.naive_abs.max(1e-9),
-        100.0 * total.smape / total.n,
-        100.0 * total.naive_smape / total.n
-    );
+    println!("{}", total.row("  all  "));
     Ok(())
+}
+
+impl Errors {
+    fn add(&mut self, e: &Errors) {
+        self.abs += e.abs;
+        self.naive_abs += e.naive_abs;
+        self.smape += e.smape;
+        self.naive_smape += e.naive_smape;
+        self.n += e.n;
+    }
+
+    /// One report line: forecasts, MASE, sMAPE of ours and of the naive forecast.
+    fn row(&self, label: &str) -> String {
+        format!(
+            "{label}  {:>9}  {:>37.3}  {:>7.1}%  {:>10.1}%",
+            self.n,
+            self.abs / self.naive_abs.max(1e-9),
+            100.0 * self.smape / self.n,
+            100.0 * self.naive_smape / self.n
+        )
+    }
 }
 
 /// Symmetric absolute percentage error of one forecast (0 when both are 0).

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use veriflow_analytics::KpiEngine;
-use veriflow_connectors::influx::{FieldValue, InfluxSink, InfluxStats, Point};
+use veriflow_connectors::influx::{Backlog, FieldValue, InfluxSink, InfluxStats, Point};
 use veriflow_pipelines::alerts::Alert;
 use veriflow_pipelines::forecast::Forecast;
 use veriflow_pipelines::kpi::KpiWindowBatch;
@@ -111,9 +111,9 @@ impl KpiStage {
         self.sink.send(points);
     }
 
-    /// The sink holds `influx.buffer_points` or more: stop taking input.
-    pub fn pressure(&self) -> bool {
-        self.sink.pressure()
+    /// Lock-free view of the sink's backlog, for the input loop's pressure check.
+    pub fn backlog(&self) -> Backlog {
+        self.sink.backlog()
     }
 
     pub fn queued(&self) -> usize {

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
+use veriflow_connectors::influx::Backlog;
 use veriflow_connectors::kafka::records::RouteStatsRecord;
 use veriflow_connectors::kafka::{
     KafkaSink, KafkaSource, OffsetsReader, PartitionListener, SourceEvent, TopicSpec,
@@ -490,6 +491,8 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
     let mut rejoin_after = REJOIN_AFTER;
     let mut last_record: HashMap<i32, Instant> = HashMap::new();
     let mut paused_since: Option<Instant> = None;
+    // Checked on every record: an atomic load, not the engine lock.
+    let backlog = shared.lock().kpi.as_ref().map(KpiStage::backlog);
     let idle_timeout = config
         .idle_timeout_ms()?
         .map(|ms| Duration::from_millis(ms as u64));
@@ -512,15 +515,7 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
             // own thread); one poll every few seconds serves rebalances and keeps
             // max.poll.interval.ms satisfied, at the cost of one record each.
             // (Pausing the partitions instead stalls fetching on tansu 0.6.0.)
-            let queued = {
-                let inner = shared.lock();
-                inner
-                    .kpi
-                    .as_ref()
-                    .filter(|k| k.pressure())
-                    .map(KpiStage::queued)
-            };
-            if let Some(queued) = queued {
+            if let Some(queued) = backlog.as_ref().and_then(Backlog::pressing) {
                 if paused_since.is_none() {
                     tracing::warn!(
                         queued,

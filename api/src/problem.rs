@@ -55,14 +55,6 @@ impl Problem {
         }
     }
 
-    pub fn code(&self) -> &'static str {
-        self.code
-    }
-
-    pub fn detail(&self) -> &str {
-        &self.detail
-    }
-
     pub fn body(&self) -> ProblemBody {
         ProblemBody {
             kind: format!("urn:veriflow:problem:{}", self.code),

@@ -46,18 +46,17 @@ impl Usage {
 
     /// Writes pending deltas to the store; on failure they are kept for the next try.
     pub async fn flush(&self, store: &Store) -> Result<()> {
-        let batch: Vec<(String, String, i64)> = {
+        let taken: Vec<((String, Counter), i64)> = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            pending
-                .drain()
-                .map(|((tenant, counter), n)| (tenant, counter.as_str().to_string(), n))
-                .collect()
+            pending.drain().collect()
         };
+        let batch: Vec<(String, String, i64)> = taken
+            .iter()
+            .map(|((tenant, counter), n)| (tenant.clone(), counter.as_str().to_string(), *n))
+            .collect();
         if let Err(e) = store.add_usage(&batch).await {
-            for (tenant, counter, n) in batch {
-                if let Some(c) = Counter::ALL.iter().find(|c| c.as_str() == counter) {
-                    self.add(&tenant, *c, n);
-                }
+            for ((tenant, counter), n) in taken {
+                self.add(&tenant, counter, n);
             }
             return Err(e);
         }

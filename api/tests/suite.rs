@@ -1296,3 +1296,38 @@ async fn render_reports_sms_cost_and_branding(db: Db) {
     assert_eq!(r.json["units"], n);
     assert_eq!(r.json["segments"], if n <= 70 { 1 } else { n.div_ceil(67) });
 }
+
+/// utoipa takes `pattern` only as a literal, so each schema pattern is written
+/// beside the constant the validation code uses: this keeps the two the same.
+#[tokio::test]
+async fn schema_patterns_are_the_validation_patterns() {
+    use veriflow_api::routes::patterns::*;
+    let t = TestApi::new(Db::Sqlite).await;
+    let doc = serde_json::to_value(t.api.openapi()).unwrap();
+    fn collect(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    match (k.as_str(), x) {
+                        ("pattern", serde_json::Value::String(p)) => out.push(p.clone()),
+                        _ => collect(x, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| collect(x, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    collect(&doc, &mut found);
+    let known = [
+        TENANT_ID, REGION, DOMAIN, COLOR, URL, NO_ANGLE, PROVIDER, SERVICE, LOCALE, NAME,
+    ];
+    assert!(found.len() >= known.len(), "{found:?}");
+    for p in &found {
+        assert!(
+            known.contains(&p.as_str()),
+            "schema pattern {p:?} is no validation pattern"
+        );
+    }
+}

@@ -192,8 +192,8 @@ impl Forecaster {
         out
     }
 
-    /// The forecast for the hour containing `t`, if a warm model has one (for
-    /// volume alerts): requests per hour.
+    /// The next hour's forecast for a tenant × country, once its model has a day
+    /// of history (for volume alerts): requests per hour.
     pub fn expected_per_hour(&self, key: &(Text, Text)) -> Option<f64> {
         let m = self.models.get(key).filter(|m| m.is_warm())?;
         Some(m.forecast(1).0)

@@ -183,14 +183,6 @@ impl KpiWindows {
         }
     }
 
-    pub fn window_ms(&self) -> i64 {
-        self.window_ms
-    }
-
-    pub fn open_windows(&self) -> usize {
-        self.windows.len()
-    }
-
     fn start_of(&self, t: EventTime) -> EventTime {
         t.div_euclid(self.window_ms) * self.window_ms
     }
@@ -315,12 +307,15 @@ impl KpiWindows {
                 // possible decision, whatever the watermark was.
                 as_of: if is_final { end + ttl_ms } else { watermark },
                 is_final,
-                facts: facts.clone(),
+                // Kept for the hopping windows only when there are any.
+                facts: if is_final && !hops.is_empty() {
+                    self.retained.insert(start, facts.clone());
+                    facts
+                } else {
+                    facts
+                },
                 hop: None,
             });
-            if is_final && !hops.is_empty() {
-                self.retained.insert(start, facts);
-            }
         }
         for start in finished {
             if let Some(w) = self.windows.remove(&start) {

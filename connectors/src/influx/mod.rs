@@ -21,7 +21,7 @@ pub mod line_protocol;
 
 use std::collections::VecDeque;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -101,6 +101,21 @@ struct Shared {
     changed: Condvar,
     stats: InfluxStats,
     buffer_points: usize,
+    /// `state.queue.len()`, mirrored after every change so the producer's
+    /// per-record pressure check takes no lock.
+    queued: AtomicUsize,
+}
+
+/// A cheap, lock-free view of the sink's backlog, for the engine's input loop.
+#[derive(Clone)]
+pub struct Backlog(Arc<Shared>);
+
+impl Backlog {
+    /// The queued points while they reach `buffer_points` (stop producing).
+    pub fn pressing(&self) -> Option<usize> {
+        let queued = self.0.queued.load(Ordering::Relaxed);
+        (queued >= self.0.buffer_points).then_some(queued)
+    }
 }
 
 pub struct InfluxSink {
@@ -129,6 +144,7 @@ impl InfluxSink {
             changed: Condvar::new(),
             stats: InfluxStats::default(),
             buffer_points: config.buffer_points.max(1),
+            queued: AtomicUsize::new(0),
         });
         let writer = Writer {
             shared: shared.clone(),
@@ -156,17 +172,25 @@ impl InfluxSink {
         let before = state.queue.len();
         state.queue.extend(points);
         if state.queue.len() != before {
+            self.shared
+                .queued
+                .store(state.queue.len(), Ordering::Relaxed);
             self.shared.changed.notify_all();
         }
     }
 
     /// True while `buffer_points` or more are queued: stop producing.
     pub fn pressure(&self) -> bool {
-        self.queued() >= self.shared.buffer_points
+        self.backlog().pressing().is_some()
     }
 
     pub fn queued(&self) -> usize {
-        lock(&self.shared.state).queue.len()
+        self.shared.queued.load(Ordering::Relaxed)
+    }
+
+    /// A handle to watch the backlog without holding the sink.
+    pub fn backlog(&self) -> Backlog {
+        Backlog(self.shared.clone())
     }
 
     pub fn stats(&self) -> &InfluxStats {
@@ -328,6 +352,9 @@ impl Writer {
         let mut state = lock(&self.shared.state);
         let n = n.min(state.queue.len());
         state.queue.drain(..n);
+        self.shared
+            .queued
+            .store(state.queue.len(), Ordering::Relaxed);
         self.shared.changed.notify_all();
     }
 
