@@ -13,6 +13,10 @@ use crate::config::Config;
 
 pub struct ApiServer {
     pub addr: SocketAddr,
+    /// For publishing to tenants' webhooks from outside the API.
+    pub webhooks: veriflow_api::webhooks::Webhooks,
+    /// The API's runtime, where webhook publishing runs.
+    pub runtime: tokio::runtime::Handle,
     stop: Arc<AtomicBool>,
     thread: JoinHandle<anyhow::Result<()>>,
 }
@@ -46,6 +50,8 @@ impl ApiServer {
             anyhow::Ok((api, listener))
         })?;
         let addr = listener.local_addr()?;
+        let webhooks = api.webhooks().clone();
+        let handle = runtime.handle().clone();
         let stop = Arc::new(AtomicBool::new(false));
         let stop_requested = stop.clone();
         tracing::info!(%addr, store = ?api.store().backend(), database = %database, "API listening");
@@ -64,7 +70,13 @@ impl ApiServer {
                 })
             })
             .context("starting the API thread")?;
-        Ok(ApiServer { addr, stop, thread })
+        Ok(ApiServer {
+            addr,
+            webhooks,
+            runtime: handle,
+            stop,
+            thread,
+        })
     }
 
     /// Stops serving (in-flight requests finish) and waits for it.

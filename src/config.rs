@@ -29,6 +29,7 @@ pub struct Config {
     pub kpi: KpiSection,
     pub influx: InfluxSection,
     pub alerts: AlertsSection,
+    pub webhooks: WebhooksSection,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -206,6 +207,61 @@ impl Default for ApiSection {
             rate_limit_per_second: api.rate_limit_per_second,
             rate_limit_burst: api.rate_limit_burst,
             locales_dir: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksSection {
+    /// Run the delivery engine (in `veriflow api` and `veriflow run`).
+    pub enabled: bool,
+    /// Fan the pipeline's outcomes and alerts out to webhooks (`veriflow run`).
+    pub fan_out: bool,
+    /// Lease owner name; empty: host name + api.listen.
+    pub instance_id: String,
+    /// Base64 of 32 bytes encrypting stored secrets; empty: `key_file`.
+    pub encryption_key: String,
+    pub key_file: String,
+    pub retry_schedule: Vec<String>,
+    pub retry_jitter: f64,
+    pub timeout: String,
+    pub connect_timeout: String,
+    pub max_in_flight: usize,
+    pub queue_per_endpoint: usize,
+    pub claim_batch: usize,
+    pub poll_interval: String,
+    pub lease: String,
+    pub disable_after: String,
+    pub allow_networks: Vec<String>,
+    pub https_only: bool,
+    pub rotation_overlap: String,
+}
+
+impl Default for WebhooksSection {
+    fn default() -> Self {
+        let d = veriflow_api::webhooks::WebhooksConfig::default();
+        WebhooksSection {
+            enabled: d.enabled,
+            fan_out: true,
+            instance_id: String::new(),
+            encryption_key: String::new(),
+            key_file: d.key_file.display().to_string(),
+            retry_schedule: ["5s", "5m", "30m", "2h", "5h", "10h", "10h"]
+                .map(String::from)
+                .to_vec(),
+            retry_jitter: d.schedule.jitter,
+            timeout: "15s".into(),
+            connect_timeout: "5s".into(),
+            max_in_flight: d.max_in_flight,
+            queue_per_endpoint: d.queue_per_endpoint,
+            claim_batch: d.claim_batch,
+            poll_interval: "250ms".into(),
+            lease: "60s".into(),
+            disable_after: "5d".into(),
+            allow_networks: Vec::new(),
+            https_only: d.https_only,
+            rotation_overlap: "24h".into(),
         }
     }
 }
@@ -421,6 +477,80 @@ impl Config {
             rate_limit_per_second: a.rate_limit_per_second,
             rate_limit_burst: a.rate_limit_burst,
             locales_dir: (!a.locales_dir.is_empty()).then(|| PathBuf::from(&a.locales_dir)),
+            webhooks: self.webhooks()?,
+        })
+    }
+
+    pub fn webhooks(&self) -> anyhow::Result<veriflow_api::webhooks::WebhooksConfig> {
+        use veriflow_api::webhooks::schedule::RetrySchedule;
+        let w = &self.webhooks;
+        let ms = |name: &str, text: &str| -> anyhow::Result<std::time::Duration> {
+            Ok(std::time::Duration::from_millis(
+                duration(&format!("webhooks.{name}"), text)? as u64,
+            ))
+        };
+        let delays = w
+            .retry_schedule
+            .iter()
+            .map(|d| ms("retry_schedule", d))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        anyhow::ensure!(
+            (0.0..1.0).contains(&w.retry_jitter),
+            "webhooks.retry_jitter must be in [0, 1)"
+        );
+        anyhow::ensure!(
+            w.max_in_flight > 0,
+            "webhooks.max_in_flight must be positive"
+        );
+        anyhow::ensure!(w.claim_batch > 0, "webhooks.claim_batch must be positive");
+        anyhow::ensure!(
+            w.queue_per_endpoint > 0,
+            "webhooks.queue_per_endpoint must be positive"
+        );
+        let allow_networks = w
+            .allow_networks
+            .iter()
+            .map(|n| {
+                n.parse::<ipnet::IpNet>()
+                    .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        anyhow::anyhow!("webhooks.allow_networks: {n:?} is not a CIDR network")
+                    })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let lease = ms("lease", &w.lease)?;
+        anyhow::ensure!(
+            lease >= std::time::Duration::from_secs(1),
+            "webhooks.lease must be at least 1s"
+        );
+        Ok(veriflow_api::webhooks::WebhooksConfig {
+            enabled: w.enabled,
+            instance_id: if w.instance_id.is_empty() {
+                format!(
+                    "{}/{}",
+                    veriflow_api::webhooks::default_instance_id(),
+                    self.api.listen
+                )
+            } else {
+                w.instance_id.clone()
+            },
+            encryption_key: (!w.encryption_key.is_empty()).then(|| w.encryption_key.clone()),
+            key_file: PathBuf::from(&w.key_file),
+            schedule: RetrySchedule {
+                delays,
+                jitter: w.retry_jitter,
+            },
+            timeout: ms("timeout", &w.timeout)?,
+            connect_timeout: ms("connect_timeout", &w.connect_timeout)?,
+            max_in_flight: w.max_in_flight,
+            queue_per_endpoint: w.queue_per_endpoint,
+            claim_batch: w.claim_batch,
+            poll_interval: ms("poll_interval", &w.poll_interval)?,
+            lease,
+            disable_after: ms("disable_after", &w.disable_after)?,
+            allow_networks,
+            https_only: w.https_only,
+            rotation_overlap: ms("rotation_overlap", &w.rotation_overlap)?,
         })
     }
 

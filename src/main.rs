@@ -11,6 +11,7 @@ mod routes_view;
 mod run;
 mod simulate;
 mod summary;
+mod webhook_fanout;
 
 use std::path::PathBuf;
 use std::sync::Arc;

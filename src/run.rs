@@ -35,6 +35,7 @@ use crate::kpi_stage::KpiStage;
 use crate::metrics::{self, Metrics, PartitionGauges};
 use crate::routes_view::RouteView;
 use crate::summary::{Gauges, Summary};
+use crate::webhook_fanout::FanOut;
 
 pub struct RunOptions {
     /// Stop at the end of the input: decide everything still open, commit, exit.
@@ -463,6 +464,15 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
     } else {
         None
     };
+    // Webhooks live with the API's database: no API, no fan-out.
+    let fan_out = match &api {
+        Some(api) if config.webhooks.enabled && config.webhooks.fan_out => Some(FanOut::start(
+            config,
+            api.webhooks.clone(),
+            api.runtime.clone(),
+        )?),
+        _ => None,
+    };
     let shared = Arc::new(Shared(Mutex::new(Inner {
         engine,
         sink,
@@ -664,6 +674,9 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
     source.close();
     stop_following.store(true, Ordering::Relaxed);
     let _ = follower.join();
+    if let Some(fan_out) = fan_out {
+        fan_out.stop_and_join();
+    }
     let api_result = api.map_or(Ok(()), ApiServer::stop_and_join);
     result.and(finish).and(api_result)
 }

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::webhooks::WebhooksConfig;
+
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// `sqlite://PATH` or `postgres://USER@HOST/DB`.
@@ -20,6 +22,8 @@ pub struct ApiConfig {
     pub rate_limit_burst: u32,
     /// Fluent files to use instead of the ones built in (`<dir>/<locale>/sms.ftl`).
     pub locales_dir: Option<PathBuf>,
+    /// Webhook delivery (the `[webhooks]` section).
+    pub webhooks: WebhooksConfig,
 }
 
 impl Default for ApiConfig {
@@ -32,6 +36,7 @@ impl Default for ApiConfig {
             rate_limit_per_second: 100,
             rate_limit_burst: 200,
             locales_dir: None,
+            webhooks: WebhooksConfig::default(),
         }
     }
 }

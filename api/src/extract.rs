@@ -1,7 +1,7 @@
 //! Extractors whose rejections are problem details instead of axum's plain text.
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
@@ -66,4 +66,26 @@ where
 
 fn path_problem(rejection: PathRejection) -> Problem {
     Problem::new(rejection.status(), "bad_path", rejection.body_text())
+}
+
+/// `axum::extract::Query`, answering a malformed query string with a 400 problem.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(Problem::new(
+                rejection.status(),
+                "bad_query",
+                rejection.body_text(),
+            )),
+        }
+    }
 }

@@ -28,6 +28,7 @@ pub mod state;
 pub mod store;
 pub mod templates;
 pub mod usage;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -46,7 +47,9 @@ use utoipa_axum::routes;
 pub use config::ApiConfig;
 pub use store::{Backend, Store};
 
-use crate::routes::{health, keys, templates as tpl, tenants, usage as usage_routes};
+use crate::routes::{
+    health, keys, templates as tpl, tenants, usage as usage_routes, webhooks as hooks,
+};
 use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +58,8 @@ pub enum ApiError {
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Catalog(#[from] templates::CatalogError),
+    #[error(transparent)]
+    Webhooks(#[from] webhooks::WebhookError),
     #[error("serving HTTP failed: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -72,6 +77,7 @@ pub enum ApiError {
         (name = "tenants", description = "Tenants, domains, branding, settings, usage"),
         (name = "auth", description = "API keys and roles"),
         (name = "templates", description = "Localized SMS texts (Fluent)"),
+        (name = "webhooks", description = "Signed, filtered, durable event delivery (Standard Webhooks)"),
         (name = "operations", description = "Health, readiness, metrics, this document")
     )
 )]
@@ -109,15 +115,19 @@ impl Api {
             Some(dir) => templates::Catalog::load_dir(dir)?,
             None => templates::Catalog::builtin()?,
         };
+        let usage = Arc::new(usage::Usage::default());
+        let webhooks =
+            webhooks::Webhooks::new(store.clone(), config.webhooks.clone(), usage.clone())?;
         let state = AppState {
             store,
+            webhooks,
             limiter: Arc::new(limits::Limiter::new(
                 config.rate_limit_per_second,
                 config.rate_limit_burst,
             )),
             config: Arc::new(config),
             catalog: Arc::new(catalog),
-            usage: Arc::new(usage::Usage::default()),
+            usage,
             metrics: Arc::new(metrics::HttpMetrics::default()),
         };
         let (router, openapi) = build(state.clone());
@@ -140,13 +150,19 @@ impl Api {
         &self.state.store
     }
 
+    /// Publishing events to tenants' webhooks (the pipeline's fan-out uses it).
+    pub fn webhooks(&self) -> &webhooks::Webhooks {
+        &self.state.webhooks
+    }
+
     /// Writes pending usage counters to the store.
     pub async fn flush_usage(&self) -> Result<(), store::StoreError> {
         self.state.usage.flush(&self.state.store).await
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight requests and
-    /// flushes usage counters.
+    /// flushes usage counters. The webhook delivery engine runs alongside when
+    /// `webhooks.enabled`.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
@@ -165,6 +181,12 @@ impl Api {
                 }
             })
         };
+        let engine = self
+            .state
+            .config
+            .webhooks
+            .enabled
+            .then(|| self.state.webhooks.start_engine());
         // In-flight requests get the request timeout (plus a second) to finish
         // after shutdown is asked for; a client that holds on longer is cut off.
         let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
@@ -183,6 +205,9 @@ impl Api {
             () = deadline => tracing::warn!(?grace, "connections still open after the grace period; closing"),
         }
         housekeeping.abort();
+        if let Some(engine) = engine {
+            engine.stop().await;
+        }
         if let Err(e) = self.flush_usage().await {
             tracing::warn!(error = %e, "flushing usage counters at shutdown failed");
         }
@@ -202,6 +227,13 @@ fn build(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(tpl::get, tpl::put, tpl::delete))
         .routes(routes!(tpl::render))
         .routes(routes!(usage_routes::get))
+        .routes(routes!(hooks::create, hooks::list))
+        .routes(routes!(hooks::get, hooks::update, hooks::delete))
+        .routes(routes!(hooks::secret))
+        .routes(routes!(hooks::rotate))
+        .routes(routes!(hooks::test))
+        .routes(routes!(hooks::attempts))
+        .routes(routes!(hooks::replay))
         .split_for_parts();
     let v1 = v1.route_layer(from_fn_with_state(
         state.clone(),

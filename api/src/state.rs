@@ -8,6 +8,7 @@ use crate::metrics::HttpMetrics;
 use crate::store::Store;
 use crate::templates::Catalog;
 use crate::usage::Usage;
+use crate::webhooks::Webhooks;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -17,4 +18,5 @@ pub struct AppState {
     pub usage: Arc<Usage>,
     pub limiter: Arc<Limiter>,
     pub metrics: Arc<HttpMetrics>,
+    pub webhooks: Webhooks,
 }

@@ -527,6 +527,51 @@ async fn cross_tenant_access_is_refused_on_every_route(db: Db) {
     );
     // Usage is per tenant.
     assert_eq!(t.get("/v1/usage", &globex).await.ok()["tenant"], "globex");
+    // Acme's webhook endpoint does not exist for Globex, whatever the route.
+    let created = t
+        .call(
+            "POST",
+            "/v1/webhooks/endpoints",
+            Some(&acme),
+            Some(json!({"url": "https://hooks.acme.com/in"})),
+            &[],
+        )
+        .await;
+    let ep = created.ok()["id"].as_str().unwrap().to_string();
+    for (method, path, body) in [
+        ("GET", format!("/v1/webhooks/endpoints/{ep}"), None),
+        (
+            "PATCH",
+            format!("/v1/webhooks/endpoints/{ep}"),
+            Some(json!({"url": "https://evil.example.com/"})),
+        ),
+        ("DELETE", format!("/v1/webhooks/endpoints/{ep}"), None),
+        ("GET", format!("/v1/webhooks/endpoints/{ep}/secret"), None),
+        (
+            "POST",
+            format!("/v1/webhooks/endpoints/{ep}/secret/rotate"),
+            Some(json!({})),
+        ),
+        ("POST", format!("/v1/webhooks/endpoints/{ep}/test"), None),
+        ("GET", format!("/v1/webhooks/endpoints/{ep}/attempts"), None),
+        (
+            "POST",
+            format!("/v1/webhooks/endpoints/{ep}/replay"),
+            Some(json!({"since": "2026-01-01T00:00:00Z"})),
+        ),
+    ] {
+        t.call(method, &path, Some(&globex), body, &[])
+            .await
+            .problem(404);
+    }
+    let hooks = t.get("/v1/webhooks/endpoints", &globex).await;
+    assert_eq!(hooks.ok()["endpoints"], json!([]));
+    assert_eq!(
+        t.get(&format!("/v1/webhooks/endpoints/{ep}"), &acme)
+            .await
+            .ok()["url"],
+        "https://hooks.acme.com/in"
+    );
     // And Acme's domain does not serve Globex's key on any route.
     for (method, path) in [
         ("GET", "/v1/tenants"),
@@ -624,6 +669,18 @@ async fn roles_are_checked_per_route(db: Db) {
             "/v1/auth/whoami",
             None,
             &["admin", "analyst", "developer", "viewer"],
+        ),
+        (
+            "GET",
+            "/v1/webhooks/endpoints",
+            None,
+            &["admin", "analyst", "developer", "viewer"],
+        ),
+        (
+            "POST",
+            "/v1/webhooks/endpoints",
+            Some(json!({"url": "https://hooks.example.com/veriflow"})),
+            &["admin", "developer"],
         ),
     ];
     for (method, path, body, allowed) in cases {
@@ -788,6 +845,7 @@ async fn openapi_lists_every_served_route(db: Db) {
         "DELETE /v1/auth/keys/{id}",
         "DELETE /v1/templates/{service}/{locale}",
         "DELETE /v1/tenants/{id}",
+        "DELETE /v1/webhooks/endpoints/{id}",
         "GET /healthz",
         "GET /metrics",
         "GET /openapi.json",
@@ -799,10 +857,19 @@ async fn openapi_lists_every_served_route(db: Db) {
         "GET /v1/tenants",
         "GET /v1/tenants/{id}",
         "GET /v1/usage",
+        "GET /v1/webhooks/endpoints",
+        "GET /v1/webhooks/endpoints/{id}",
+        "GET /v1/webhooks/endpoints/{id}/attempts",
+        "GET /v1/webhooks/endpoints/{id}/secret",
         "PATCH /v1/tenants/{id}",
+        "PATCH /v1/webhooks/endpoints/{id}",
         "POST /v1/auth/keys",
         "POST /v1/templates/render",
         "POST /v1/tenants",
+        "POST /v1/webhooks/endpoints",
+        "POST /v1/webhooks/endpoints/{id}/replay",
+        "POST /v1/webhooks/endpoints/{id}/secret/rotate",
+        "POST /v1/webhooks/endpoints/{id}/test",
         "PUT /v1/templates/{service}/{locale}",
     ];
     assert_eq!(documented, expected);

@@ -3,10 +3,12 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -627,4 +629,129 @@ pub fn vm_export(prefix: &str) -> Vec<VmSeries> {
             (name, labels, samples)
         })
         .collect()
+}
+
+/// The operator token `ApiProcess` starts with.
+pub const OPERATOR: &str = "test-operator-token";
+
+/// `veriflow api` as a real process on a free port.
+pub struct ApiProcess {
+    pub child: Child,
+    pub port: u16,
+    pub log: mpsc::Receiver<String>,
+}
+
+impl ApiProcess {
+    /// Starts `veriflow api` on a free port and waits until it listens.
+    pub fn start(database_url: &str, extra_env: &[(&str, &str)]) -> ApiProcess {
+        let mut child = veriflow()
+            .args([
+                "api",
+                "--listen",
+                "127.0.0.1:0",
+                "--database-url",
+                database_url,
+            ])
+            .env("VERIFLOW_API__OPERATOR_TOKEN", OPERATOR)
+            .envs(extra_env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn veriflow api");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.split("veriflow API on http://").nth(1) {
+                        let port = rest
+                            .split('/')
+                            .next()
+                            .and_then(|a| a.rsplit(':').next())
+                            .and_then(|p| p.parse().ok())
+                            .expect("port in the start line");
+                        return ApiProcess {
+                            child,
+                            port,
+                            log: rx,
+                        };
+                    }
+                    seen.push(line);
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("veriflow api did not start:\n{}", seen.join("\n"));
+                }
+            }
+        }
+    }
+
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<serde_json::Value>,
+    ) -> HttpResponse {
+        let body = body.map(|b| b.to_string());
+        http_request(
+            method,
+            self.port,
+            path,
+            &[("x-api-key", key)],
+            body.as_deref(),
+        )
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM: drains, flushes usage counters, exits 0.
+    pub fn stop(self) -> String {
+        signal(&self.child, "-TERM");
+        let (status, _) = wait_with_timeout(self.child, Duration::from_secs(30));
+        let log: Vec<String> = self.log.try_iter().collect();
+        assert!(
+            status.success(),
+            "veriflow api did not stop cleanly:\n{}",
+            log.join("\n")
+        );
+        log.join("\n")
+    }
+}
+
+/// A fresh database on the stack's PostgreSQL, via psql.
+pub fn fresh_postgres_database() -> String {
+    let admin = std::env::var("VERIFLOW_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:55432/postgres".into());
+    let name = unique("vf_cli").replace('-', "_");
+    let out = Command::new("psql")
+        .args([
+            admin.as_str(),
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            &format!("CREATE DATABASE {name}"),
+        ])
+        .output()
+        .expect("psql must be installed (Debian postgresql-client)");
+    assert!(
+        out.status.success(),
+        "PostgreSQL is not reachable at {admin}; start it with `scripts/stack.sh up`: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
 }

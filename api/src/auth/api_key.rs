@@ -68,7 +68,8 @@ pub fn tokens_equal(presented: &str, expected: &str) -> bool {
     a.ct_eq(&b).into()
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {

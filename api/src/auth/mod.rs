@@ -55,10 +55,22 @@ impl Role {
             Role::Admin => true,
             Role::Developer => matches!(
                 permission,
-                ReadTenant | ReadTemplates | ManageTemplates | RenderTemplates | ReadUsage
+                ReadTenant
+                    | ReadTemplates
+                    | ManageTemplates
+                    | RenderTemplates
+                    | ReadUsage
+                    | ReadWebhooks
+                    | ManageWebhooks
             ),
-            Role::Analyst => matches!(permission, ReadTenant | ReadTemplates | ReadUsage),
-            Role::Viewer => matches!(permission, ReadTenant | ReadTemplates | ReadUsage),
+            Role::Analyst => matches!(
+                permission,
+                ReadTenant | ReadTemplates | ReadUsage | ReadWebhooks
+            ),
+            Role::Viewer => matches!(
+                permission,
+                ReadTenant | ReadTemplates | ReadUsage | ReadWebhooks
+            ),
         }
     }
 }
@@ -73,6 +85,10 @@ pub enum Permission {
     ManageTemplates,
     RenderTemplates,
     ReadUsage,
+    /// Endpoints and their attempts (never secrets).
+    ReadWebhooks,
+    /// Create, change and delete endpoints; secrets; replays and tests.
+    ManageWebhooks,
 }
 
 impl Permission {
@@ -85,10 +101,12 @@ impl Permission {
             Permission::ManageTemplates => "templates:manage",
             Permission::RenderTemplates => "templates:render",
             Permission::ReadUsage => "usage:read",
+            Permission::ReadWebhooks => "webhooks:read",
+            Permission::ManageWebhooks => "webhooks:manage",
         }
     }
 
-    pub const ALL: [Permission; 7] = [
+    pub const ALL: [Permission; 9] = [
         Permission::ReadTenant,
         Permission::ManageTenant,
         Permission::ManageKeys,
@@ -96,6 +114,8 @@ impl Permission {
         Permission::ManageTemplates,
         Permission::RenderTemplates,
         Permission::ReadUsage,
+        Permission::ReadWebhooks,
+        Permission::ManageWebhooks,
     ];
 }
 

@@ -53,6 +53,11 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        app.metrics.render(),
+        {
+            // Two registries, one exposition: drop the first one's `# EOF`.
+            let http = app.metrics.render();
+            let http = http.strip_suffix("# EOF\n").unwrap_or(&http).to_string();
+            http + &app.webhooks.metrics().render()
+        },
     )
 }

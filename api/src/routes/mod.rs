@@ -7,6 +7,7 @@ pub mod keys;
 pub mod templates;
 pub mod tenants;
 pub mod usage;
+pub mod webhooks;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 

@@ -10,6 +10,7 @@ mod keys;
 mod templates;
 mod tenants;
 mod usage;
+mod webhooks;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,6 +20,10 @@ use sqlx::any::AnyPoolOptions;
 pub use keys::KeyRecord;
 pub use templates::TemplateOverride;
 pub use tenants::TenantRow;
+pub use webhooks::{
+    AttemptRecord, Claimed, EndpointRow, FanOutProgress, MessageRow, NewMessage, NextState,
+    OutcomeWrite,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

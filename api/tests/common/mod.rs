@@ -107,6 +107,9 @@ impl TestApi {
             rate_limit_burst: 10_000,
             ..ApiConfig::default()
         };
+        // Secrets encrypted with a fixed test key, not a key file in the tree.
+        config.webhooks.encryption_key =
+            Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into());
         tweak(&mut config);
         let api = Api::start(config).await.expect("api starts");
         TestApi { api, _dir: dir }

@@ -1,4 +1,7 @@
-//! Webhook delivery building blocks. So far: Standard Webhooks signatures
-//! ([`signature`]); the durable delivery engine arrives with its issue.
+//! Webhook delivery building blocks: Standard Webhooks signatures
+//! ([`signature`]) and the SSRF-guarded HTTP client that sends one attempt
+//! ([`client`]). Queueing, retries and fan-out live with the endpoints they
+//! serve, in `veriflow-api`'s `webhooks` module.
 
+pub mod client;
 pub mod signature;

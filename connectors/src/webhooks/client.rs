@@ -1,0 +1,479 @@
+//! Sending one signed webhook request to a tenant's URL, safely.
+//!
+//! The URL comes from a tenant, so the client must not become a way into our own
+//! network (SSRF). Every address is checked *at connect time*, after DNS: the
+//! resolver handed to reqwest drops non-global addresses, so a name that
+//! resolves to `10.0.0.5` (or re-binds to it after being checked once) is never
+//! connected to. IP-literal URLs skip DNS in reqwest, so they are checked before
+//! the request is built. Redirects are not followed (a 3xx is just a failed
+//! attempt) and proxies from the environment are ignored, because either would
+//! take the request somewhere the check did not see. An allow-list of networks
+//! opens chosen private ranges for tests and internal deployments.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::signature::{Secret, signature_header};
+
+/// Bytes of a response body kept for the attempts log.
+pub const RESPONSE_EXCERPT_BYTES: usize = 1024;
+/// Bytes of a response body read at most (to keep the connection reusable).
+const RESPONSE_READ_LIMIT: usize = 64 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Per-attempt limit, connection included.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Networks that may be reached although not global (e.g. `127.0.0.0/8`).
+    pub allow_networks: Vec<IpNet>,
+    /// Refuse `http://` URLs.
+    pub https_only: bool,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(5),
+            allow_networks: Vec::new(),
+            https_only: false,
+        }
+    }
+}
+
+/// Why a request was not sent or got no HTTP answer.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum SendError {
+    #[error("invalid URL: {0}")]
+    InvalidUrl(String),
+    #[error("blocked: {0}")]
+    Blocked(String),
+    #[error("timed out")]
+    Timeout,
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("request failed: {0}")]
+    Other(String),
+}
+
+/// What the receiver answered.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    /// `Retry-After` in seconds (delta form), when sent.
+    pub retry_after: Option<Duration>,
+    /// The first [`RESPONSE_EXCERPT_BYTES`] of the body, lossily decoded.
+    pub excerpt: String,
+}
+
+/// The outcome of one attempt, with its duration.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub result: Result<Answer, SendError>,
+    pub latency: Duration,
+}
+
+/// One webhook message to send to one endpoint.
+pub struct Outgoing<'a> {
+    pub url: &'a str,
+    pub id: &'a str,
+    /// Unix seconds, signed along with the body.
+    pub timestamp: i64,
+    pub body: &'a [u8],
+    /// The active secrets (two during a rotation): one signature each.
+    pub secrets: &'a [Secret],
+    /// The endpoint's own headers; never the `webhook-*` ones (validated upstream).
+    pub headers: &'a [(String, String)],
+}
+
+/// Which addresses may be connected to.
+#[derive(Debug, Clone, Default)]
+pub struct AddressGuard {
+    allow: Vec<IpNet>,
+}
+
+impl AddressGuard {
+    pub fn new(allow: Vec<IpNet>) -> AddressGuard {
+        AddressGuard { allow }
+    }
+
+    pub fn check(&self, ip: IpAddr) -> Result<(), SendError> {
+        if is_global(ip) || self.allow.iter().any(|net| net.contains(&ip)) {
+            Ok(())
+        } else {
+            Err(SendError::Blocked(format!(
+                "{ip} is not a public address (allow it with webhooks.allow_networks)"
+            )))
+        }
+    }
+
+    /// Checks a URL's host when it is an IP literal or `localhost`, which needs
+    /// no DNS to be known private. Other names are checked after resolution.
+    pub fn check_url(&self, url: &reqwest::Url) -> Result<(), SendError> {
+        self.check_literal(url)?;
+        let host = url.host_str().unwrap_or_default();
+        if host.eq_ignore_ascii_case("localhost") || host.ends_with(".localhost") {
+            return self.check(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        }
+        Ok(())
+    }
+
+    /// Checks an IP-literal host, which reqwest connects to without asking the
+    /// resolver.
+    fn check_literal(&self, url: &reqwest::Url) -> Result<(), SendError> {
+        let host = url
+            .host_str()
+            .ok_or_else(|| SendError::InvalidUrl("the URL has no host".into()))?;
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        match literal.parse::<IpAddr>() {
+            Ok(ip) => self.check(ip),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// Whether `ip` is reachable on the public internet: not private, loopback,
+/// link-local, shared (CGNAT), documentation, benchmarking, multicast, reserved
+/// or unspecified. IPv4-mapped and NAT64 IPv6 forms are judged by their IPv4.
+pub fn is_global(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_global_v4(v4),
+        IpAddr::V6(v6) => is_global_v6(v6),
+    }
+}
+
+fn is_global_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    !(a == 0                                    // "this network"
+        || a == 10
+        || a == 127
+        || (a == 100 && (64..128).contains(&b))  // shared address space
+        || (a == 169 && b == 254)
+        || (a == 172 && (16..32).contains(&b))
+        || (a == 192 && b == 0 && c == 0)        // IETF protocol assignments
+        || (a == 192 && b == 0 && c == 2)        // TEST-NET-1
+        || (a == 192 && b == 88 && c == 99)      // 6to4 relay anycast
+        || (a == 192 && b == 168)
+        || (a == 198 && (b == 18 || b == 19))    // benchmarking
+        || (a == 198 && b == 51 && c == 100)     // TEST-NET-2
+        || (a == 203 && b == 0 && c == 113)      // TEST-NET-3
+        || a >= 224) // multicast, reserved, broadcast
+}
+
+fn is_global_v6(ip: Ipv6Addr) -> bool {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return is_global_v4(v4);
+    }
+    let s = ip.segments();
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
+        // NAT64 well-known prefix: the IPv4 address sits in the last 32 bits.
+        let [.., a, b, c, d] = ip.octets();
+        return is_global_v4(Ipv4Addr::new(a, b, c, d));
+    }
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_multicast()
+        || (s[0] & 0xfe00) == 0xfc00                 // unique local
+        || (s[0] & 0xffc0) == 0xfe80                 // link-local
+        || (s[0] & 0xffc0) == 0xfec0                 // site-local (deprecated)
+        || (s[0] == 0x2001 && s[1] == 0x0db8)        // documentation
+        || (s[0] == 0x0100 && s[1..4] == [0, 0, 0])  // discard-only
+        || s[0] == 0x2002                            // 6to4: embeds arbitrary IPv4
+        || (s[0] == 0 && s[1..6] == [0, 0, 0, 0, 0])) // IPv4-compatible (deprecated)
+}
+
+/// reqwest's resolver hook: system DNS, then only addresses the guard allows.
+struct GuardedResolver {
+    guard: Arc<AddressGuard>,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let guard = self.guard.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut refused = None;
+            let allowed: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|addr| match guard.check(addr.ip()) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        refused.get_or_insert(e);
+                        false
+                    }
+                })
+                .collect();
+            if allowed.is_empty() {
+                let reason = match refused {
+                    Some(e) => format!("{host} resolves to a refused address: {e}"),
+                    None => format!("{host} has no address"),
+                };
+                return Err(reason.into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(allowed.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// Sends webhook requests: one connection pool for all endpoints.
+#[derive(Clone)]
+pub struct WebhookClient {
+    http: reqwest::Client,
+    guard: Arc<AddressGuard>,
+    https_only: bool,
+}
+
+impl WebhookClient {
+    pub fn new(config: &ClientConfig) -> Result<WebhookClient, SendError> {
+        let guard = Arc::new(AddressGuard::new(config.allow_networks.clone()));
+        let http = reqwest::Client::builder()
+            .dns_resolver(Arc::new(GuardedResolver {
+                guard: guard.clone(),
+            }))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout)
+            .https_only(config.https_only)
+            .user_agent(concat!("veriflow-webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| SendError::Other(e.to_string()))?;
+        Ok(WebhookClient {
+            http,
+            guard,
+            https_only: config.https_only,
+        })
+    }
+
+    /// Checks what can be checked without sending: syntax, scheme, literal
+    /// addresses. For validating an endpoint when it is created.
+    pub fn check_url(&self, url: &str) -> Result<reqwest::Url, SendError> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| SendError::InvalidUrl(e.to_string()))?;
+        match parsed.scheme() {
+            "https" => {}
+            "http" if !self.https_only => {}
+            "http" => {
+                return Err(SendError::InvalidUrl(
+                    "only https:// URLs are accepted (webhooks.https_only)".into(),
+                ));
+            }
+            other => {
+                return Err(SendError::InvalidUrl(format!(
+                    "scheme {other}: is not http or https"
+                )));
+            }
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(SendError::InvalidUrl(
+                "credentials in the URL are not accepted; use custom headers".into(),
+            ));
+        }
+        self.guard.check_url(&parsed)?;
+        Ok(parsed)
+    }
+
+    /// One attempt: POST, signed with every secret given.
+    pub async fn send(&self, out: &Outgoing<'_>) -> Attempt {
+        let start = Instant::now();
+        let result = self.try_send(out).await;
+        Attempt {
+            result,
+            latency: start.elapsed(),
+        }
+    }
+
+    async fn try_send(&self, out: &Outgoing<'_>) -> Result<Answer, SendError> {
+        let url = reqwest::Url::parse(out.url).map_err(|e| SendError::InvalidUrl(e.to_string()))?;
+        // Names (`localhost` included) are checked by the resolver, at connect time.
+        self.guard.check_literal(&url)?;
+        let mut headers = HeaderMap::with_capacity(out.headers.len() + 4);
+        for (name, value) in out.headers {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                headers.insert(name, value);
+            }
+        }
+        let signature = signature_header(out.secrets, out.id, out.timestamp, out.body);
+        let fixed = [
+            ("content-type", "application/json".to_string()),
+            ("webhook-id", out.id.to_string()),
+            ("webhook-timestamp", out.timestamp.to_string()),
+            ("webhook-signature", signature),
+        ];
+        for (name, value) in fixed {
+            let value =
+                HeaderValue::from_str(&value).map_err(|e| SendError::Other(e.to_string()))?;
+            headers.insert(name, value);
+        }
+        let response = self
+            .http
+            .post(url)
+            .headers(headers)
+            .body(out.body.to_vec())
+            .send()
+            .await
+            .map_err(classify)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let mut response = response;
+        let mut body = Vec::new();
+        // A body that fails half-way still leaves the status, which decides.
+        while body.len() < RESPONSE_READ_LIMIT {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        body.truncate(RESPONSE_EXCERPT_BYTES);
+        Ok(Answer {
+            status,
+            retry_after,
+            excerpt: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+}
+
+fn classify(e: reqwest::Error) -> SendError {
+    if e.is_timeout() {
+        return SendError::Timeout;
+    }
+    // The resolver's refusal surfaces as a connect error; keep its words.
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text = s.to_string();
+        source = s.source();
+    }
+    if text.contains("refused address") {
+        return SendError::Blocked(text);
+    }
+    if e.is_connect() {
+        SendError::Connect(text)
+    } else {
+        SendError::Other(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn non_global_addresses_are_recognised() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "192.0.2.1",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a00:1",
+            "2001:db8::1",
+        ] {
+            assert!(!is_global(ip(private)), "{private} must not be global");
+        }
+        for public in [
+            "1.1.1.1",
+            "8.8.8.8",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2606:4700::1111",
+            "::ffff:1.1.1.1",
+        ] {
+            assert!(is_global(ip(public)), "{public} is global");
+        }
+    }
+
+    #[test]
+    fn the_allow_list_opens_chosen_networks_only() {
+        let guard = AddressGuard::new(vec!["127.0.0.0/8".parse().unwrap()]);
+        assert!(guard.check(ip("127.0.0.1")).is_ok());
+        assert!(guard.check(ip("10.0.0.1")).is_err());
+        assert!(AddressGuard::default().check(ip("127.0.0.1")).is_err());
+    }
+
+    #[test]
+    fn literal_and_localhost_urls_are_refused_before_sending() {
+        let client = WebhookClient::new(&ClientConfig::default()).unwrap();
+        for url in [
+            "http://127.0.0.1:8080/hook",
+            "http://[::1]/hook",
+            "http://localhost/hook",
+            "https://169.254.169.254/latest/meta-data",
+        ] {
+            assert!(
+                matches!(client.check_url(url), Err(SendError::Blocked(_))),
+                "{url} must be blocked"
+            );
+        }
+        assert!(client.check_url("https://hooks.example.com/x").is_ok());
+        assert!(matches!(
+            client.check_url("ftp://example.com/"),
+            Err(SendError::InvalidUrl(_))
+        ));
+        assert!(matches!(
+            client.check_url("https://user:pw@example.com/"),
+            Err(SendError::InvalidUrl(_))
+        ));
+        let strict = WebhookClient::new(&ClientConfig {
+            https_only: true,
+            ..ClientConfig::default()
+        })
+        .unwrap();
+        assert!(strict.check_url("http://example.com/").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_name_resolving_to_loopback_is_refused_at_connect_time() {
+        // Sending checks only IP literals up front: the refusal of a name must
+        // come from the resolver, after DNS.
+        let client = WebhookClient::new(&ClientConfig::default()).unwrap();
+        let secrets = [Secret::generate()];
+        let attempt = client
+            .send(&Outgoing {
+                url: "http://localhost:9/hook",
+                id: "msg_1",
+                timestamp: 0,
+                body: b"{}",
+                secrets: &secrets,
+                headers: &[],
+            })
+            .await;
+        match attempt.result {
+            Err(SendError::Blocked(reason)) => {
+                assert!(reason.contains("is not a public address"), "{reason}")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+}
