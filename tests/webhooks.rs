@@ -374,7 +374,131 @@ fn a_failing_receiver_gets_exactly_n_plus_one_attempts_on_schedule_and_replay_re
         Some(json!({"message_id": "msg_nope"})),
     );
     assert_eq!(r.status, 404, "{}", r.body);
+
+    // 429 with Retry-After: 1 waits a second, not the scheduled 300 ms.
+    let (ra, _) = endpoint(&api, &key, json!({"url": receiver.url("retry-after/1/ra")}));
+    send_test(&api, &key, &ra);
+    wait_until(
+        "the retry after Retry-After",
+        Duration::from_secs(20),
+        || receiver.requests("ra").len() >= 2,
+    );
+    let requests = receiver.requests("ra");
+    let gap = requests[1]["at"].as_f64().unwrap() - requests[0]["at"].as_f64().unwrap();
+    assert_eq!(requests[0]["status"], 429);
+    assert!(gap >= 0.98, "Retry-After: 1 honoured, waited {gap:.3}s");
     api.stop();
+}
+
+#[test]
+fn an_endpoint_failing_for_too_long_is_disabled_with_an_operational_event() {
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let api = ApiProcess::start(
+        &sqlite_url(&dir),
+        &env_with(FAST, &[("VERIFLOW_WEBHOOKS__DISABLE_AFTER", "1s")]),
+    );
+    let key = tenant(&api, "acme");
+    let (_watcher, _) = endpoint(
+        &api,
+        &key,
+        json!({"url": receiver.url("ok/ops"), "event_types": ["endpoint.disabled"]}),
+    );
+    let (failing, _) = endpoint(&api, &key, json!({"url": receiver.url("fail/100/down")}));
+    send_test(&api, &key, &failing);
+    let mut state = Value::Null;
+    wait_until(
+        "the failing endpoint disabled",
+        Duration::from_secs(20),
+        || {
+            state = api
+                .call(
+                    "GET",
+                    &format!("/v1/webhooks/endpoints/{failing}"),
+                    &key,
+                    None,
+                )
+                .json();
+            state["enabled"] == false
+        },
+    );
+    assert!(
+        state["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("failing without a success"),
+        "{state}"
+    );
+    assert!(state["failing_since"].is_string(), "{state}");
+    wait_until(
+        "the endpoint.disabled event",
+        Duration::from_secs(20),
+        || !receiver.requests("ops").is_empty(),
+    );
+    let attempts = receiver.requests("down").len();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        receiver.requests("down").len(),
+        attempts,
+        "no attempts once disabled"
+    );
+
+    // Enabling it again forgets the failure run; queued messages go out.
+    let r = api.call(
+        "PATCH",
+        &format!("/v1/webhooks/endpoints/{failing}"),
+        &key,
+        Some(json!({"enabled": true, "url": receiver.url("ok/down")})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["failing_since"], Value::Null);
+    let m = send_test(&api, &key, &failing);
+    wait_until(
+        "delivery after re-enabling",
+        Duration::from_secs(20),
+        || {
+            receiver
+                .requests("down")
+                .iter()
+                .any(|r| r["headers"]["webhook-id"] == m.as_str() && r["status"] == 200)
+        },
+    );
+    api.stop();
+}
+
+/// Two instances sharing one PostgreSQL database split the work and never
+/// deliver a message twice.
+#[test]
+fn two_instances_on_one_database_deliver_each_message_once() {
+    let receiver = Receiver::start();
+    let url = fresh_postgres_database();
+    let a = ApiProcess::start(
+        &url,
+        &env_with(FAST, &[("VERIFLOW_WEBHOOKS__INSTANCE_ID", "a")]),
+    );
+    let b = ApiProcess::start(
+        &url,
+        &env_with(FAST, &[("VERIFLOW_WEBHOOKS__INSTANCE_ID", "b")]),
+    );
+    let key = tenant(&a, "acme");
+    let (ep, _) = endpoint(&a, &key, json!({"url": receiver.url("slow/5/two")}));
+    let mut accepted = BTreeSet::new();
+    for i in 0..300 {
+        let api = if i % 2 == 0 { &a } else { &b };
+        accepted.insert(send_test(api, &key, &ep));
+    }
+    wait_until("every message delivered", Duration::from_secs(60), || {
+        receiver.ids("two").len() >= accepted.len()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(receiver.ids("two"), accepted);
+    assert_eq!(
+        receiver.requests("two").len(),
+        accepted.len(),
+        "no message delivered twice"
+    );
+    a.stop();
+    b.stop();
 }
 
 fn chrono_now_minus_minutes(minutes: u64) -> String {
