@@ -87,8 +87,22 @@ impl Store {
                 url: url.to_string(),
             });
         };
+        let sqlite = backend == Backend::Sqlite;
         let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
+            .max_connections(if sqlite { 4 } else { 16 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // WAL with synchronous=NORMAL: a commit survives the
+                        // process being killed (the WAL is written before the
+                        // commit returns); only an OS crash or power loss can
+                        // lose the last commits. FULL would fsync every commit,
+                        // which caps the webhook queue at a few thousand/s.
+                        sqlx::Executor::execute(&mut *conn, "PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
             .acquire_timeout(Duration::from_secs(5))
             .connect(&url)
             .await?;
@@ -117,7 +131,8 @@ impl Store {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
+/// The wall clock in Unix milliseconds (how the store keeps time).
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -256,37 +256,59 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        let mut queued = 0;
-        for m in messages {
-            let inserted = sqlx::query(
+        // Multi-row statements: one round trip per chunk, not per row.
+        let mut fresh: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut seen = std::collections::HashSet::new();
+        let unique: Vec<&NewMessage> = messages.iter().filter(|m| seen.insert(&m.id)).collect();
+        for chunk in unique.chunks(50) {
+            let sql = format!(
                 "INSERT INTO webhook_messages (id, tenant_id, event_type, payload, created_at) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(&m.id)
-            .bind(&m.tenant_id)
-            .bind(&m.event_type)
-            .bind(&m.payload)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            if inserted.rows_affected() == 0 {
-                continue;
+                 VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id",
+                rows_of_placeholders(chunk.len(), 5)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for m in chunk {
+                query = query
+                    .bind(&m.id)
+                    .bind(&m.tenant_id)
+                    .bind(&m.event_type)
+                    .bind(&m.payload)
+                    .bind(now);
             }
-            for endpoint in &m.endpoints {
-                queued += sqlx::query(
-                    "INSERT INTO webhook_deliveries (message_id, endpoint_id, tenant_id, status, \
-                     attempts, step, next_attempt_at, created_at, updated_at) \
-                     VALUES ($1, $2, $3, 'pending', 0, 0, $4, $4, $4) \
-                     ON CONFLICT (message_id, endpoint_id) DO NOTHING",
-                )
-                .bind(&m.id)
-                .bind(endpoint)
-                .bind(&m.tenant_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected() as usize;
+            for row in query.fetch_all(&mut *tx).await? {
+                fresh.insert(row.try_get(0)?);
             }
+        }
+        // Deliveries only for messages new to the queue: an event published
+        // again (a replayed Kafka record) queues nothing.
+        let deliveries: Vec<(&NewMessage, &String)> = unique
+            .iter()
+            .filter(|m| fresh.contains(&m.id))
+            .flat_map(|m| m.endpoints.iter().map(move |e| (*m, e)))
+            .collect();
+        let mut queued = 0;
+        for chunk in deliveries.chunks(100) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let p = 2 + 3 * i;
+                    format!(
+                        "(${p}, ${}, ${}, 'pending', 0, 0, $1, $1, $1)",
+                        p + 1,
+                        p + 2
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO webhook_deliveries (message_id, endpoint_id, tenant_id, status, \
+                 attempts, step, next_attempt_at, created_at, updated_at) VALUES {} \
+                 ON CONFLICT (message_id, endpoint_id) DO NOTHING",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now);
+            for (m, endpoint) in chunk {
+                query = query.bind(&m.id).bind(*endpoint).bind(&m.tenant_id);
+            }
+            queued += query.execute(&mut *tx).await?.rows_affected() as usize;
         }
         tx.commit().await?;
         Ok(queued)
@@ -406,7 +428,7 @@ impl Store {
     /// Several messages at once (the engine fetches a claimed batch's bodies).
     pub async fn messages(&self, ids: &[String]) -> Result<Vec<MessageRow>> {
         let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(500) {
+        for chunk in ids.chunks(100) {
             let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let mut query = sqlx::query(AssertSqlSafe(format!(
                 "SELECT id, event_type, payload, created_at FROM webhook_messages \
@@ -439,30 +461,56 @@ impl Store {
         failing_before: i64,
     ) -> Result<Vec<String>> {
         let mut tx = self.pool.begin().await?;
-        let mut failing = Vec::new();
-        for o in outcomes {
-            let a = &o.attempt;
-            sqlx::query(
+        // Attempt rows, many per statement. An id already there (two instances
+        // racing after a lease ran out) keeps the first record.
+        for chunk in outcomes.chunks(50) {
+            let sql = format!(
                 "INSERT INTO webhook_attempts (id, message_id, endpoint_id, tenant_id, \
                  attempted_at, status_code, outcome, error, latency_ms, response) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(&a.id)
-            .bind(&a.message_id)
-            .bind(&a.endpoint_id)
-            .bind(&a.tenant_id)
-            .bind(a.attempted_at)
-            .bind(a.status_code)
-            .bind(&a.outcome)
-            .bind(&a.error)
-            .bind(a.latency_ms)
-            .bind(&a.response)
-            .execute(&mut *tx)
-            .await?;
+                 VALUES {} ON CONFLICT (id) DO NOTHING",
+                rows_of_placeholders(chunk.len(), 10)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for o in chunk {
+                let a = &o.attempt;
+                query = query
+                    .bind(&a.id)
+                    .bind(&a.message_id)
+                    .bind(&a.endpoint_id)
+                    .bind(&a.tenant_id)
+                    .bind(a.attempted_at)
+                    .bind(a.status_code)
+                    .bind(&a.outcome)
+                    .bind(&a.error)
+                    .bind(a.latency_ms)
+                    .bind(&a.response);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        // Deliveries: the delivered ones (the common case) in bulk.
+        let delivered: Vec<&AttemptRecord> = outcomes
+            .iter()
+            .filter(|o| o.next == NextState::Delivered)
+            .map(|o| &o.attempt)
+            .collect();
+        for chunk in delivered.chunks(100) {
+            let sql = format!(
+                "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, \
+                 lease_owner = NULL, lease_until = NULL, updated_at = $1 \
+                 WHERE (message_id, endpoint_id) IN ({})",
+                rows_of_placeholders_from(chunk.len(), 2, 2)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now);
+            for a in chunk {
+                query = query.bind(&a.message_id).bind(&a.endpoint_id);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        for o in outcomes.iter().filter(|o| o.next != NextState::Delivered) {
+            let a = &o.attempt;
             let (status, next_at, step) = match o.next {
-                NextState::Delivered => ("delivered", None, None),
-                NextState::Failed => ("failed", None, None),
                 NextState::Retry { at, step } => ("pending", Some(at), Some(step)),
+                _ => ("failed", None, None),
             };
             sqlx::query(
                 "UPDATE webhook_deliveries SET status = $3, attempts = attempts + 1, \
@@ -478,35 +526,52 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            if a.outcome == "success" {
+        }
+        // Each endpoint's failure run, judged by its last attempt in the batch;
+        // a failing run starts at its first failure after the last success.
+        let mut last: Vec<(&str, bool, i64)> = Vec::new();
+        for o in outcomes {
+            let a = &o.attempt;
+            let ok = a.outcome == "success";
+            match last.iter_mut().find(|(id, _, _)| *id == a.endpoint_id) {
+                Some(entry) => {
+                    if ok || entry.1 {
+                        *entry = (&a.endpoint_id, ok, a.attempted_at);
+                    }
+                }
+                None => last.push((&a.endpoint_id, ok, a.attempted_at)),
+            }
+        }
+        let mut failing = Vec::new();
+        for (endpoint, ok, at) in last {
+            if ok {
                 sqlx::query(
                     "UPDATE webhook_endpoints SET failing_since = NULL \
                      WHERE id = $1 AND failing_since IS NOT NULL",
                 )
-                .bind(&a.endpoint_id)
+                .bind(endpoint)
                 .execute(&mut *tx)
                 .await?;
-            } else {
-                sqlx::query(
-                    "UPDATE webhook_endpoints SET failing_since = $2 \
-                     WHERE id = $1 AND failing_since IS NULL",
-                )
-                .bind(&a.endpoint_id)
-                .bind(a.attempted_at)
-                .execute(&mut *tx)
-                .await?;
-                let since: Option<Option<i64>> = sqlx::query_scalar(
-                    "SELECT failing_since FROM webhook_endpoints WHERE id = $1 AND enabled = 1",
-                )
-                .bind(&a.endpoint_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(Some(since)) = since
-                    && since < failing_before
-                    && !failing.contains(&a.endpoint_id)
-                {
-                    failing.push(a.endpoint_id.clone());
-                }
+                continue;
+            }
+            sqlx::query(
+                "UPDATE webhook_endpoints SET failing_since = $2 \
+                 WHERE id = $1 AND failing_since IS NULL",
+            )
+            .bind(endpoint)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            let since: Option<Option<i64>> = sqlx::query_scalar(
+                "SELECT failing_since FROM webhook_endpoints WHERE id = $1 AND enabled = 1",
+            )
+            .bind(endpoint)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(Some(since)) = since
+                && since < failing_before
+            {
+                failing.push(endpoint.to_string());
             }
         }
         tx.commit().await?;
@@ -641,4 +706,29 @@ fn endpoint_from_row(row: &sqlx::any::AnyRow) -> Result<EndpointRow> {
         created_at: row.try_get(14)?,
         updated_at: row.try_get(15)?,
     })
+}
+
+/// `($1, $2), ($3, $4)` for `rows` rows of `columns` parameters.
+fn rows_of_placeholders(rows: usize, columns: usize) -> String {
+    rows_of_placeholders_from(rows, columns, 1)
+}
+
+/// Like [`rows_of_placeholders`], numbering from `first`.
+fn rows_of_placeholders_from(rows: usize, columns: usize, first: usize) -> String {
+    let mut out = String::with_capacity(rows * columns * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..columns {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(first + r * columns + c).to_string());
+        }
+        out.push(')');
+    }
+    out
 }
