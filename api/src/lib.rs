@@ -1,5 +1,7 @@
 //! veriflow's control-plane API (axum): tenants with white-label settings, API
-//! keys and roles, localized SMS templates, usage, and the OpenAPI document.
+//! keys and roles, localized SMS templates, usage, webhook endpoints, and the
+//! OpenAPI document; plus the webhook delivery engine ([`webhooks`]), which
+//! lives here because its queue and endpoints are in the API's database.
 //!
 //! Shape of a request: [`layers::observe`] (request id, access log, metrics) →
 //! panic guard → [`layers::timeout`] → body limit → routing; `/v1` routes then
@@ -68,7 +70,8 @@ pub enum ApiError {
 #[openapi(
     info(
         title = "veriflow API",
-        description = "Tenants (white-label), API keys and roles, localized SMS templates. \
+        description = "Tenants (white-label), API keys and roles, localized SMS templates, \
+                       webhook endpoints (Standard Webhooks). \
                        Errors are RFC 9457 problem details (application/problem+json)."
     ),
     modifiers(&SecuritySchemes),
