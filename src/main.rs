@@ -11,6 +11,7 @@ mod routes_view;
 mod run;
 mod simulate;
 mod summary;
+mod train;
 mod webhook_fanout;
 
 use std::path::PathBuf;
@@ -88,6 +89,38 @@ enum Command {
         /// Days of history before scoring starts.
         #[arg(long, default_value_t = 2)]
         warmup_days: u32,
+    },
+    /// Train the scoring models (fraud, delivery success) from history: events
+    /// replayed through the pipeline, labelled by their ground truth.
+    Train {
+        /// Events in arrival order, one JSON per line (`veriflow simulate --out`).
+        #[arg(long)]
+        from: PathBuf,
+        /// Ground truth; default: `<from without .jsonl>.truth.jsonl`.
+        #[arg(long)]
+        truth: Option<PathBuf>,
+        /// Train on requests before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Where model versions are written (`<out>/<version>/`).
+        #[arg(long, default_value = "models/trained")]
+        out: PathBuf,
+        #[arg(long)]
+        version: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 400)]
+        epochs: usize,
+    },
+    /// Print a trained model version's metrics and routing report on (other) history.
+    Evaluate {
+        /// A model version directory (`models/trained/<version>`).
+        #[arg(long)]
+        models: PathBuf,
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        truth: Option<PathBuf>,
     },
     /// Run the pipeline in-process on simulated traffic and show a live summary.
     Demo {
@@ -238,6 +271,28 @@ fn real_main() -> anyhow::Result<()> {
             seed,
             warmup_days,
         }),
+        Command::Train {
+            from,
+            truth,
+            until,
+            out,
+            version,
+            seed,
+            epochs,
+        } => train::run_train(train::TrainOptions {
+            from,
+            truth,
+            until,
+            out,
+            version,
+            seed,
+            epochs,
+        }),
+        Command::Evaluate {
+            models,
+            from,
+            truth,
+        } => train::run_evaluate(&models, &from, truth.as_deref()),
         Command::Demo {
             duration,
             seed,

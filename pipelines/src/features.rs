@@ -311,7 +311,7 @@ pub struct FeatureRequest {
 }
 
 /// The feature vector of one request. Field names are public (the features topic).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Features {
     pub phone_attempts_10m: u32,
     pub phone_attempts_24h: u32,

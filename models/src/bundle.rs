@@ -1,0 +1,225 @@
+//! The deployable unit: both models, their card, and the registry that swaps
+//! them atomically.
+//!
+//! On disk a version is a directory: `model.safetensors` (the tensors) and
+//! `card.json` (what it reads, in which order, what it was trained on, how it
+//! scored). Loading recomputes this build's feature names and refuses a model
+//! whose schema differs: a model silently reading shifted columns is the worst
+//! failure a scoring system can have.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+use veriflow_pipelines::features::{FEATURE_SCHEMA_VERSION, Features};
+
+use crate::logistic::Logistic;
+use crate::metrics::{FraudMetrics, SuccessMetrics};
+use crate::vector::{
+    RouteView, fraud_feature_names, fraud_vector, schema_id, success_feature_names, success_vector,
+};
+use crate::{ModelError, evaluate::RoutingReport};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    pub name: String,
+    pub version: String,
+    /// The pipeline's `FEATURE_SCHEMA_VERSION` when trained.
+    pub pipeline_feature_schema: u32,
+    /// `schema_id` of `fraud_features` (checked at load).
+    pub feature_schema: String,
+    pub fraud_features: Vec<String>,
+    pub success_features: Vec<String>,
+    pub providers: Vec<String>,
+    pub countries: Vec<String>,
+    pub training: TrainingInfo,
+    pub fraud: FraudMetrics,
+    pub success: SuccessMetrics,
+    pub routing: RoutingReport,
+    /// Suggested fraud thresholds (tenants may set their own).
+    pub review_threshold: f32,
+    pub block_threshold: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingInfo {
+    pub source: String,
+    pub seed: u64,
+    /// Request times covered (RFC 3339), and where the holdout starts.
+    pub from: String,
+    pub until: String,
+    pub holdout_from: String,
+    pub train_rows: usize,
+    pub holdout_rows: usize,
+    pub epochs: usize,
+    pub seconds: f64,
+}
+
+/// Both models plus their card.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoringModels {
+    pub card: ModelCard,
+    pub fraud: Logistic,
+    pub success: Logistic,
+}
+
+/// A provider with its predicted probability of success.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RankedRoute {
+    pub provider: String,
+    pub p_success: f32,
+}
+
+/// A verification's scores.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Score {
+    pub fraud_score: f32,
+    /// The features that pushed the fraud score up most, strongest first.
+    pub fraud_reasons: Vec<String>,
+    /// Best first.
+    pub routes: Vec<RankedRoute>,
+}
+
+impl ScoringModels {
+    /// Scores one request: fraud risk with reasons, and every candidate provider
+    /// ranked by calibrated P(success). `route` gives a provider's live route
+    /// statistics in the request's country.
+    pub fn score(
+        &self,
+        features: &Features,
+        country: &str,
+        candidates: &[String],
+        route: impl Fn(&str) -> RouteView,
+    ) -> Result<Score, ModelError> {
+        let fraud_row = fraud_vector(features, &self.card.fraud_features);
+        let fraud_score = self.fraud.predict(std::slice::from_ref(&fraud_row))?[0];
+        let mut contributions: Vec<(f32, &String)> = self
+            .fraud
+            .contributions(&fraud_row)
+            .into_iter()
+            .zip(&self.card.fraud_features)
+            .filter(|(c, _)| *c > 0.0)
+            .collect();
+        contributions.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let rows: Vec<Vec<f32>> = candidates
+            .iter()
+            .map(|p| {
+                success_vector(
+                    &fraud_row,
+                    &route(p),
+                    p,
+                    country,
+                    &self.card.providers,
+                    &self.card.countries,
+                )
+            })
+            .collect();
+        let p = self.success.predict(&rows)?;
+        let mut routes: Vec<RankedRoute> = candidates
+            .iter()
+            .zip(p)
+            .map(|(provider, p_success)| RankedRoute {
+                provider: provider.clone(),
+                p_success,
+            })
+            .collect();
+        routes.sort_by(|a, b| {
+            b.p_success
+                .total_cmp(&a.p_success)
+                .then(a.provider.cmp(&b.provider))
+        });
+        Ok(Score {
+            fraud_score,
+            fraud_reasons: contributions
+                .iter()
+                .take(3)
+                .map(|(_, n)| (*n).clone())
+                .collect(),
+            routes,
+        })
+    }
+
+    /// Writes `dir/model.safetensors` and `dir/card.json`.
+    pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
+        let io = |source| ModelError::Io {
+            path: dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut tensors = self.fraud.tensors("fraud")?;
+        tensors.extend(self.success.tensors("success")?);
+        candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))?;
+        let card = serde_json::to_string_pretty(&self.card).map_err(|source| ModelError::Card {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        std::fs::write(dir.join("card.json"), card + "\n").map_err(io)
+    }
+
+    /// Reads a version directory and checks its feature schema against this build.
+    pub fn load(dir: &Path) -> Result<ScoringModels, ModelError> {
+        let card_path = dir.join("card.json");
+        let text = std::fs::read_to_string(&card_path).map_err(|source| ModelError::Io {
+            path: card_path.display().to_string(),
+            source,
+        })?;
+        let card: ModelCard = serde_json::from_str(&text).map_err(|source| ModelError::Card {
+            path: card_path.display().to_string(),
+            source,
+        })?;
+        let names = fraud_feature_names();
+        let expected = schema_id(&names);
+        let success_names = success_feature_names(&names, &card.providers, &card.countries);
+        if card.pipeline_feature_schema != FEATURE_SCHEMA_VERSION
+            || card.feature_schema != expected
+            || card.fraud_features != names
+            || card.success_features != success_names
+        {
+            return Err(ModelError::SchemaMismatch {
+                model: format!("{} {}", card.name, card.version),
+                expected,
+                found: card.feature_schema.clone(),
+            });
+        }
+        let path = dir.join("model.safetensors");
+        let tensors: HashMap<String, candle_core::Tensor> =
+            candle_core::safetensors::load(&path, &candle_core::Device::Cpu)?;
+        let fraud = Logistic::from_tensors(&tensors, "fraud")?;
+        let success = Logistic::from_tensors(&tensors, "success")?;
+        if fraud.weights.len() != names.len() || success.weights.len() != success_names.len() {
+            return Err(ModelError::Corrupt(
+                "tensor widths do not match the card's features".into(),
+            ));
+        }
+        Ok(ScoringModels {
+            card,
+            fraud,
+            success,
+        })
+    }
+}
+
+/// The models in use, swapped whole: a scorer holds one `Arc` for a batch, so
+/// a swap never mixes two versions inside one decision.
+#[derive(Default)]
+pub struct Registry {
+    current: RwLock<Option<Arc<ScoringModels>>>,
+}
+
+impl Registry {
+    pub fn current(&self) -> Option<Arc<ScoringModels>> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Loads and validates `dir`; on success it becomes current. On error the
+    /// models in use stay.
+    pub fn load(&self, dir: &Path) -> Result<Arc<ScoringModels>, ModelError> {
+        let models = Arc::new(ScoringModels::load(dir)?);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(models.clone());
+        Ok(models)
+    }
+}

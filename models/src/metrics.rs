@@ -1,0 +1,126 @@
+//! Evaluation metrics, computed the textbook way (and tested on small cases).
+
+use serde::{Deserialize, Serialize};
+
+/// Average precision: the area under the precision-recall curve, as the mean of
+/// the precision at each positive in score order (ties broken pessimistically).
+pub fn average_precision(scores: &[f32], labels: &[bool]) -> f64 {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| {
+        scores[b]
+            .total_cmp(&scores[a])
+            .then(labels[a].cmp(&labels[b]))
+    });
+    let positives = labels.iter().filter(|l| **l).count();
+    if positives == 0 {
+        return 0.0;
+    }
+    let (mut hits, mut sum) = (0usize, 0f64);
+    for (rank, &i) in order.iter().enumerate() {
+        if labels[i] {
+            hits += 1;
+            sum += hits as f64 / (rank + 1) as f64;
+        }
+    }
+    sum / positives as f64
+}
+
+/// The recall at the highest threshold whose false-positive rate stays at or
+/// under `max_fpr`, and that threshold.
+pub fn recall_at_fpr(scores: &[f32], labels: &[bool], max_fpr: f64) -> (f64, f32) {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let positives = labels.iter().filter(|l| **l).count().max(1) as f64;
+    let negatives = labels.iter().filter(|l| !**l).count().max(1) as f64;
+    let (mut tp, mut fp) = (0f64, 0f64);
+    let (mut best_recall, mut threshold) = (0f64, f32::INFINITY);
+    let mut i = 0;
+    while i < order.len() {
+        // Take every row tied at this score together.
+        let s = scores[order[i]];
+        // `total_cmp` equality, so a NaN score cannot stall the scan.
+        while i < order.len() && scores[order[i]].total_cmp(&s).is_eq() {
+            if labels[order[i]] {
+                tp += 1.0;
+            } else {
+                fp += 1.0;
+            }
+            i += 1;
+        }
+        if fp / negatives <= max_fpr {
+            best_recall = tp / positives;
+            threshold = s;
+        } else {
+            break;
+        }
+    }
+    (best_recall, threshold)
+}
+
+/// Mean squared error of probabilities.
+pub fn brier(p: &[f32], y: &[bool]) -> f64 {
+    let n = p.len().max(1) as f64;
+    p.iter()
+        .zip(y)
+        .map(|(p, y)| (f64::from(*p) - f64::from(u8::from(*y))).powi(2))
+        .sum::<f64>()
+        / n
+}
+
+/// Expected calibration error over `bins` equal-width bins.
+pub fn ece(p: &[f32], y: &[bool], bins: usize) -> f64 {
+    let mut count = vec![0f64; bins];
+    let mut conf = vec![0f64; bins];
+    let mut acc = vec![0f64; bins];
+    for (p, y) in p.iter().zip(y) {
+        let b = ((f64::from(*p) * bins as f64) as usize).min(bins - 1);
+        count[b] += 1.0;
+        conf[b] += f64::from(*p);
+        acc[b] += f64::from(u8::from(*y));
+    }
+    let n = p.len().max(1) as f64;
+    (0..bins)
+        .filter(|b| count[*b] > 0.0)
+        .map(|b| (count[b] / n) * ((acc[b] - conf[b]) / count[b]).abs())
+        .sum()
+}
+
+/// What a model card records about a fraud model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FraudMetrics {
+    pub holdout_rows: usize,
+    pub base_rate: f64,
+    pub average_precision: f64,
+    /// Recall when at most 0.5 % of legitimate verifications are flagged.
+    pub recall_at_0_5pct_fpr: f64,
+    pub threshold_at_0_5pct_fpr: f32,
+}
+
+/// What a model card records about a success model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuccessMetrics {
+    pub holdout_rows: usize,
+    pub brier: f64,
+    /// The Brier score of always predicting the training mean (the trivial model).
+    pub brier_constant: f64,
+    pub ece: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_on_small_cases() {
+        let s = [0.9, 0.8, 0.7, 0.1];
+        let y = [true, false, true, false];
+        // Precision at the positives: 1/1, 2/3.
+        assert!((average_precision(&s, &y) - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-9);
+        assert_eq!(recall_at_fpr(&s, &y, 0.0), (0.5, 0.9));
+        assert_eq!(recall_at_fpr(&s, &y, 0.5), (1.0, 0.7));
+        assert!((brier(&[1.0, 0.0], &[true, false])).abs() < 1e-12);
+        assert!((brier(&[0.5, 0.5], &[true, false]) - 0.25).abs() < 1e-12);
+        assert!(ece(&[0.75; 4], &[true, true, true, false], 10) < 1e-9);
+        assert!((ece(&[0.9; 2], &[false, false], 10) - 0.9).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,133 @@
+//! Training and evaluation on the simulator's ground truth, in-process.
+
+use std::collections::HashMap;
+
+use veriflow_models::ScoringModels;
+use veriflow_models::dataset::{Example, TruthLine, replay};
+use veriflow_models::evaluate::train;
+use veriflow_models::logistic::TrainConfig;
+use veriflow_models::{ModelError, Registry};
+use veriflow_simulator::{SimConfig, SimItem, Simulator};
+
+/// `minutes` of simulated traffic replayed into examples.
+fn examples(seed: u64, minutes: i64) -> Vec<Example> {
+    let mut sim = Simulator::new(SimConfig {
+        seed,
+        rate: 10.0,
+        duration_ms: Some(minutes * 60_000),
+        fraud_share: 0.03,
+        outages_per_day: 24.0,
+        ..SimConfig::default()
+    });
+    let mut events = Vec::new();
+    let mut truth = HashMap::new();
+    while let Some(item) = sim.next() {
+        match item {
+            SimItem::Event(e) => events.push(e.payload),
+            SimItem::Truth(t) => {
+                truth.insert(
+                    t.verification_id.clone(),
+                    TruthLine {
+                        verification_id: t.verification_id,
+                        is_fraud: t.is_fraud,
+                        p_success: t
+                            .p_success
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), *v))
+                            .collect(),
+                    },
+                );
+            }
+        }
+    }
+    replay(events.iter().map(Vec::as_slice), &truth)
+}
+
+fn quick() -> TrainConfig {
+    TrainConfig {
+        epochs: 150,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn trained_models_beat_trivial_baselines_on_held_out_data_and_training_is_deterministic() {
+    let data = examples(7, 60);
+    assert!(data.len() > 20_000, "{} examples", data.len());
+    let a = train(&data, "simulator seed 7", "test-1", 7, &quick()).unwrap();
+    let card = &a.card;
+    eprintln!("{}", serde_json::to_string_pretty(card).unwrap());
+    // Fraud: far better than the base rate (what a random ranking scores).
+    assert!(
+        card.fraud.base_rate > 0.005,
+        "holdout has fraud: {:?}",
+        card.fraud
+    );
+    assert!(
+        card.fraud.average_precision > 0.8
+            && card.fraud.average_precision > 10.0 * card.fraud.base_rate,
+        "fraud AP {:?}",
+        card.fraud
+    );
+    // Success: a clearly lower Brier score than predicting the mean, calibrated.
+    assert!(
+        card.success.brier < 0.95 * card.success.brier_constant,
+        "success {:?}",
+        card.success
+    );
+    assert!(card.success.ece < 0.05, "ECE {:?}", card.success);
+    // Routing: better first attempts than random routing, by a clear margin.
+    assert!(
+        card.routing.router_success > card.routing.baseline_success + 0.015
+            && card.routing.uplift_captured > 0.25,
+        "routing {:?}",
+        card.routing
+    );
+
+    let b = train(&data, "simulator seed 7", "test-1", 7, &quick()).unwrap();
+    assert_eq!(a.fraud, b.fraud, "same data, same fraud model");
+    assert_eq!(a.success, b.success, "same data, same success model");
+    assert_eq!(a.card.fraud, b.card.fraud);
+}
+
+#[test]
+fn a_model_with_another_feature_schema_is_refused_and_the_old_one_stays() {
+    let data = examples(3, 20);
+    let models = train(&data, "simulator seed 3", "v1", 3, &quick()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("v1");
+    models.save(&good).unwrap();
+    let loaded = ScoringModels::load(&good).unwrap();
+    assert_eq!(loaded.fraud, models.fraud, "safetensors round trip");
+    assert_eq!(loaded.card, models.card);
+
+    let registry = Registry::default();
+    registry.load(&good).unwrap();
+
+    // The same files with one feature renamed in the card: another schema.
+    let bad = dir.path().join("v2");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::copy(
+        good.join("model.safetensors"),
+        bad.join("model.safetensors"),
+    )
+    .unwrap();
+    let mut card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(good.join("card.json")).unwrap()).unwrap();
+    card["version"] = "v2".into();
+    card["fraud_features"][0] = "phone_attempts_1y".into();
+    card["feature_schema"] = "v3-0000000000000000".into();
+    std::fs::write(bad.join("card.json"), card.to_string()).unwrap();
+    match registry.load(&bad) {
+        Err(e @ ModelError::SchemaMismatch { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("v2") && text.contains("retrain"), "{text}");
+        }
+        other => panic!("expected a schema mismatch, got {other:?}"),
+    }
+    assert_eq!(
+        registry.current().unwrap().card.version,
+        "v1",
+        "the model in use stays"
+    );
+}
