@@ -30,6 +30,15 @@ pub struct Config {
     pub influx: InfluxSection,
     pub alerts: AlertsSection,
     pub webhooks: WebhooksSection,
+    pub scoring: ScoringSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoringSection {
+    /// A model version directory written by `veriflow train`
+    /// (`models/trained/<version>`); empty turns scoring off.
+    pub models: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -307,6 +316,8 @@ pub struct TopicsSection {
     pub late: String,
     /// Alerts (`kpi.alert`, `route.degraded`), for the webhook fan-out.
     pub alerts: String,
+    /// One scored record per accepted request (when `[scoring] models` is set).
+    pub scored: String,
     /// Create missing topics at start.
     pub create_missing: bool,
     /// Partitions for topics veriflow creates.
@@ -356,6 +367,7 @@ impl Default for TopicsSection {
             dlq: "verifications.dlq".into(),
             late: "verifications.late".into(),
             alerts: "veriflow.alerts".into(),
+            scored: "verifications.scored".into(),
             create_missing: true,
             partitions: 4,
         }

@@ -9,6 +9,7 @@ mod metrics;
 mod pace;
 mod routes_view;
 mod run;
+mod scoring_stage;
 mod simulate;
 mod summary;
 mod train;

@@ -34,6 +34,7 @@ use crate::config::{Config, TopicsSection};
 use crate::kpi_stage::KpiStage;
 use crate::metrics::{self, Metrics, PartitionGauges};
 use crate::routes_view::RouteView;
+use crate::scoring_stage::{ScoringStage, scored_json};
 use crate::summary::{Gauges, Summary};
 use crate::webhook_fanout::FanOut;
 
@@ -71,6 +72,8 @@ struct Inner {
     routes: Arc<RouteView>,
     /// KPI SQL into InfluxDB, when configured.
     kpi: Option<KpiStage>,
+    /// Models scoring each request, when `[scoring] models` is set.
+    scoring: Option<ScoringStage>,
 }
 
 struct Shared(Mutex<Inner>);
@@ -87,7 +90,10 @@ impl Shared {
 impl Inner {
     /// Sends queued outputs to the producer.
     fn emit(&mut self) -> anyhow::Result<()> {
-        for output in self.out.drain(..) {
+        // The global route statistics, read once per batch when scoring needs them.
+        let mut route_view = None;
+        let mut out = std::mem::take(&mut self.out);
+        for output in out.drain(..) {
             self.summary.observe(&output);
             self.metrics.observe(&output);
             match &output {
@@ -102,12 +108,28 @@ impl Inner {
                     };
                     records::send_rejected(&self.sink, topic, &self.topics.input, r)?;
                 }
-                Output::Features(f) => records::send_features(
-                    &self.sink,
-                    &self.topics.features,
-                    &self.topics.input,
-                    f,
-                )?,
+                Output::Features(f) => {
+                    // Scored first: a crash between the two re-sends both (same
+                    // id) instead of losing the score.
+                    if let Some(models) = self.scoring.as_ref().and_then(ScoringStage::models) {
+                        let routes = route_view
+                            .get_or_insert_with(|| self.routes.merged(&self.topics.input));
+                        let value = scored_json(&models, f, routes)?;
+                        records::send_scored(
+                            &self.sink,
+                            &self.topics.scored,
+                            &self.topics.input,
+                            f,
+                            &value,
+                        )?;
+                    }
+                    records::send_features(
+                        &self.sink,
+                        &self.topics.features,
+                        &self.topics.input,
+                        f,
+                    )?
+                }
                 Output::Kpi(k) => {
                     if let Some(kpi) = &mut self.kpi {
                         kpi.handle(k);
@@ -127,6 +149,8 @@ impl Inner {
                 }
             }
         }
+        // Keep the buffer's capacity for the next batch.
+        self.out = out;
         Ok(())
     }
 
@@ -424,6 +448,7 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
                 spec(&topics.dlq),
                 spec(&topics.late),
                 spec(&topics.alerts),
+                spec(&topics.scored),
                 TopicSpec {
                     compacted: true,
                     ..spec(&topics.route_stats)
@@ -449,6 +474,13 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
     let store = checkpoint_store(config, &kafka.group_id)?;
     tracing::info!(store = %store.describe(), "checkpoints");
     let kpi = KpiStage::start(config)?;
+    let scoring = if config.scoring.models.is_empty() {
+        None
+    } else {
+        Some(ScoringStage::load(std::path::Path::new(
+            &config.scoring.models,
+        ))?)
+    };
     let mut pipeline = config.pipeline()?;
     if let Some(kpi) = &kpi {
         pipeline.kpi_hops = kpi.hops(pipeline.kpi_window_ms)?;
@@ -486,6 +518,7 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
         metrics,
         routes: routes.clone(),
         kpi,
+        scoring,
     })));
     let source = KafkaSource::subscribe(&kafka, &topics.input, shared.clone())?;
     tracing::info!(brokers = %kafka.brokers, group = %kafka.group_id, topic = %topics.input, "consuming");

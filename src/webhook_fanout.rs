@@ -36,6 +36,8 @@ enum Kind {
     Outcome,
     /// `veriflow.alerts` → `kpi.alert` / `route.degraded`.
     Alert,
+    /// `verifications.scored` → `fraud.flagged` (decision `review` or `block`).
+    Scored,
 }
 
 /// The fan-out threads (one per topic).
@@ -55,6 +57,7 @@ impl FanOut {
         for (topic, kind) in [
             (config.topics.outcomes.clone(), Kind::Outcome),
             (config.topics.alerts.clone(), Kind::Alert),
+            (config.topics.scored.clone(), Kind::Scored),
         ] {
             let consumer = format!("{}-webhooks-{topic}", config.kafka.group_id);
             let kafka = KafkaConfig {
@@ -82,7 +85,10 @@ impl FanOut {
                     .context("starting a webhook fan-out thread")?,
             );
         }
-        tracing::info!(topics = ?[&config.topics.outcomes, &config.topics.alerts], "webhook fan-out started");
+        tracing::info!(
+            topics = ?[&config.topics.outcomes, &config.topics.alerts, &config.topics.scored],
+            "webhook fan-out started"
+        );
         Ok(FanOut { stop, threads })
     }
 
@@ -150,6 +156,8 @@ impl Worker {
                         next.insert(record.partition(), record.offset() + 1);
                         match to_event(self.kind, record.payload()) {
                             Some(event) => events.push(event),
+                            // An allowed scored request is simply not an event.
+                            None if self.kind == Kind::Scored => {}
                             None => skipped += 1,
                         }
                         oldest.get_or_insert_with(Instant::now);
@@ -221,7 +229,8 @@ impl Worker {
     }
 }
 
-/// A pipeline output record as a webhook event; `None` for anything else.
+/// A pipeline output record as a webhook event; `None` for anything else (and
+/// for scored requests that were allowed).
 fn to_event(kind: Kind, payload: &[u8]) -> Option<Event> {
     let value: Value = serde_json::from_slice(payload).ok()?;
     match kind {
@@ -232,6 +241,19 @@ fn to_event(kind: Kind, payload: &[u8]) -> Option<Event> {
                 tenant_id: value.get("tenant_id")?.as_str()?.to_string(),
                 event_type: format!("verification.{outcome}"),
                 timestamp: value.get("decided_at")?.as_str()?.to_string(),
+                data: value,
+            })
+        }
+        Kind::Scored => {
+            let decision = value.get("fraud_decision")?.as_str()?;
+            if decision == "allow" {
+                return None;
+            }
+            Some(Event {
+                id: format!("fraud.flagged/{}", value.get("scored_id")?.as_str()?),
+                tenant_id: value.get("tenant_id")?.as_str()?.to_string(),
+                event_type: "fraud.flagged".into(),
+                timestamp: value.get("requested_at")?.as_str()?.to_string(),
                 data: value,
             })
         }
@@ -267,6 +289,12 @@ mod tests {
             (e.id.as_str(), e.tenant_id.as_str(), e.event_type.as_str()),
             ("a1", "*", "route.degraded")
         );
+        let scored = br#"{"scored_id":"acme:v1:e1","tenant_id":"acme","requested_at":"2026-01-01T00:00:00.000Z","fraud_score":0.97,"fraud_decision":"block","country":"GN"}"#;
+        let e = to_event(Kind::Scored, scored).unwrap();
+        assert_eq!(e.event_type, "fraud.flagged");
+        assert_eq!(e.data["fraud_score"], 0.97);
+        let allowed = br#"{"scored_id":"acme:v2:e2","tenant_id":"acme","requested_at":"2026-01-01T00:00:00.000Z","fraud_decision":"allow"}"#;
+        assert!(to_event(Kind::Scored, allowed).is_none());
         assert!(to_event(Kind::Outcome, b"not json").is_none());
         assert!(to_event(Kind::Alert, br#"{"type":"x"}"#).is_none());
     }

@@ -23,6 +23,7 @@ pub const HEADER_SOURCE_OFFSET: &str = "veriflow.source.offset";
 pub const HEADER_OUTCOME_ID: &str = "veriflow.outcome_id";
 pub const HEADER_FEATURES_ID: &str = "veriflow.features_id";
 pub const HEADER_ALERT_ID: &str = "veriflow.alert_id";
+pub const HEADER_SCORED_ID: &str = "veriflow.scored_id";
 
 /// An outcome: key `tenant_id`, JSON value; its deterministic id and the input
 /// partition that decided it in headers.
@@ -67,6 +68,24 @@ pub fn send_features(
         &record.to_json_bytes(),
         identity,
     )
+}
+
+/// A scored request (`verifications.scored`): key `tenant`, the JSON built by
+/// the scoring stage, its id (the features id) in the headers.
+pub fn send_scored(
+    sink: &KafkaSink,
+    topic: &str,
+    source_topic: &str,
+    record: &FeatureRecord,
+    value: &[u8],
+) -> Result<(), KafkaConnectorError> {
+    let identity = Identity {
+        header: HEADER_SCORED_ID,
+        id: record.features_id(),
+        source_topic,
+        partition: record.partition,
+    };
+    send_identified(sink, topic, &record.request.tenant_id, value, identity)
 }
 
 /// An alert, for the webhook fan-out: key `tenant` (`*` for a rule across tenants),
