@@ -118,14 +118,17 @@ fn print_card(m: &ScoringModels) {
         routing: c.routing.clone(),
     });
     println!(
-        "suggested thresholds: review {:.3}, block {:.3}",
+        "suggested thresholds: review {:.4}, block {:.4}",
         c.review_threshold, c.block_threshold
     );
 }
 
 fn print_report(r: &Report) {
+    if r.fraud.base_rate == 0.0 {
+        println!("fraud    no pumping in these verifications: fraud metrics are undefined");
+    }
     println!(
-        "fraud    average precision {:.3} (base rate {:.3}), recall {:.3} at ≤0.5 % false blocks (threshold {:.3})",
+        "fraud    average precision {:.3} (base rate {:.3}), recall {:.3} at ≤0.5 % false blocks (threshold {:.4})",
         r.fraud.average_precision,
         r.fraud.base_rate,
         r.fraud.recall_at_0_5pct_fpr,

@@ -25,8 +25,8 @@ pub fn average_precision(scores: &[f32], labels: &[bool]) -> f64 {
     sum / positives as f64
 }
 
-/// The recall at the highest threshold whose false-positive rate stays at or
-/// under `max_fpr`, and that threshold.
+/// The best recall whose false-positive rate stays at or under `max_fpr`, and
+/// the highest threshold that reaches it.
 pub fn recall_at_fpr(scores: &[f32], labels: &[bool], max_fpr: f64) -> (f64, f32) {
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
@@ -47,11 +47,14 @@ pub fn recall_at_fpr(scores: &[f32], labels: &[bool], max_fpr: f64) -> (f64, f32
             }
             i += 1;
         }
-        if fp / negatives <= max_fpr {
+        if fp / negatives > max_fpr {
+            break;
+        }
+        // The highest threshold reaching this recall: going lower only adds
+        // false positives once every reachable positive is in.
+        if tp / positives > best_recall {
             best_recall = tp / positives;
             threshold = s;
-        } else {
-            break;
         }
     }
     (best_recall, threshold)
@@ -118,6 +121,8 @@ mod tests {
         assert!((average_precision(&s, &y) - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-9);
         assert_eq!(recall_at_fpr(&s, &y, 0.0), (0.5, 0.9));
         assert_eq!(recall_at_fpr(&s, &y, 0.5), (1.0, 0.7));
+        // Below the last positive the threshold does not move down.
+        assert_eq!(recall_at_fpr(&s, &y, 1.0), (1.0, 0.7));
         assert!((brier(&[1.0, 0.0], &[true, false])).abs() < 1e-12);
         assert!((brier(&[0.5, 0.5], &[true, false]) - 0.25).abs() < 1e-12);
         assert!(ece(&[0.75; 4], &[true, true, true, false], 10) < 1e-9);
