@@ -7,7 +7,7 @@
 //! whose schema differs: a model silently reading shifted columns is the worst
 //! failure a scoring system can have.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
@@ -16,6 +16,7 @@ use veriflow_pipelines::features::{FEATURE_SCHEMA_VERSION, Features};
 
 use crate::logistic::Logistic;
 use crate::metrics::{FraudMetrics, SuccessMetrics};
+use crate::router::{RoutePolicy, candidates};
 use crate::vector::{
     RouteView, fraud_feature_names, fraud_vector, schema_id, success_feature_names, success_vector,
 };
@@ -33,6 +34,10 @@ pub struct ModelCard {
     pub success_features: Vec<String>,
     pub providers: Vec<String>,
     pub countries: Vec<String>,
+    /// Mean cost of one message per route (`country/provider`), from history;
+    /// what tenants' cost ceilings are checked against.
+    #[serde(default)]
+    pub route_costs: BTreeMap<String, f64>,
     pub training: TrainingInfo,
     pub fraud: FraudMetrics,
     pub success: SuccessMetrics,
@@ -138,6 +143,26 @@ impl ScoringModels {
                 .collect(),
             routes,
         })
+    }
+
+    /// [`ScoringModels::score`] over the providers the tenant's policy allows
+    /// (and, for a retry, not those already tried).
+    pub fn route(
+        &self,
+        features: &Features,
+        country: &str,
+        policy: &RoutePolicy,
+        tried: &[String],
+        route: impl Fn(&str) -> RouteView,
+    ) -> Result<Score, ModelError> {
+        let allowed = candidates(
+            &self.card.providers,
+            country,
+            policy,
+            &self.card.route_costs,
+            tried,
+        );
+        self.score(features, country, &allowed, route)
     }
 
     /// Writes `dir/model.safetensors` and `dir/card.json`.

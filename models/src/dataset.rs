@@ -37,6 +37,9 @@ pub struct Example {
     pub routes: BTreeMap<String, RouteView>,
     /// The provider of the first attempt, if one was sent.
     pub first_provider: Option<String>,
+    /// What one attempt cost, when the verification took exactly one (so the
+    /// cost is the first provider's).
+    pub single_attempt_cost: Option<f64>,
     pub approved: bool,
     pub is_fraud: bool,
     /// True P(approved) per provider at request time (simulator truth).
@@ -89,6 +92,7 @@ pub fn replay<'a>(
                             fraud_row: fraud_vector(&f.features, &names),
                             routes: views,
                             first_provider: None,
+                            single_attempt_cost: None,
                             approved: false,
                             is_fraud: t.is_fraud,
                             p_success: t.p_success.clone(),
@@ -98,6 +102,7 @@ pub fn replay<'a>(
                 Output::Outcome(o) => {
                     if let Some(mut e) = pending.remove(o.verification_id.as_str()) {
                         e.first_provider = o.providers.first().map(|p| p.to_string());
+                        e.single_attempt_cost = o.cost.filter(|_| o.attempts == 1);
                         e.approved = o.outcome == OutcomeKind::Approved;
                         done.push(e);
                     }

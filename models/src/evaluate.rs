@@ -16,6 +16,7 @@ use crate::bundle::{ModelCard, ScoringModels, TrainingInfo};
 use crate::dataset::Example;
 use crate::logistic::{Logistic, TrainConfig};
 use crate::metrics::{FraudMetrics, SuccessMetrics, average_precision, brier, ece, recall_at_fpr};
+use crate::router::cost_key;
 use crate::vector::{fraud_feature_names, schema_id, success_feature_names, success_vector};
 
 /// The share of the (time-ordered) examples held out for calibration and metrics.
@@ -113,6 +114,19 @@ pub fn train(
     let (shx, shy) = rows(holdout);
     success.calibrate(&shx, &shy)?;
 
+    let mut sums: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+    for e in train {
+        if let (Some(provider), Some(cost)) = (&e.first_provider, e.single_attempt_cost) {
+            let entry = sums.entry(cost_key(&e.country, provider)).or_default();
+            entry.0 += cost;
+            entry.1 += 1.0;
+        }
+    }
+    // Money to a millionth: short decimals survive the card's JSON exactly.
+    let route_costs = sums
+        .into_iter()
+        .map(|(k, (sum, n))| (k, (sum / n * 1e6).round() / 1e6))
+        .collect();
     let mut models = ScoringModels {
         card: ModelCard {
             name: "veriflow-scoring".into(),
@@ -123,6 +137,7 @@ pub fn train(
             fraud_features: fraud_names,
             providers,
             countries,
+            route_costs,
             training: TrainingInfo {
                 source: source.into(),
                 seed,

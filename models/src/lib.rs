@@ -10,12 +10,14 @@
 //! - [`bundle`]: the two models with their card; save/load as safetensors + JSON,
 //!   refusing a model whose feature schema differs from this build's.
 //! - [`evaluate`]: time-split holdout metrics and the routing report.
+//! - [`router`]: a tenant's allow/deny lists, cost ceiling and retries → candidates.
 
 pub mod bundle;
 pub mod dataset;
 pub mod evaluate;
 pub mod logistic;
 pub mod metrics;
+pub mod router;
 pub mod vector;
 
 pub use bundle::{ModelCard, Registry, Score, ScoringModels};

@@ -131,3 +131,68 @@ fn a_model_with_another_feature_schema_is_refused_and_the_old_one_stays() {
         "the model in use stays"
     );
 }
+
+#[test]
+fn the_router_honours_allow_deny_lists_and_cost_ceilings() {
+    use veriflow_models::router::RoutePolicy;
+    use veriflow_models::vector::RouteView;
+    use veriflow_pipelines::features::Features;
+    let data = examples(5, 20);
+    let models = train(&data, "simulator seed 5", "r1", 5, &quick()).unwrap();
+    let card = &models.card;
+    assert!(!card.route_costs.is_empty(), "costs learned from history");
+    let features = Features::default();
+    let no_stats = |_: &str| RouteView::at(None, 0);
+    let providers = |policy: &RoutePolicy, tried: &[String]| -> Vec<String> {
+        let mut p: Vec<String> = models
+            .route(&features, "BR", policy, tried, no_stats)
+            .unwrap()
+            .routes
+            .into_iter()
+            .map(|r| r.provider)
+            .collect();
+        p.sort();
+        p
+    };
+    assert_eq!(providers(&RoutePolicy::default(), &[]), card.providers);
+    let first = card.providers[0].clone();
+    let second = card.providers[1].clone();
+    let allow = RoutePolicy {
+        allow: vec![first.clone(), second.clone()],
+        ..RoutePolicy::default()
+    };
+    assert_eq!(providers(&allow, &[]), vec![first.clone(), second.clone()]);
+    assert_eq!(
+        providers(&allow, &[first.clone()]),
+        vec![second.clone()],
+        "retry elsewhere"
+    );
+    let deny = RoutePolicy {
+        deny: vec![first.clone()],
+        ..RoutePolicy::default()
+    };
+    assert!(!providers(&deny, &[]).contains(&first));
+    // A ceiling under the cheapest known BR price leaves only providers without
+    // a known BR price.
+    let cheapest = card
+        .route_costs
+        .iter()
+        .filter(|(k, _)| k.starts_with("BR/"))
+        .map(|(_, v)| *v)
+        .fold(f64::INFINITY, f64::min);
+    assert!(
+        cheapest.is_finite(),
+        "BR prices known: {:?}",
+        card.route_costs
+    );
+    let ceiling = RoutePolicy {
+        max_cost_per_message: Some(cheapest * 0.5),
+        ..RoutePolicy::default()
+    };
+    for p in providers(&ceiling, &[]) {
+        assert!(
+            !card.route_costs.contains_key(&format!("BR/{p}")),
+            "{p} costs more than the ceiling in BR"
+        );
+    }
+}
