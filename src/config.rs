@@ -33,12 +33,23 @@ pub struct Config {
     pub scoring: ScoringSection,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScoringSection {
     /// A model version directory written by `veriflow train`
     /// (`models/trained/<version>`); empty turns scoring off.
     pub models: String,
+    /// How often to look for a new version in `models`; `"off"` never reloads.
+    pub reload_interval: String,
+}
+
+impl Default for ScoringSection {
+    fn default() -> Self {
+        ScoringSection {
+            models: String::new(),
+            reload_interval: "5s".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -491,6 +502,21 @@ impl Config {
             locales_dir: (!a.locales_dir.is_empty()).then(|| PathBuf::from(&a.locales_dir)),
             webhooks: self.webhooks()?,
         })
+    }
+
+    /// `[scoring] reload_interval`, `None` when off.
+    pub fn scoring_reload(&self) -> anyhow::Result<Option<std::time::Duration>> {
+        match self.scoring.reload_interval.as_str() {
+            "off" => Ok(None),
+            text => {
+                let ms = duration("scoring.reload_interval", text)?;
+                anyhow::ensure!(
+                    ms > 0,
+                    "scoring.reload_interval must be positive or \"off\""
+                );
+                Ok(Some(std::time::Duration::from_millis(ms as u64)))
+            }
+        }
     }
 
     pub fn webhooks(&self) -> anyhow::Result<veriflow_api::webhooks::WebhooksConfig> {

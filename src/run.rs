@@ -477,9 +477,10 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
     let scoring = if config.scoring.models.is_empty() {
         None
     } else {
-        Some(ScoringStage::load(std::path::Path::new(
-            &config.scoring.models,
-        ))?)
+        Some(ScoringStage::load(
+            std::path::Path::new(&config.scoring.models),
+            config.scoring_reload()?,
+        )?)
     };
     let mut pipeline = config.pipeline()?;
     if let Some(kpi) = &kpi {

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::Context;
 use veriflow_models::vector::RouteView as LiveRoute;
@@ -17,28 +19,77 @@ use veriflow_pipelines::time::format_rfc3339;
 const CHAMPION: &str = "champion";
 
 pub struct ScoringStage {
-    registry: Registry,
+    registry: Arc<Registry>,
+    stop: Arc<AtomicBool>,
 }
 
 impl ScoringStage {
-    /// Loads and checks the models in `dir`.
-    pub fn load(dir: &Path) -> anyhow::Result<ScoringStage> {
-        let registry = Registry::default();
+    /// Loads and checks the models in `dir`, then watches it: when its
+    /// `card.json` changes (a new version copied in, or a symlink re-pointed),
+    /// the new models are loaded and swapped in without a restart. A version that
+    /// fails to load is logged and the models in use stay.
+    pub fn load(dir: &Path, reload_every: Option<Duration>) -> anyhow::Result<ScoringStage> {
+        let registry = Arc::new(Registry::default());
         let models = registry
             .load(dir)
             .with_context(|| format!("loading scoring models from {}", dir.display()))?;
-        tracing::info!(
-            model = %models.card.name,
-            version = %models.card.version,
-            schema = %models.card.feature_schema,
-            "scoring models loaded"
-        );
-        Ok(ScoringStage { registry })
+        log_loaded(&models, "scoring models loaded");
+        let stop = Arc::new(AtomicBool::new(false));
+        if let Some(every) = reload_every {
+            let (registry, stop, dir) = (registry.clone(), stop.clone(), dir.to_path_buf());
+            let mut seen = card_stamp(&dir);
+            std::thread::Builder::new()
+                .name("model-reload".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(every);
+                        let now = card_stamp(&dir);
+                        if now == seen {
+                            continue;
+                        }
+                        seen = now;
+                        match registry.load(&dir) {
+                            Ok(models) => log_loaded(&models, "scoring models reloaded"),
+                            Err(e) => tracing::warn!(
+                                error = %e,
+                                dir = %dir.display(),
+                                "new scoring models refused; the models in use stay"
+                            ),
+                        }
+                    }
+                })
+                .context("starting the model reload thread")?;
+        }
+        Ok(ScoringStage { registry, stop })
     }
 
     pub fn models(&self) -> Option<Arc<ScoringModels>> {
         self.registry.current()
     }
+}
+
+impl Drop for ScoringStage {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn log_loaded(models: &ScoringModels, what: &str) {
+    tracing::info!(
+        model = %models.card.name,
+        version = %models.card.version,
+        schema = %models.card.feature_schema,
+        "{what}"
+    );
+}
+
+/// What identifies the card on disk now (through symlinks): its contents' length
+/// and modification time, or `None` while it is missing.
+fn card_stamp(dir: &Path) -> Option<(u64, std::time::SystemTime, String)> {
+    let card = dir.join("card.json");
+    let meta = std::fs::metadata(&card).ok()?;
+    let target = std::fs::canonicalize(&card).ok()?.display().to_string();
+    Some((meta.len(), meta.modified().ok()?, target))
 }
 
 /// The `verifications.scored` JSON of one request.

@@ -235,3 +235,119 @@ fn train_then_evaluate_on_held_out_traffic() {
         "{stderr}"
     );
 }
+
+/// A new model version is picked up without a restart; a broken one is refused
+/// and the running version stays.
+#[test]
+fn models_reload_without_a_restart_and_a_bad_version_is_refused() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = trained(dir.path(), "hot1");
+    let v2 = trained(dir.path(), "hot2");
+    let current = dir.path().join("current");
+    let point = |target: &std::path::Path| {
+        let tmp = dir.path().join("current.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(target, &tmp).unwrap();
+        std::fs::rename(&tmp, &current).unwrap();
+    };
+    point(&v1);
+    let Scenario {
+        d,
+        dir: _sim,
+        events,
+        truth,
+    } = Scenario::new(
+        "hot-reload",
+        &["--rate", "5", "--duration", "6m", "--seed", "33"],
+    );
+    let scored_topic = format!("{}.scored", d.input);
+    let mut child = d.spawn(
+        &[
+            ("VERIFLOW_SCORING__MODELS", current.to_str().unwrap()),
+            ("VERIFLOW_SCORING__RELOAD_INTERVAL", "200ms"),
+            ("VERIFLOW_TOPICS__SCORED", scored_topic.as_str()),
+            // The stream's tail is released when input stays quiet this long
+            // (longer than the pause between the two halves, or the second
+            // half would arrive late).
+            ("VERIFLOW_PIPELINE__IDLE_TIMEOUT", "20s"),
+        ],
+        Stdio::piped(),
+    );
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_log = |what: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(what) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no log line with {what:?}"),
+            }
+        }
+    };
+    // Versions in each partition's order (records of one partition are in the
+    // order they were scored).
+    let versions = |n: usize| -> BTreeMap<i32, Vec<String>> {
+        let mut consumed = consume(
+            &d.brokers,
+            &scored_topic,
+            n,
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+        );
+        consumed.sort_by_key(|c| (c.partition, c.offset));
+        let mut by_partition: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+        for c in consumed {
+            let v = c.json()["model"]["fraud"]["version"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            by_partition.entry(c.partition).or_default().push(v);
+        }
+        by_partition
+    };
+    let half = 2 * truth.len(); // about half of the events (≈4 per verification)
+    produce_events(&d.brokers, &d.input, &events, 0, Some(half));
+    let first = versions(50);
+    assert!(first.values().flatten().all(|v| v == "hot1"), "{first:?}");
+
+    point(&v2);
+    wait_log("scoring models reloaded");
+    // A version with another feature schema: refused, hot2 stays.
+    let bad = dir.path().join("models/bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::copy(v2.join("model.safetensors"), bad.join("model.safetensors")).unwrap();
+    let card = std::fs::read_to_string(v2.join("card.json"))
+        .unwrap()
+        .replace(
+            "\"pipeline_feature_schema\": 3",
+            "\"pipeline_feature_schema\": 2",
+        );
+    std::fs::write(bad.join("card.json"), card).unwrap();
+    point(&bad);
+    wait_log("new scoring models refused");
+
+    produce_events(&d.brokers, &d.input, &events, half, None);
+    let all = versions(truth.len());
+    assert!(
+        all.values().flatten().any(|v| v == "hot2"),
+        "the new version scores"
+    );
+    for (partition, seq) in &all {
+        if let Some(first_v2) = seq.iter().position(|v| v == "hot2") {
+            assert!(
+                seq[first_v2..].iter().all(|v| v == "hot2"),
+                "partition {partition}: never back to hot1, never the bad version"
+            );
+        }
+    }
+    stop_gracefully(child);
+}
