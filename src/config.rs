@@ -41,6 +41,14 @@ pub struct ScoringSection {
     pub models: String,
     /// How often to look for a new version in `models`; `"off"` never reloads.
     pub reload_interval: String,
+    /// A challenger version directory; empty: the champion scores everything.
+    pub challenger: String,
+    /// Share of verifications (by a hash of their id) the challenger decides.
+    pub challenger_share: f64,
+    /// Tenants the challenger decides for entirely.
+    pub challenger_tenants: Vec<String>,
+    /// The challenger scores beside the champion (a `shadow` field), deciding nothing.
+    pub shadow: bool,
 }
 
 impl Default for ScoringSection {
@@ -48,6 +56,10 @@ impl Default for ScoringSection {
         ScoringSection {
             models: String::new(),
             reload_interval: "5s".into(),
+            challenger: String::new(),
+            challenger_share: 0.0,
+            challenger_tenants: Vec::new(),
+            shadow: false,
         }
     }
 }
@@ -501,6 +513,27 @@ impl Config {
             rate_limit_burst: a.rate_limit_burst,
             locales_dir: (!a.locales_dir.is_empty()).then(|| PathBuf::from(&a.locales_dir)),
             webhooks: self.webhooks()?,
+        })
+    }
+
+    /// The champion/challenger split of `[scoring]`.
+    pub fn rollout(&self) -> anyhow::Result<crate::scoring_stage::Rollout> {
+        let s = &self.scoring;
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&s.challenger_share),
+            "scoring.challenger_share must be between 0 and 1"
+        );
+        let challenger = (!s.challenger.is_empty()).then(|| PathBuf::from(&s.challenger));
+        anyhow::ensure!(
+            challenger.is_some()
+                || (s.challenger_share == 0.0 && !s.shadow && s.challenger_tenants.is_empty()),
+            "scoring.challenger_share, challenger_tenants and shadow need scoring.challenger"
+        );
+        Ok(crate::scoring_stage::Rollout {
+            challenger,
+            share: s.challenger_share,
+            tenants: s.challenger_tenants.clone(),
+            shadow: s.shadow,
         })
     }
 

@@ -111,10 +111,15 @@ impl Inner {
                 Output::Features(f) => {
                     // Scored first: a crash between the two re-sends both (same
                     // id) instead of losing the score.
-                    if let Some(models) = self.scoring.as_ref().and_then(ScoringStage::models) {
+                    let request = &f.request;
+                    if let Some(assignment) = self
+                        .scoring
+                        .as_ref()
+                        .and_then(|s| s.assign(&request.tenant_id, &request.verification_id))
+                    {
                         let routes = route_view
                             .get_or_insert_with(|| self.routes.merged(&self.topics.input));
-                        let value = scored_json(&models, f, routes)?;
+                        let value = scored_json(&assignment, f, routes)?;
                         records::send_scored(
                             &self.sink,
                             &self.topics.scored,
@@ -479,6 +484,7 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
     } else {
         Some(ScoringStage::load(
             std::path::Path::new(&config.scoring.models),
+            config.rollout()?,
             config.scoring_reload()?,
         )?)
     };

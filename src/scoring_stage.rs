@@ -15,12 +15,31 @@ use veriflow_pipelines::features::FeatureRecord;
 use veriflow_pipelines::routes::RouteSnapshot;
 use veriflow_pipelines::time::format_rfc3339;
 
-/// The A/B arm every request is in until a challenger is configured.
-const CHAMPION: &str = "champion";
+/// How requests are split between the champion and a challenger.
+#[derive(Debug, Clone, Default)]
+pub struct Rollout {
+    /// The challenger's version directory; `None`: champion only.
+    pub challenger: Option<std::path::PathBuf>,
+    /// Share of verifications (by a hash of their id) the challenger decides.
+    pub share: f64,
+    /// Tenants whose every verification the challenger decides.
+    pub tenants: Vec<String>,
+    /// The challenger scores every request beside the champion, which decides.
+    pub shadow: bool,
+}
 
 pub struct ScoringStage {
     registry: Arc<Registry>,
+    challenger: Option<Arc<Registry>>,
+    rollout: Rollout,
     stop: Arc<AtomicBool>,
+}
+
+/// Which models score one request.
+pub struct Assignment {
+    pub decides: Arc<ScoringModels>,
+    pub variant: &'static str,
+    pub shadow: Option<Arc<ScoringModels>>,
 }
 
 impl ScoringStage {
@@ -28,13 +47,95 @@ impl ScoringStage {
     /// `card.json` changes (a new version copied in, or a symlink re-pointed),
     /// the new models are loaded and swapped in without a restart. A version that
     /// fails to load is logged and the models in use stay.
-    pub fn load(dir: &Path, reload_every: Option<Duration>) -> anyhow::Result<ScoringStage> {
-        let registry = Arc::new(Registry::default());
-        let models = registry
-            .load(dir)
-            .with_context(|| format!("loading scoring models from {}", dir.display()))?;
-        log_loaded(&models, "scoring models loaded");
+    pub fn load(
+        dir: &Path,
+        rollout: Rollout,
+        reload_every: Option<Duration>,
+    ) -> anyhow::Result<ScoringStage> {
         let stop = Arc::new(AtomicBool::new(false));
+        let registry = watched(dir, reload_every, &stop)?;
+        let challenger = match &rollout.challenger {
+            Some(dir) => Some(watched(dir, reload_every, &stop)?),
+            None => None,
+        };
+        Ok(ScoringStage {
+            registry,
+            challenger,
+            rollout,
+            stop,
+        })
+    }
+
+    /// The models deciding `verification` of `tenant`, and the shadow, if any.
+    /// Deterministic: the same verification always lands in the same arm.
+    pub fn assign(&self, tenant: &str, verification: &str) -> Option<Assignment> {
+        let champion = self.registry.current()?;
+        let challenger = self.challenger.as_ref().and_then(|r| r.current());
+        let Some(challenger) = challenger else {
+            return Some(Assignment {
+                decides: champion,
+                variant: CHAMPION,
+                shadow: None,
+            });
+        };
+        if self.rollout.shadow {
+            return Some(Assignment {
+                decides: champion,
+                variant: CHAMPION,
+                shadow: Some(challenger),
+            });
+        }
+        let in_challenger = self.rollout.tenants.iter().any(|t| t == tenant)
+            || unit_hash(verification) < self.rollout.share;
+        Some(if in_challenger {
+            Assignment {
+                decides: challenger,
+                variant: CHALLENGER,
+                shadow: None,
+            }
+        } else {
+            Assignment {
+                decides: champion,
+                variant: CHAMPION,
+                shadow: None,
+            }
+        })
+    }
+}
+
+const CHAMPION: &str = "champion";
+const CHALLENGER: &str = "challenger";
+
+/// FNV-1a of the id, as a number in [0, 1): a stable split across restarts
+/// and instances.
+fn unit_hash(id: &str) -> f64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    // FNV's high bits barely move between ids that differ at the end: mix them
+    // (MurmurHash3's finalizer) before taking the top 53.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A registry loaded from `dir`, reloaded when its card changes.
+fn watched(
+    dir: &Path,
+    reload_every: Option<Duration>,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<Arc<Registry>> {
+    let registry = Arc::new(Registry::default());
+    let models = registry
+        .load(dir)
+        .with_context(|| format!("loading scoring models from {}", dir.display()))?;
+    log_loaded(&models, "scoring models loaded");
+    {
         if let Some(every) = reload_every {
             let (registry, stop, dir) = (registry.clone(), stop.clone(), dir.to_path_buf());
             let mut seen = card_stamp(&dir);
@@ -60,12 +161,8 @@ impl ScoringStage {
                 })
                 .context("starting the model reload thread")?;
         }
-        Ok(ScoringStage { registry, stop })
     }
-
-    pub fn models(&self) -> Option<Arc<ScoringModels>> {
-        self.registry.current()
-    }
+    Ok(registry)
 }
 
 impl Drop for ScoringStage {
@@ -92,12 +189,12 @@ fn card_stamp(dir: &Path) -> Option<(u64, std::time::SystemTime, String)> {
     Some((meta.len(), meta.modified().ok()?, target))
 }
 
-/// The `verifications.scored` JSON of one request.
-pub fn scored_json(
+/// One model's verdict on a request, as the scored record shows it.
+fn verdict(
     models: &ScoringModels,
     record: &FeatureRecord,
     routes: &BTreeMap<(String, String), RouteSnapshot>,
-) -> anyhow::Result<Vec<u8>> {
+) -> anyhow::Result<serde_json::Value> {
     let r = &record.request;
     let country = r.country.to_string();
     let score = models.score(
@@ -114,14 +211,7 @@ pub fn scored_json(
     } else {
         "allow"
     };
-    let json = serde_json::json!({
-        "scored_id": record.features_id(),
-        "verification_id": r.verification_id.as_str(),
-        "tenant_id": r.tenant_id.as_str(),
-        "event_id": r.event_id.as_str(),
-        "requested_at": format_rfc3339(r.at),
-        "country": country,
-        "features": record.features,
+    Ok(serde_json::json!({
         "fraud_score": score.fraud_score,
         "fraud_decision": decision,
         "fraud_reasons": score.fraud_reasons,
@@ -131,7 +221,45 @@ pub fn scored_json(
             "success": {"name": format!("{}-success", card.name), "version": card.version},
             "feature_schema": card.feature_schema,
         },
-        "variant": CHAMPION,
+    }))
+}
+
+/// The `verifications.scored` JSON of one request.
+pub fn scored_json(
+    assignment: &Assignment,
+    record: &FeatureRecord,
+    routes: &BTreeMap<(String, String), RouteSnapshot>,
+) -> anyhow::Result<Vec<u8>> {
+    let r = &record.request;
+    let mut json = serde_json::json!({
+        "scored_id": record.features_id(),
+        "verification_id": r.verification_id.as_str(),
+        "tenant_id": r.tenant_id.as_str(),
+        "event_id": r.event_id.as_str(),
+        "requested_at": format_rfc3339(r.at),
+        "country": r.country.as_str(),
+        "features": record.features,
+        "variant": assignment.variant,
     });
+    let decided = verdict(&assignment.decides, record, routes)?;
+    if let (Some(object), serde_json::Value::Object(fields)) = (json.as_object_mut(), decided) {
+        object.extend(fields);
+        if let Some(shadow) = &assignment.shadow {
+            object.insert("shadow".into(), verdict(shadow, record, routes)?);
+        }
+    }
     Ok(serde_json::to_vec(&json)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unit_hash;
+
+    #[test]
+    fn the_split_hash_is_uniform_enough() {
+        let below = (0..10_000)
+            .filter(|i| unit_hash(&format!("v1-{i:09}")) < 0.5)
+            .count();
+        assert!((4_500..5_500).contains(&below), "{below}");
+    }
 }

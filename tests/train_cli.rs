@@ -351,3 +351,69 @@ fn models_reload_without_a_restart_and_a_bad_version_is_refused() {
     }
     stop_gracefully(child);
 }
+
+/// Champion/challenger: the challenger decides for its share of verifications
+/// (and says so in `variant`); in shadow mode it scores beside the champion.
+#[test]
+fn a_challenger_decides_for_its_share_and_a_shadow_only_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let champion = trained(dir.path(), "champ");
+    let challenger = trained(dir.path(), "chall");
+    for shadow in [false, true] {
+        let Scenario {
+            d,
+            dir: _sim,
+            events,
+            truth,
+        } = Scenario::new("ab", &["--rate", "4", "--duration", "3m", "--seed", "34"]);
+        let scored_topic = format!("{}.scored", d.input);
+        produce_events(&d.brokers, &d.input, &events, 0, None);
+        d.run_until_end(
+            &[
+                ("VERIFLOW_SCORING__MODELS", champion.to_str().unwrap()),
+                ("VERIFLOW_SCORING__CHALLENGER", challenger.to_str().unwrap()),
+                ("VERIFLOW_SCORING__CHALLENGER_SHARE", "0.5"),
+                (
+                    "VERIFLOW_SCORING__SHADOW",
+                    if shadow { "true" } else { "false" },
+                ),
+                ("VERIFLOW_TOPICS__SCORED", scored_topic.as_str()),
+            ],
+            Duration::from_secs(180),
+        );
+        let scored = consume(
+            &d.brokers,
+            &scored_topic,
+            truth.len(),
+            Duration::from_secs(60),
+            Duration::from_secs(2),
+        );
+        let mut arms: BTreeMap<String, usize> = BTreeMap::new();
+        for c in &scored {
+            let v = c.json();
+            let variant = v["variant"].as_str().unwrap().to_string();
+            let version = v["model"]["fraud"]["version"].as_str().unwrap();
+            let expected = if variant == "challenger" {
+                "chall"
+            } else {
+                "champ"
+            };
+            assert_eq!(version, expected, "{variant} is scored by its own model");
+            if shadow {
+                assert_eq!(variant, "champion", "a shadow decides nothing");
+                assert_eq!(v["shadow"]["model"]["fraud"]["version"], "chall");
+                assert!(v["shadow"]["fraud_score"].is_number());
+            } else {
+                assert!(v.get("shadow").is_none());
+            }
+            *arms.entry(variant).or_default() += 1;
+        }
+        if !shadow {
+            let share = arms.get("challenger").copied().unwrap_or(0) as f64 / scored.len() as f64;
+            assert!(
+                (0.4..=0.6).contains(&share),
+                "challenger share {share}: {arms:?}"
+            );
+        }
+    }
+}
