@@ -240,7 +240,6 @@ fn train_then_evaluate_on_held_out_traffic() {
 /// and the running version stays.
 #[test]
 fn models_reload_without_a_restart_and_a_bad_version_is_refused() {
-    use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
     let v1 = trained(dir.path(), "hot1");
@@ -275,13 +274,7 @@ fn models_reload_without_a_restart_and_a_bad_version_is_refused() {
         ],
         Stdio::piped(),
     );
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = stderr_lines(&mut child);
     let wait_log = |what: &str| {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {

@@ -787,13 +787,7 @@ fn pipeline_outcomes_fan_out_to_filtered_endpoints() {
         ],
     );
     let mut child = d.spawn(&env, Stdio::piped());
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = stderr_lines(&mut child);
     let port: u16 = loop {
         let line = rx
             .recv_timeout(Duration::from_secs(60))
@@ -809,7 +803,9 @@ fn pipeline_outcomes_fan_out_to_filtered_endpoints() {
             break addr.rsplit(':').next().unwrap().parse().unwrap();
         }
     };
-    let api = ApiProcessRef { port };
+    let call = |method: &str, path: &str, key: &str, body: Option<Value>| {
+        api_call(port, method, path, key, body)
+    };
 
     let tenants: BTreeSet<String> = truth
         .iter()
@@ -817,7 +813,7 @@ fn pipeline_outcomes_fan_out_to_filtered_endpoints() {
         .collect();
     let mut keys = BTreeMap::new();
     for t in &tenants {
-        let r = api.call(
+        let r = call(
             "POST",
             "/v1/tenants",
             OPERATOR,
@@ -837,11 +833,13 @@ fn pipeline_outcomes_fan_out_to_filtered_endpoints() {
                 None,
             ),
         ] {
-            let r = api.call(
+            let r = call(
                 "POST",
                 "/v1/webhooks/endpoints",
                 &key,
-                Some(json!({"url": receiver.url(&format!("ok/{name}")), "event_types": types, "filter": filter})),
+                Some(
+                    json!({"url": receiver.url(&format!("ok/{name}")), "event_types": types, "filter": filter}),
+                ),
             );
             assert_eq!(r.status, 201, "{}", r.body);
         }
@@ -910,22 +908,4 @@ fn pipeline_outcomes_fan_out_to_filtered_endpoints() {
         }
     }
     stop_gracefully(child);
-}
-
-/// Calls the API of a `veriflow run` (which `ApiProcess` did not start).
-struct ApiProcessRef {
-    port: u16,
-}
-
-impl ApiProcessRef {
-    fn call(&self, method: &str, path: &str, key: &str, body: Option<Value>) -> HttpResponse {
-        let body = body.map(|b| b.to_string());
-        http_request(
-            method,
-            self.port,
-            path,
-            &[("x-api-key", key)],
-            body.as_deref(),
-        )
-    }
 }

@@ -659,13 +659,7 @@ impl ApiProcess {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn veriflow api");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let rx = stderr_lines(&mut child);
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let mut seen = Vec::new();
         loop {
@@ -703,14 +697,7 @@ impl ApiProcess {
         key: &str,
         body: Option<serde_json::Value>,
     ) -> HttpResponse {
-        let body = body.map(|b| b.to_string());
-        http_request(
-            method,
-            self.port,
-            path,
-            &[("x-api-key", key)],
-            body.as_deref(),
-        )
+        api_call(self.port, method, path, key, body)
     }
 
     /// SIGKILL: no chance to flush anything.
@@ -754,4 +741,28 @@ pub fn fresh_postgres_database() -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+}
+
+/// A request to veriflow's API on `port` with an API key (or the operator token).
+pub fn api_call(
+    port: u16,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> HttpResponse {
+    let body = body.map(|b| b.to_string());
+    http_request(method, port, path, &[("x-api-key", key)], body.as_deref())
+}
+
+/// The lines a child writes to its (piped) stderr, as they come.
+pub fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stderr = child.stderr.take().expect("stderr must be piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
 }
