@@ -10,16 +10,21 @@
 use std::collections::BTreeMap;
 
 use veriflow_pipelines::forecast::{Forecast, HOUR_MS};
-use veriflow_pipelines::{
-    InputRecord, Output, PartitionPipeline, PipelineConfig, ValidationLimits,
-};
+use veriflow_pipelines::{Output, PartitionPipeline, PipelineConfig, ValidationLimits};
 use veriflow_simulator::{SimConfig, SimItem, Simulator};
 
+/// `veriflow forecast-eval`'s flags.
+#[derive(clap::Args)]
 pub struct EvalOptions {
+    #[arg(long, default_value_t = 6)]
     pub days: u32,
+    /// Verification requests per simulated second.
+    #[arg(long, default_value_t = 2.0)]
     pub rate: f64,
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Days of history before scoring starts.
+    #[arg(long, default_value_t = 2)]
     pub warmup_days: u32,
 }
 
@@ -57,7 +62,6 @@ pub fn forecast_eval(o: EvalOptions) -> anyhow::Result<()> {
     let mut p = PartitionPipeline::new(0);
     let mut out = Vec::new();
     let mut forecasts: Vec<Forecast> = Vec::new();
-    let mut offset = 0i64;
     eprintln!(
         "forecast-eval: simulating {} days at {} requests/s ...",
         o.days, o.rate
@@ -71,21 +75,8 @@ pub fn forecast_eval(o: EvalOptions) -> anyhow::Result<()> {
     };
     while let Some(item) = sim.next() {
         if let SimItem::Event(e) = item {
-            p.process(
-                &cfg,
-                InputRecord {
-                    offset,
-                    key: None,
-                    payload: &e.payload,
-                },
-                0,
-                &mut out,
-            );
-            offset += 1;
-            if offset % 4096 == 0 {
-                p.fire_timers(&cfg, &mut out);
-                collect(&mut out);
-            }
+            p.replay_next(&cfg, &e.payload, 4096, &mut out);
+            collect(&mut out);
         }
     }
     p.drain(&cfg, &mut out);

@@ -79,40 +79,10 @@ enum Command {
     },
     /// Score the demand forecasts on simulated days (MASE and sMAPE against the
     /// seasonal-naive forecast, by horizon).
-    ForecastEval {
-        #[arg(long, default_value_t = 6)]
-        days: u32,
-        /// Verification requests per simulated second.
-        #[arg(long, default_value_t = 2.0)]
-        rate: f64,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Days of history before scoring starts.
-        #[arg(long, default_value_t = 2)]
-        warmup_days: u32,
-    },
+    ForecastEval(forecast_eval::EvalOptions),
     /// Train the scoring models (fraud, delivery success) from history: events
     /// replayed through the pipeline, labelled by their ground truth.
-    Train {
-        /// Events in arrival order, one JSON per line (`veriflow simulate --out`).
-        #[arg(long)]
-        from: PathBuf,
-        /// Ground truth; default: `<from without .jsonl>.truth.jsonl`.
-        #[arg(long)]
-        truth: Option<PathBuf>,
-        /// Train on requests before this time (RFC 3339).
-        #[arg(long)]
-        until: Option<String>,
-        /// Where model versions are written (`<out>/<version>/`).
-        #[arg(long, default_value = "models/trained")]
-        out: PathBuf,
-        #[arg(long)]
-        version: Option<String>,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        #[arg(long, default_value_t = 400)]
-        epochs: usize,
-    },
+    Train(train::TrainOptions),
     /// Print a trained model version's metrics and routing report on (other) history.
     Evaluate {
         /// A model version directory (`models/trained/<version>`).
@@ -261,34 +231,8 @@ fn real_main() -> anyhow::Result<()> {
             eprintln!("veriflow API on http://{}/ (Ctrl-C stops)", server.addr);
             server.join()
         }
-        Command::ForecastEval {
-            days,
-            rate,
-            seed,
-            warmup_days,
-        } => forecast_eval::forecast_eval(forecast_eval::EvalOptions {
-            days,
-            rate,
-            seed,
-            warmup_days,
-        }),
-        Command::Train {
-            from,
-            truth,
-            until,
-            out,
-            version,
-            seed,
-            epochs,
-        } => train::run_train(train::TrainOptions {
-            from,
-            truth,
-            until,
-            out,
-            version,
-            seed,
-            epochs,
-        }),
+        Command::ForecastEval(options) => forecast_eval::forecast_eval(options),
+        Command::Train(options) => train::run_train(options),
         Command::Evaluate {
             models,
             from,

@@ -16,13 +16,26 @@ use veriflow_models::evaluate::{Report, evaluate, train};
 use veriflow_models::logistic::TrainConfig;
 use veriflow_pipelines::time::parse_rfc3339;
 
+/// `veriflow train`'s flags.
+#[derive(clap::Args)]
 pub struct TrainOptions {
+    /// Events in arrival order, one JSON per line (`veriflow simulate --out`).
+    #[arg(long)]
     pub from: PathBuf,
+    /// Ground truth; default: `<from without .jsonl>.truth.jsonl`.
+    #[arg(long)]
     pub truth: Option<PathBuf>,
+    /// Train on requests before this time (RFC 3339).
+    #[arg(long)]
     pub until: Option<String>,
+    /// Where model versions are written (`<out>/<version>/`).
+    #[arg(long, default_value = "models/trained")]
     pub out: PathBuf,
+    #[arg(long)]
     pub version: Option<String>,
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    #[arg(long, default_value_t = 400)]
     pub epochs: usize,
 }
 

@@ -10,12 +10,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
-use veriflow_pipelines::partition::{InputRecord, Output, PartitionPipeline, PipelineConfig};
+use veriflow_pipelines::partition::{Output, PartitionPipeline, PipelineConfig};
 use veriflow_pipelines::routes::RouteSnapshot;
 use veriflow_pipelines::time::EventTime;
 use veriflow_pipelines::{OutcomeKind, ValidationLimits};
 
-use crate::vector::{RouteView, fraud_feature_names, fraud_vector};
+use crate::vector::{RouteView, fraud_feature_names, fraud_vector, success_vector};
 
 /// One line of a ground-truth file (`veriflow simulate` writes them).
 #[derive(Debug, Clone, Deserialize)]
@@ -44,6 +44,31 @@ pub struct Example {
     pub is_fraud: bool,
     /// True P(approved) per provider at request time (simulator truth).
     pub p_success: BTreeMap<String, f64>,
+}
+
+impl Example {
+    /// The success model's input for sending this verification to `provider`
+    /// (a route never seen reads as one without statistics).
+    pub fn success_row(
+        &self,
+        provider: &str,
+        providers: &[String],
+        countries: &[String],
+    ) -> Vec<f32> {
+        let route = self
+            .routes
+            .get(provider)
+            .copied()
+            .unwrap_or(RouteView::at(None, 0));
+        success_vector(
+            &self.fraud_row,
+            &route,
+            provider,
+            &self.country,
+            providers,
+            countries,
+        )
+    }
 }
 
 /// Replays `events` (JSON payloads in arrival order) through one pipeline
@@ -115,20 +140,8 @@ pub fn replay<'a>(
             routes.insert((country.to_string(), provider.to_string()), snapshot);
         }
     };
-    for (offset, payload) in events.into_iter().enumerate() {
-        p.process(
-            &cfg,
-            InputRecord {
-                offset: offset as i64,
-                key: None,
-                payload,
-            },
-            0,
-            &mut out,
-        );
-        if offset % 1024 == 1023 {
-            p.fire_timers(&cfg, &mut out);
-        }
+    for payload in events {
+        p.replay_next(&cfg, payload, 1024, &mut out);
         absorb(&mut out, &mut p, &mut routes);
     }
     p.drain(&cfg, &mut out);

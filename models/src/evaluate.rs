@@ -17,7 +17,7 @@ use crate::dataset::Example;
 use crate::logistic::{Logistic, TrainConfig};
 use crate::metrics::{FraudMetrics, SuccessMetrics, average_precision, brier, ece, recall_at_fpr};
 use crate::router::cost_key;
-use crate::vector::{fraud_feature_names, schema_id, success_feature_names, success_vector};
+use crate::vector::{fraud_feature_names, schema_id, success_feature_names};
 
 /// The share of the (time-ordered) examples held out for calibration and metrics.
 pub const HOLDOUT_SHARE: f64 = 0.2;
@@ -90,20 +90,8 @@ pub fn train(
         set.iter()
             .filter_map(|e| {
                 let provider = e.first_provider.as_ref()?;
-                let route = e
-                    .routes
-                    .get(provider)
-                    .copied()
-                    .unwrap_or(crate::vector::RouteView::at(None, 0));
                 Some((
-                    success_vector(
-                        &e.fraud_row,
-                        &route,
-                        provider,
-                        &e.country,
-                        &providers,
-                        &countries,
-                    ),
+                    e.success_row(provider, &providers, &countries),
                     f32::from(u8::from(e.approved)),
                 ))
             })
@@ -234,19 +222,7 @@ pub fn evaluate(
         .iter()
         .map(|e| {
             let provider = e.first_provider.as_deref().unwrap_or_default();
-            let route = e
-                .routes
-                .get(provider)
-                .copied()
-                .unwrap_or(crate::vector::RouteView::at(None, 0));
-            success_vector(
-                &e.fraud_row,
-                &route,
-                provider,
-                &e.country,
-                &card.providers,
-                &card.countries,
-            )
+            e.success_row(provider, &card.providers, &card.countries)
         })
         .collect();
     let sy: Vec<bool> = sent.iter().map(|e| e.approved).collect();
@@ -268,21 +244,7 @@ pub fn evaluate(
         let candidates: Vec<String> = e.p_success.keys().cloned().collect();
         let rows: Vec<Vec<f32>> = candidates
             .iter()
-            .map(|p| {
-                let route = e
-                    .routes
-                    .get(p)
-                    .copied()
-                    .unwrap_or(crate::vector::RouteView::at(None, 0));
-                success_vector(
-                    &e.fraud_row,
-                    &route,
-                    p,
-                    &e.country,
-                    &card.providers,
-                    &card.countries,
-                )
-            })
+            .map(|p| e.success_row(p, &card.providers, &card.countries))
             .collect();
         let predicted = models.success.predict(&rows)?;
         let choice = predicted

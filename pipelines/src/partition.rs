@@ -508,6 +508,32 @@ impl PartitionPipeline {
         out.push(output);
     }
 
+    /// Feeds the next payload of an in-process replay (a file, the simulator):
+    /// offsets count from 0, there is no key and no wall clock, and timers fire
+    /// every `fire_every` records as a source's batches would make them.
+    pub fn replay_next(
+        &mut self,
+        cfg: &PipelineConfig,
+        payload: &[u8],
+        fire_every: i64,
+        out: &mut Vec<Output>,
+    ) {
+        let offset = self.next_offset.max(0);
+        self.process(
+            cfg,
+            InputRecord {
+                offset,
+                key: None,
+                payload,
+            },
+            0,
+            out,
+        );
+        if (offset + 1) % fire_every.max(1) == 0 {
+            self.fire_timers(cfg, out);
+        }
+    }
+
     /// Route statistics changed since the last call (to publish).
     pub fn take_route_updates(&mut self) -> Vec<((Text, Text), RouteSnapshot)> {
         self.routes.take_changed()

@@ -6,9 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use veriflow_pipelines::alerts::{Alert, AlertRule};
 use veriflow_pipelines::time::parse_rfc3339;
-use veriflow_pipelines::{
-    InputRecord, Output, PartitionPipeline, PipelineConfig, ValidationLimits,
-};
+use veriflow_pipelines::{Output, PartitionPipeline, PipelineConfig, ValidationLimits};
 use veriflow_simulator::{SimConfig, SimItem, Simulator};
 
 const WINDOW: i64 = 60_000;
@@ -47,25 +45,9 @@ fn run(seed: u64, fraud_share: f64, outages_per_day: f64) -> Run {
     let mut attacks = BTreeMap::new();
     let mut outages: BTreeMap<(String, String), BTreeSet<i64>> = BTreeMap::new();
     let mut sums: BTreeMap<(String, String), BTreeMap<i64, (f64, f64)>> = BTreeMap::new();
-    let mut offset = 0;
     while let Some(item) = sim.next() {
         match item {
-            SimItem::Event(e) => {
-                p.process(
-                    &cfg,
-                    InputRecord {
-                        offset,
-                        key: None,
-                        payload: &e.payload,
-                    },
-                    0,
-                    &mut out,
-                );
-                offset += 1;
-                if offset % 500 == 0 {
-                    p.fire_timers(&cfg, &mut out);
-                }
-            }
+            SimItem::Event(e) => p.replay_next(&cfg, &e.payload, 500, &mut out),
             SimItem::Truth(t) => {
                 let at = parse_rfc3339(&t.requested_at).unwrap();
                 if t.is_fraud {

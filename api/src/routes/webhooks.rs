@@ -214,12 +214,20 @@ fn view(row: &EndpointRow) -> Endpoint {
     }
 }
 
-fn url_problem(e: SendError) -> Problem {
-    match e {
-        SendError::Blocked(why) => {
-            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "url_refused", why)
-        }
-        other => Problem::unprocessable(format!("url: {other}")),
+/// An endpoint URL the client would send to: length, syntax, scheme, and no
+/// private address that can be seen without DNS (`url_refused`).
+fn check_url(app: &AppState, url: &str) -> Result<(), Problem> {
+    if url.len() > 2048 {
+        return Err(Problem::unprocessable("url must be at most 2048 bytes"));
+    }
+    match app.webhooks.client().check_url(url) {
+        Ok(_) => Ok(()),
+        Err(SendError::Blocked(why)) => Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "url_refused",
+            why,
+        )),
+        Err(other) => Err(Problem::unprocessable(format!("url: {other}"))),
     }
 }
 
@@ -321,13 +329,7 @@ pub async fn create(
     if !errors.is_empty() {
         return Err(Problem::unprocessable(errors.join("; ")).with_errors(errors));
     }
-    if body.url.len() > 2048 {
-        return Err(Problem::unprocessable("url must be at most 2048 bytes"));
-    }
-    app.webhooks
-        .client()
-        .check_url(&body.url)
-        .map_err(url_problem)?;
+    check_url(&app, &body.url)?;
     let secret = match &body.secret {
         Some(text) => parse_secret(text)?,
         None => Secret::generate(),
@@ -428,10 +430,7 @@ pub async fn update(
         return Err(Problem::unprocessable(errors.join("; ")).with_errors(errors));
     }
     if let Some(url) = body.url {
-        if url.len() > 2048 {
-            return Err(Problem::unprocessable("url must be at most 2048 bytes"));
-        }
-        app.webhooks.client().check_url(&url).map_err(url_problem)?;
+        check_url(&app, &url)?;
         row.url = url;
     }
     if let Some(d) = body.description {

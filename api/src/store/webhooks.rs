@@ -110,56 +110,27 @@ pub struct OutcomeWrite {
 
 impl Store {
     pub async fn insert_endpoint(&self, e: &EndpointRow) -> Result<()> {
-        sqlx::query(AssertSqlSafe(format!(
+        let sql = format!(
             "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-        )))
-        .bind(&e.id)
-        .bind(&e.tenant_id)
-        .bind(&e.url)
-        .bind(&e.description)
-        .bind(serde_json::to_string(&e.event_types)?)
-        .bind(&e.filter)
-        .bind(e.rate_limit)
-        .bind(serde_json::to_string(&e.headers)?)
-        .bind(&e.secret)
-        .bind(&e.previous_secret)
-        .bind(e.previous_secret_until)
-        .bind(i64::from(e.enabled))
-        .bind(&e.disabled_reason)
-        .bind(e.failing_since)
-        .bind(e.created_at)
-        .bind(e.updated_at)
-        .execute(&self.pool)
-        .await?;
+        );
+        bind_endpoint(sqlx::query(AssertSqlSafe(sql)), e)?
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
-    /// Rewrites every mutable column of an endpoint.
+    /// Rewrites every mutable column of an endpoint. The parameters are the
+    /// INSERT's; `created_at` ($15) is never rewritten, only matched.
     pub async fn update_endpoint(&self, e: &EndpointRow) -> Result<()> {
-        sqlx::query(
-            "UPDATE webhook_endpoints SET url = $3, description = $4, event_types = $5, \
+        let sql = "UPDATE webhook_endpoints SET url = $3, description = $4, event_types = $5, \
              filter = $6, rate_limit = $7, headers = $8, secret = $9, previous_secret = $10, \
              previous_secret_until = $11, enabled = $12, disabled_reason = $13, \
-             failing_since = $14, updated_at = $15 WHERE tenant_id = $1 AND id = $2",
-        )
-        .bind(&e.tenant_id)
-        .bind(&e.id)
-        .bind(&e.url)
-        .bind(&e.description)
-        .bind(serde_json::to_string(&e.event_types)?)
-        .bind(&e.filter)
-        .bind(e.rate_limit)
-        .bind(serde_json::to_string(&e.headers)?)
-        .bind(&e.secret)
-        .bind(&e.previous_secret)
-        .bind(e.previous_secret_until)
-        .bind(i64::from(e.enabled))
-        .bind(&e.disabled_reason)
-        .bind(e.failing_since)
-        .bind(e.updated_at)
-        .execute(&self.pool)
-        .await?;
+             failing_since = $14, updated_at = $16 \
+             WHERE id = $1 AND tenant_id = $2 AND created_at = $15";
+        bind_endpoint(sqlx::query(sql), e)?
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -682,6 +653,30 @@ impl Store {
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
     }
+}
+
+/// Binds an endpoint's columns in `ENDPOINT_COLUMNS` order.
+fn bind_endpoint<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    e: &'q EndpointRow,
+) -> Result<sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>> {
+    Ok(query
+        .bind(&e.id)
+        .bind(&e.tenant_id)
+        .bind(&e.url)
+        .bind(&e.description)
+        .bind(serde_json::to_string(&e.event_types)?)
+        .bind(&e.filter)
+        .bind(e.rate_limit)
+        .bind(serde_json::to_string(&e.headers)?)
+        .bind(&e.secret)
+        .bind(&e.previous_secret)
+        .bind(e.previous_secret_until)
+        .bind(i64::from(e.enabled))
+        .bind(&e.disabled_reason)
+        .bind(e.failing_since)
+        .bind(e.created_at)
+        .bind(e.updated_at))
 }
 
 fn endpoint_from_row(row: &sqlx::any::AnyRow) -> Result<EndpointRow> {

@@ -27,7 +27,7 @@ pub mod schedule;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -175,10 +175,13 @@ impl CompiledEndpoint {
     }
 }
 
-/// Enabled endpoints by tenant, reloaded when stale or invalidated.
+/// Enabled endpoints by tenant, reloaded after a change in this process or
+/// when older than [`ROUTING_TTL`] (changes made by other instances).
 #[derive(Default)]
 struct Routing {
     loaded: Option<Instant>,
+    /// [`Webhooks::generation`] when loaded.
+    generation: u64,
     by_tenant: HashMap<String, Vec<CompiledEndpoint>>,
 }
 
@@ -199,10 +202,9 @@ struct Inner {
     metrics: WebhookMetrics,
     usage: Arc<Usage>,
     routing: tokio::sync::Mutex<Routing>,
-    /// Set when endpoints changed, so the next publish reloads.
-    stale: Mutex<bool>,
-    /// Bumped when endpoints change in this process, so delivery workers
-    /// re-read theirs at once (other instances re-read within a second).
+    /// Bumped when endpoints change in this process, so the fan-out routing and
+    /// the delivery workers re-read them at once (other instances re-read
+    /// within a second).
     generation: std::sync::atomic::AtomicU64,
 }
 
@@ -233,7 +235,6 @@ impl Webhooks {
                 metrics: WebhookMetrics::default(),
                 usage,
                 routing: Default::default(),
-                stale: Mutex::new(true),
                 generation: Default::default(),
             }),
         })
@@ -255,9 +256,8 @@ impl Webhooks {
         &self.inner.metrics
     }
 
-    /// Endpoints changed: the next publish reloads them.
+    /// Endpoints changed: the next publish and delivery re-read them.
     pub fn endpoints_changed(&self) {
-        *self.inner.stale.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.inner
             .generation
             .fetch_add(1, std::sync::atomic::Ordering::Release);
@@ -290,10 +290,12 @@ impl Webhooks {
     ) -> Result<usize, WebhookError> {
         let messages = {
             let mut routing = self.inner.routing.lock().await;
-            let stale =
-                std::mem::take(&mut *self.inner.stale.lock().unwrap_or_else(|e| e.into_inner()));
-            if stale || routing.loaded.is_none_or(|at| at.elapsed() > ROUTING_TTL) {
-                *routing = self.load_routing().await?;
+            // Read before loading: a change made meanwhile triggers another load.
+            let generation = self.generation();
+            if routing.generation != generation
+                || routing.loaded.is_none_or(|at| at.elapsed() > ROUTING_TTL)
+            {
+                *routing = self.load_routing(generation).await?;
             }
             let mut messages = Vec::new();
             for event in events {
@@ -367,7 +369,7 @@ impl Webhooks {
         self.inner.wake.notify_one();
     }
 
-    async fn load_routing(&self) -> Result<Routing, WebhookError> {
+    async fn load_routing(&self, generation: u64) -> Result<Routing, WebhookError> {
         let mut by_tenant: HashMap<String, Vec<CompiledEndpoint>> = HashMap::new();
         for e in self.inner.store.enabled_endpoints().await? {
             let filter = match e.filter.as_deref().map(Filter::parse).transpose() {
@@ -389,6 +391,7 @@ impl Webhooks {
         }
         Ok(Routing {
             loaded: Some(Instant::now()),
+            generation,
             by_tenant,
         })
     }
