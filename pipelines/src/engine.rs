@@ -6,9 +6,11 @@
 //! partition leaves.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::{CheckpointError, CheckpointStore};
+use crate::live::LiveFeatures;
 use crate::partition::{
     InputRecord, Output, OutputId, PartitionPipeline, PartitionStats, PipelineConfig, SinkPosition,
 };
@@ -28,6 +30,8 @@ pub struct Engine {
     slots: BTreeMap<i32, Slot>,
     /// Stats of partitions that left this instance, so totals never go backwards.
     retired: PartitionStats,
+    /// The held partitions' feature state, for readers on other threads.
+    live: Arc<LiveFeatures>,
 }
 
 /// One partition as metrics see it.
@@ -78,11 +82,17 @@ impl Engine {
             store,
             slots: BTreeMap::new(),
             retired: PartitionStats::default(),
+            live: Arc::default(),
         }
     }
 
     pub fn config(&self) -> &PipelineConfig {
         &self.cfg
+    }
+
+    /// The feature state of every partition held, as it changes.
+    pub fn live_features(&self) -> Arc<LiveFeatures> {
+        self.live.clone()
     }
 
     pub fn partitions(&self) -> impl Iterator<Item = i32> + '_ {
@@ -109,6 +119,7 @@ impl Engine {
         // anything: that first checkpoint records where the outputs stood, which is
         // what lets a crash before any later checkpoint be replayed without duplicates.
         let checkpointed_at = (!fresh).then(|| pipeline.next_offset());
+        self.live.register(partition, pipeline.shared_features());
         self.slots.insert(
             partition,
             Slot {
@@ -121,6 +132,7 @@ impl Engine {
 
     /// Lets a partition go (after the caller checkpointed it).
     pub fn revoke(&mut self, partition: i32) {
+        self.live.remove(partition);
         if let Some(slot) = self.slots.remove(&partition) {
             add_stats(&mut self.retired, slot.pipeline.stats());
         }
@@ -133,9 +145,14 @@ impl Engine {
         now: EventTime,
         out: &mut Vec<Output>,
     ) {
-        let slot = self.slots.entry(partition).or_insert_with(|| Slot {
-            pipeline: PartitionPipeline::new(partition),
-            checkpointed_at: None,
+        let live = &self.live;
+        let slot = self.slots.entry(partition).or_insert_with(|| {
+            let pipeline = PartitionPipeline::new(partition);
+            live.register(partition, pipeline.shared_features());
+            Slot {
+                pipeline,
+                checkpointed_at: None,
+            }
         });
         slot.pipeline.process(&self.cfg, record, now, out);
     }

@@ -13,6 +13,7 @@
 //! cheaper and more honest than a sketch.
 
 use crate::Text;
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use foldhash::HashMap;
@@ -428,6 +429,17 @@ pub fn phone_minus(phone: &str, digits: usize) -> &str {
     &phone[..phone.len().saturating_sub(digits).max(2).min(phone.len())]
 }
 
+/// A key's state, or an empty one (read-only paths never insert).
+fn read<T: Clone + Default>(map: &HashMap<u128, T>, key: u128) -> Cow<'_, T> {
+    map.get(&key)
+        .map_or_else(|| Cow::Owned(T::default()), Cow::Borrowed)
+}
+
+/// The key of a shorter prefix level; '#' keeps the levels apart in one map.
+fn short_prefix_key(phone: &str, digits: usize) -> String {
+    format!("{}#{digits}", phone_minus(phone, digits))
+}
+
 fn digits(phone: &str) -> u64 {
     phone.bytes().filter(u8::is_ascii_digit).fold(0u64, |n, b| {
         n.wrapping_mul(10).wrapping_add(u64::from(b - b'0'))
@@ -437,92 +449,56 @@ fn digits(phone: &str) -> u64 {
 impl FeatureState {
     /// Computes the features of `r` from the history before it, then records it.
     pub fn on_request(&mut self, r: &FeatureRequest) -> Features {
+        let features = self.peek(r);
+        self.record(r, features.phone_first_seen);
+        self.expire(r.at);
+        features
+    }
+
+    /// The features `r` would get now, without recording it: what the
+    /// synchronous route and score calls read. The stream's [`Self::on_request`]
+    /// is this plus [`Self::record`], so the two cannot drift apart.
+    pub fn peek(&self, r: &FeatureRequest) -> Features {
         let t = r.at;
         let tenant = &r.tenant_id;
         let key = |s: &str| verification_key(tenant, s);
 
-        let phone_key = key(&r.phone_number);
-        let phone_first_seen = !self.phones.contains_key(&phone_key);
-        let phone = self.phones.entry(phone_key).or_default();
-        let phone_attempts_10m = phone.attempts.in_minutes(t, 10);
-        let phone_attempts_24h = phone.attempts.in_day(t);
-        let phone_lifetime_approvals = phone.approvals;
-        phone.attempts.add(t);
-        phone.last_seen = t;
+        let phone_first_seen = !self.phones.contains_key(&key(&r.phone_number));
+        let phone = read(&self.phones, key(&r.phone_number));
 
-        let number = digits(&r.phone_number);
-        let prefix = self
-            .prefixes
-            .entry(key(phone_prefix(&r.phone_number)))
-            .or_default();
+        let prefix = read(&self.prefixes, key(phone_prefix(&r.phone_number)));
         let prefix_requests_1h = prefix.requests.in_minutes(t, 60);
-        let features_prefix = (
-            prefix.requests.in_minutes(t, 1),
-            prefix.requests.in_minutes(t, 10),
-            prefix_requests_1h,
-            prefix.numbers.count_since(t - HOUR),
-            if prefix_requests_1h == 0 {
-                0.0
-            } else {
-                f64::from(prefix.new_numbers.in_minutes(t, 60)) / f64::from(prefix_requests_1h)
-            },
-            sequential_score(&prefix.recent),
-            prefix.level.zscore(prefix_requests_1h),
-        );
-        prefix.requests.add(t);
-        prefix.level.add(hour(t));
-        if phone_first_seen {
-            prefix.new_numbers.add(t);
-        }
-        prefix.numbers.add(&r.phone_number, t, HOUR);
-        prefix.recent.push_back(number);
-        if prefix.recent.len() > SEQUENCE_DEPTH {
-            prefix.recent.pop_front();
-        }
-        prefix.last_seen = t;
 
-        let mut short = |digits: usize| {
-            // '#' keeps the two levels' keys apart in one map.
-            let level_key = format!("{}#{digits}", phone_minus(&r.phone_number, digits));
-            let s = self
-                .short_prefixes
-                .entry(verification_key(tenant, &level_key))
-                .or_default();
+        let short = |digits: usize| {
+            let s = read(
+                &self.short_prefixes,
+                verification_key(tenant, &short_prefix_key(&r.phone_number, digits)),
+            );
             let in_1h = s.requests.in_minutes(t, 60);
-            let seen = (
+            (
                 s.requests.in_minutes(t, 1),
                 s.requests.in_minutes(t, 10),
                 in_1h,
                 s.level.zscore(in_1h),
-            );
-            s.requests.add(t);
-            s.level.add(hour(t));
-            s.last_seen = t;
-            seen
+            )
         };
         let prefix3 = short(3);
         let prefix2 = short(2);
 
-        let actor = |map: &mut HashMap<u128, ActorState>, id: &Option<Text>| {
-            let id = id.as_ref()?;
-            let a = map.entry(verification_key(tenant, id)).or_default();
-            let seen = (
+        let actor = |map: &HashMap<u128, ActorState>, id: &Option<Text>| {
+            let a = read(map, verification_key(tenant, id.as_ref()?));
+            Some((
                 a.requests.in_minutes(t, 1),
                 a.requests.in_minutes(t, 60),
                 a.numbers.count_since(t - HOUR),
                 a.countries.count_since(t - DAY),
                 a.numbers.count_since(t - MILLIS_PER_MINUTE),
-            );
-            a.requests.add(t);
-            a.numbers.add(&r.phone_number, t, HOUR);
-            a.countries.add(&r.country, t, DAY);
-            a.last_seen = t;
-            Some(seen)
+            ))
         };
-        let ip = actor(&mut self.ips, &r.ip);
-        let device = actor(&mut self.devices, &r.device_id);
+        let ip = actor(&self.ips, &r.ip);
+        let device = actor(&self.devices, &r.device_id);
 
-        let conv = self.conversion.entry(key(&r.country)).or_default();
+        let conv = read(&self.conversion, key(&r.country));
         let rate = |approved: u32, decided: u32| {
             (f64::from(approved) + PRIOR_APPROVED) / (f64::from(decided) + PRIOR_TOTAL)
         };
@@ -530,10 +506,6 @@ impl FeatureState {
             conv.approved.in_minutes(t, 60),
             conv.decided.in_minutes(t, 60),
         );
-        let tenant_country_conversion_24h = rate(conv.approved.in_day(t), conv.decided.in_day(t));
-        let tenant_country_first_time = conv.requests == 0;
-        conv.requests += 1;
-        conv.last_seen = t;
         // The tenant's baseline: its conversion over all countries, last 24 h.
         let baseline = self
             .conversion
@@ -542,19 +514,22 @@ impl FeatureState {
                 rate(all.approved.in_day(t), all.decided.in_day(t))
             });
 
-        self.expire(t);
         Features {
-            phone_attempts_10m,
-            phone_attempts_24h,
-            phone_lifetime_approvals,
+            phone_attempts_10m: phone.attempts.in_minutes(t, 10),
+            phone_attempts_24h: phone.attempts.in_day(t),
+            phone_lifetime_approvals: phone.approvals,
             phone_first_seen,
-            prefix_requests_1m: features_prefix.0,
-            prefix_requests_10m: features_prefix.1,
-            prefix_requests_1h: features_prefix.2,
-            prefix_distinct_numbers_1h: features_prefix.3,
-            prefix_new_number_share_1h: features_prefix.4,
-            prefix_sequential_score: features_prefix.5,
-            prefix_requests_zscore: features_prefix.6,
+            prefix_requests_1m: prefix.requests.in_minutes(t, 1),
+            prefix_requests_10m: prefix.requests.in_minutes(t, 10),
+            prefix_requests_1h,
+            prefix_distinct_numbers_1h: prefix.numbers.count_since(t - HOUR),
+            prefix_new_number_share_1h: if prefix_requests_1h == 0 {
+                0.0
+            } else {
+                f64::from(prefix.new_numbers.in_minutes(t, 60)) / f64::from(prefix_requests_1h)
+            },
+            prefix_sequential_score: sequential_score(&prefix.recent),
+            prefix_requests_zscore: prefix.level.zscore(prefix_requests_1h),
             prefix3_requests_1m: prefix3.0,
             prefix3_requests_10m: prefix3.1,
             prefix3_requests_1h: prefix3.2,
@@ -575,11 +550,80 @@ impl FeatureState {
             device_distinct_numbers_1h: device.map(|x| x.2),
             device_distinct_countries_24h: device.map(|x| x.3),
             tenant_country_conversion_1h,
-            tenant_country_conversion_24h,
+            tenant_country_conversion_24h: rate(conv.approved.in_day(t), conv.decided.in_day(t)),
             tenant_country_conversion_drop: baseline - tenant_country_conversion_1h,
-            tenant_country_first_time,
+            tenant_country_first_time: conv.requests == 0,
             local_hour: local_hour(&r.country, t),
         }
+    }
+
+    /// Whether this state holds any history [`Self::peek`] would read for `r`:
+    /// how the partition holding a tenant is found.
+    pub fn knows(&self, r: &FeatureRequest) -> bool {
+        let key = |s: &str| verification_key(&r.tenant_id, s);
+        let by = |id: &Option<Text>| id.as_ref().map(|id| key(id));
+        self.phones.contains_key(&key(&r.phone_number))
+            || self
+                .prefixes
+                .contains_key(&key(phone_prefix(&r.phone_number)))
+            || self.conversion.contains_key(&key(&r.country))
+            || self.conversion.contains_key(&key(TENANT_WIDE))
+            || by(&r.ip).is_some_and(|k| self.ips.contains_key(&k))
+            || by(&r.device_id).is_some_and(|k| self.devices.contains_key(&k))
+    }
+
+    /// Adds `r` to the history [`Self::peek`] read.
+    fn record(&mut self, r: &FeatureRequest, phone_first_seen: bool) {
+        let t = r.at;
+        let tenant = &r.tenant_id;
+        let key = |s: &str| verification_key(tenant, s);
+
+        let phone = self.phones.entry(key(&r.phone_number)).or_default();
+        phone.attempts.add(t);
+        phone.last_seen = t;
+
+        let prefix = self
+            .prefixes
+            .entry(key(phone_prefix(&r.phone_number)))
+            .or_default();
+        prefix.requests.add(t);
+        prefix.level.add(hour(t));
+        if phone_first_seen {
+            prefix.new_numbers.add(t);
+        }
+        prefix.numbers.add(&r.phone_number, t, HOUR);
+        prefix.recent.push_back(digits(&r.phone_number));
+        if prefix.recent.len() > SEQUENCE_DEPTH {
+            prefix.recent.pop_front();
+        }
+        prefix.last_seen = t;
+
+        for digits in [3, 2] {
+            let s = self
+                .short_prefixes
+                .entry(verification_key(
+                    tenant,
+                    &short_prefix_key(&r.phone_number, digits),
+                ))
+                .or_default();
+            s.requests.add(t);
+            s.level.add(hour(t));
+            s.last_seen = t;
+        }
+
+        for (map, id) in [(&mut self.ips, &r.ip), (&mut self.devices, &r.device_id)] {
+            if let Some(id) = id {
+                let a = map.entry(verification_key(tenant, id)).or_default();
+                a.requests.add(t);
+                a.numbers.add(&r.phone_number, t, HOUR);
+                a.countries.add(&r.country, t, DAY);
+                a.last_seen = t;
+            }
+        }
+
+        let conv = self.conversion.entry(key(&r.country)).or_default();
+        conv.requests += 1;
+        conv.last_seen = t;
     }
 
     /// A verification was decided at `at`: conversion and approval history.

@@ -20,6 +20,7 @@ pub mod features;
 pub mod forecast;
 pub mod kpi;
 pub mod lifecycle;
+pub mod live;
 pub mod outcome;
 pub mod partition;
 pub mod reject;
@@ -29,6 +30,7 @@ pub mod validate;
 
 pub use engine::{CheckpointReport, Engine, PartitionView, Restored};
 pub use event::{Channel, Event, EventKind, EventType};
+pub use live::{LiveFeatures, Peeked, SharedFeatures};
 pub use outcome::{Outcome, OutcomeKind};
 pub use partition::{
     InputRecord, Output, OutputId, PartitionPipeline, PartitionState, PartitionStats,

@@ -13,6 +13,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use foldhash::{HashMap, HashSet};
 
@@ -25,6 +26,7 @@ use crate::features::{FeatureRecord, FeatureRequest, FeatureState};
 use crate::forecast::Forecast;
 use crate::kpi::{KpiWindowBatch, KpiWindows};
 use crate::lifecycle::{Applied, HeldRecord, Verification, verification_key};
+use crate::live::SharedFeatures;
 use crate::outcome::Outcome;
 use crate::reject::{RejectReason, Rejected, Rejection};
 use crate::routes::{RouteSnapshot, RouteStats};
@@ -162,7 +164,8 @@ pub struct PartitionPipeline {
     already_written: HashSet<OutputId>,
     /// Accepted requests waiting for the watermark, in event-time order.
     feature_queue: BinaryHeap<Reverse<(EventTime, VerificationKey, FeatureRequest)>>,
-    features: FeatureState,
+    /// Shared with [`crate::LiveFeatures`] readers; only this pipeline writes it.
+    features: SharedFeatures,
     routes: RouteStats,
     kpi: Option<KpiWindows>,
     stats: PartitionStats,
@@ -191,11 +194,22 @@ impl PartitionPipeline {
             sink_positions: Vec::new(),
             already_written: HashSet::default(),
             feature_queue: BinaryHeap::new(),
-            features: FeatureState::default(),
+            features: SharedFeatures::default(),
             routes: RouteStats::default(),
             kpi: None,
             stats: PartitionStats::default(),
         }
+    }
+
+    /// This partition's feature state, for readers on other threads.
+    pub fn shared_features(&self) -> SharedFeatures {
+        self.features.clone()
+    }
+
+    fn features_mut(&self) -> std::sync::RwLockWriteGuard<'_, FeatureState> {
+        self.features
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn next_offset(&self) -> i64 {
@@ -429,7 +443,7 @@ impl PartitionPipeline {
         if let Some(kpi) = &mut self.kpi {
             kpi.on_request(key, requested_at);
         }
-        let features = self.features.on_request(&request);
+        let features = self.features_mut().on_request(&request);
         self.stats.featurized += 1;
         let record = FeatureRecord {
             partition: self.partition,
@@ -462,7 +476,7 @@ impl PartitionPipeline {
                     kpi.on_decided(key, &verification, &outcome);
                 }
                 if let Some(r) = &verification.requested {
-                    self.features.on_decision(
+                    self.features_mut().on_decision(
                         &verification.tenant_id,
                         &r.country,
                         &r.phone_number,
@@ -582,7 +596,11 @@ impl PartitionPipeline {
                 queued.sort();
                 queued
             },
-            features: self.features.clone(),
+            features: self
+                .features
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
             routes: self.routes.clone(),
             kpi: self.kpi.clone(),
         }
@@ -597,7 +615,7 @@ impl PartitionPipeline {
         p.sink_positions = state.sink_positions;
         p.already_written = state.already_written.into_iter().collect();
         p.feature_queue = state.feature_queue.into_iter().map(Reverse).collect();
-        p.features = state.features;
+        p.features = Arc::new(RwLock::new(state.features));
         p.routes = state.routes;
         p.kpi = state.kpi;
         for (key, v) in state.open {
