@@ -17,6 +17,9 @@ pub struct ApiServer {
     pub webhooks: veriflow_api::webhooks::Webhooks,
     /// The API's runtime, where webhook publishing runs.
     pub runtime: tokio::runtime::Handle,
+    /// Tenants' scoring settings, kept fresh by the API (the stream reads them).
+    pub scoring_settings: Arc<veriflow_api::scoring::TenantScoring>,
+    scorer: veriflow_api::scoring::ScorerSlot,
     stop: Arc<AtomicBool>,
     thread: JoinHandle<anyhow::Result<()>>,
 }
@@ -51,6 +54,8 @@ impl ApiServer {
         })?;
         let addr = listener.local_addr()?;
         let webhooks = api.webhooks().clone();
+        let scoring_settings = api.scoring_settings();
+        let scorer = api.scorer_slot();
         let handle = runtime.handle().clone();
         let stop = Arc::new(AtomicBool::new(false));
         let stop_requested = stop.clone();
@@ -74,9 +79,16 @@ impl ApiServer {
             addr,
             webhooks,
             runtime: handle,
+            scoring_settings,
+            scorer,
             stop,
             thread,
         })
+    }
+
+    /// Serves `POST /v1/route` and `/v1/score` from `scorer`.
+    pub fn attach_scorer(&self, scorer: Arc<dyn veriflow_api::scoring::LiveScorer>) {
+        let _ = self.scorer.set(scorer);
     }
 
     /// Stops serving (in-flight requests finish) and waits for it.

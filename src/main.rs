@@ -5,6 +5,7 @@ mod config;
 mod demo;
 mod forecast_eval;
 mod kpi_stage;
+mod live_scoring;
 mod metrics;
 mod pace;
 mod routes_view;

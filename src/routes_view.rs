@@ -2,15 +2,26 @@
 //! compacted route-statistics topic by every instance, summed per route.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use veriflow_connectors::kafka::records::RouteStatsRecord;
 use veriflow_pipelines::routes::RouteSnapshot;
 
+/// Per (country, provider), summed over partitions.
+pub type Routes = BTreeMap<(String, String), RouteSnapshot>;
+
 #[derive(Default)]
 pub struct RouteView {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
     /// Latest record per topic key (source topic, partition, country, provider).
-    latest: Mutex<HashMap<String, RouteStatsRecord>>,
+    latest: HashMap<String, RouteStatsRecord>,
+    /// The last merge, until the next update: synchronous route calls read it
+    /// thousands of times between two updates.
+    merged: Option<(String, Arc<Routes>)>,
 }
 
 impl RouteView {
@@ -20,26 +31,37 @@ impl RouteView {
             tracing::debug!("skipping a route-statistics record that does not parse");
             return;
         };
-        if let Ok(mut latest) = self.latest.lock() {
-            latest.insert(record.key(), record);
-        }
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.latest.insert(record.key(), record);
+        inner.merged = None;
     }
 
     /// Per (country, provider), the sum over every partition of `source_topic`.
-    pub fn merged(&self, source_topic: &str) -> BTreeMap<(String, String), RouteSnapshot> {
-        let Ok(latest) = self.latest.lock() else {
-            return BTreeMap::new();
-        };
+    pub fn merged(&self, source_topic: &str) -> Arc<Routes> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((topic, merged)) = &inner.merged
+            && topic == source_topic
+        {
+            return merged.clone();
+        }
         let mut parts: BTreeMap<(String, String), Vec<RouteSnapshot>> = BTreeMap::new();
-        for r in latest.values().filter(|r| r.source_topic == source_topic) {
+        for r in inner
+            .latest
+            .values()
+            .filter(|r| r.source_topic == source_topic)
+        {
             parts
                 .entry((r.country.clone(), r.provider.clone()))
                 .or_default()
                 .push(r.snapshot());
         }
-        parts
-            .into_iter()
-            .map(|(k, v)| (k, RouteSnapshot::merge(&v)))
-            .collect()
+        let merged: Arc<Routes> = Arc::new(
+            parts
+                .into_iter()
+                .map(|(k, v)| (k, RouteSnapshot::merge(&v)))
+                .collect(),
+        );
+        inner.merged = Some((source_topic.to_string(), merged.clone()));
+        merged
     }
 }

@@ -32,11 +32,13 @@ use veriflow_pipelines::{Engine, InputRecord, Output, OutputId, SinkPosition};
 use crate::api_server::ApiServer;
 use crate::config::{Config, TopicsSection};
 use crate::kpi_stage::KpiStage;
+use crate::live_scoring::LiveScoring;
 use crate::metrics::{self, Metrics, PartitionGauges};
 use crate::routes_view::RouteView;
 use crate::scoring_stage::{ScoringStage, scored_json};
 use crate::summary::{Gauges, Summary};
 use crate::webhook_fanout::FanOut;
+use veriflow_api::scoring::TenantScoring;
 
 pub struct RunOptions {
     /// Stop at the end of the input: decide everything still open, commit, exit.
@@ -73,7 +75,9 @@ struct Inner {
     /// KPI SQL into InfluxDB, when configured.
     kpi: Option<KpiStage>,
     /// Models scoring each request, when `[scoring] models` is set.
-    scoring: Option<ScoringStage>,
+    scoring: Option<Arc<ScoringStage>>,
+    /// Tenants' thresholds and provider policies (from the API, when it runs).
+    scoring_settings: Option<Arc<TenantScoring>>,
 }
 
 struct Shared(Mutex<Inner>);
@@ -115,11 +119,15 @@ impl Inner {
                     if let Some(assignment) = self
                         .scoring
                         .as_ref()
-                        .and_then(|s| s.assign(&request.tenant_id, &request.verification_id))
+                        .and_then(|s| s.assign(&request.tenant_id, Some(&request.verification_id)))
                     {
                         let routes = route_view
                             .get_or_insert_with(|| self.routes.merged(&self.topics.input));
-                        let value = scored_json(&assignment, f, routes)?;
+                        let settings = self
+                            .scoring_settings
+                            .as_ref()
+                            .and_then(|s| s.get(&request.tenant_id));
+                        let value = scored_json(&assignment, f, routes, settings.as_deref())?;
                         records::send_scored(
                             &self.sink,
                             &self.topics.scored,
@@ -482,11 +490,11 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
     let scoring = if config.scoring.models.is_empty() {
         None
     } else {
-        Some(ScoringStage::load(
+        Some(Arc::new(ScoringStage::load(
             std::path::Path::new(&config.scoring.models),
             config.rollout()?,
             config.scoring_reload()?,
-        )?)
+        )?))
     };
     let mut pipeline = config.pipeline()?;
     if let Some(kpi) = &kpi {
@@ -503,6 +511,15 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
     } else {
         None
     };
+    if let (Some(api), Some(stage)) = (&api, &scoring) {
+        api.attach_scorer(Arc::new(LiveScoring {
+            stage: stage.clone(),
+            features: engine.live_features(),
+            routes: routes.clone(),
+            topic: topics.input.clone(),
+        }));
+    }
+    let scoring_settings = api.as_ref().map(|a| a.scoring_settings.clone());
     // Webhooks live with the API's database: no API, no fan-out.
     let fan_out = match &api {
         Some(api) if config.webhooks.enabled && config.webhooks.fan_out => Some(FanOut::start(
@@ -526,6 +543,7 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
         routes: routes.clone(),
         kpi,
         scoring,
+        scoring_settings,
     })));
     let source = KafkaSource::subscribe(&kafka, &topics.input, shared.clone())?;
     tracing::info!(brokers = %kafka.brokers, group = %kafka.group_id, topic = %topics.input, "consuming");

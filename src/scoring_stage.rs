@@ -9,11 +9,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use veriflow_api::routes::tenants::{FraudThresholds, ProviderPolicy};
+use veriflow_api::scoring::{
+    FraudDecision, ModelName, ModelVersions, RankedProvider, ScoringSettings, Verdict,
+};
+use veriflow_models::router::{RoutePolicy, thompson_choice};
 use veriflow_models::vector::RouteView as LiveRoute;
 use veriflow_models::{Registry, ScoringModels};
-use veriflow_pipelines::features::FeatureRecord;
+use veriflow_pipelines::features::{FeatureRecord, Features};
 use veriflow_pipelines::routes::RouteSnapshot;
-use veriflow_pipelines::time::format_rfc3339;
+use veriflow_pipelines::time::{EventTime, format_rfc3339};
 
 /// How requests are split between the champion and a challenger.
 #[derive(Debug, Clone, Default)]
@@ -68,7 +73,8 @@ impl ScoringStage {
 
     /// The models deciding `verification` of `tenant`, and the shadow, if any.
     /// Deterministic: the same verification always lands in the same arm.
-    pub fn assign(&self, tenant: &str, verification: &str) -> Option<Assignment> {
+    /// Without a verification id only the tenant list can pick the challenger.
+    pub fn assign(&self, tenant: &str, verification: Option<&str>) -> Option<Assignment> {
         let champion = self.registry.current()?;
         let challenger = self.challenger.as_ref().and_then(|r| r.current());
         let Some(challenger) = challenger else {
@@ -86,7 +92,7 @@ impl ScoringStage {
             });
         }
         let in_challenger = self.rollout.tenants.iter().any(|t| t == tenant)
-            || unit_hash(verification) < self.rollout.share;
+            || verification.is_some_and(|v| unit_hash(v) < self.rollout.share);
         Some(if in_challenger {
             Assignment {
                 decides: challenger,
@@ -189,39 +195,89 @@ fn card_stamp(dir: &Path) -> Option<(u64, std::time::SystemTime, String)> {
     Some((meta.len(), meta.modified().ok()?, target))
 }
 
-/// One model's verdict on a request, as the scored record shows it.
-fn verdict(
+/// What scoring one request reads: its features and where it goes.
+pub struct Request<'a> {
+    pub features: &'a Features,
+    pub country: &'a str,
+    pub at: EventTime,
+    /// Decides the exploration draw (stable for a verification).
+    pub seed: u64,
+    /// Providers already tried (a retry goes elsewhere).
+    pub tried: &'a [String],
+}
+
+/// One model's verdict on a request, under the tenant's settings (`None`: the
+/// card's thresholds and every provider). The stream's scored records and the
+/// synchronous `/v1/route` and `/v1/score` answers are both this.
+pub fn verdict(
     models: &ScoringModels,
-    record: &FeatureRecord,
+    request: &Request<'_>,
     routes: &BTreeMap<(String, String), RouteSnapshot>,
-) -> anyhow::Result<serde_json::Value> {
-    let r = &record.request;
-    let country = r.country.to_string();
-    let score = models.score(
-        &record.features,
-        &country,
-        &models.card.providers,
-        |provider| LiveRoute::at(routes.get(&(country.clone(), provider.to_string())), r.at),
-    )?;
+    settings: Option<&ScoringSettings>,
+) -> anyhow::Result<Verdict> {
     let card = &models.card;
-    let decision = if score.fraud_score >= card.block_threshold {
-        "block"
-    } else if score.fraud_score >= card.review_threshold {
-        "review"
-    } else {
-        "allow"
+    let policy = settings
+        .map(|s| route_policy(&s.providers))
+        .unwrap_or_default();
+    let live = |provider: &str| {
+        LiveRoute::at(
+            routes.get(&(request.country.to_string(), provider.to_string())),
+            request.at,
+        )
     };
-    Ok(serde_json::json!({
-        "fraud_score": score.fraud_score,
-        "fraud_decision": decision,
-        "fraud_reasons": score.fraud_reasons,
-        "routes": score.routes,
-        "model": {
-            "fraud": {"name": format!("{}-fraud", card.name), "version": card.version},
-            "success": {"name": format!("{}-success", card.name), "version": card.version},
-            "feature_schema": card.feature_schema,
+    let score = models.route(
+        request.features,
+        request.country,
+        &policy,
+        request.tried,
+        live,
+    )?;
+    let thresholds = settings
+        .and_then(|s| s.fraud_thresholds.clone())
+        .unwrap_or(FraudThresholds {
+            review: f64::from(card.review_threshold),
+            block: f64::from(card.block_threshold),
+        });
+    let choice = thompson_choice(&score.routes, |p| live(p).sent_1h, request.seed);
+    let model = |kind: &str| ModelName {
+        name: format!("{}-{kind}", card.name),
+        version: card.version.clone(),
+    };
+    Ok(Verdict {
+        fraud_score: score.fraud_score,
+        fraud_decision: FraudDecision::at(score.fraud_score, &thresholds),
+        fraud_reasons: score.fraud_reasons,
+        fraud_thresholds: thresholds,
+        routes: score
+            .routes
+            .into_iter()
+            .map(|r| RankedProvider {
+                provider: r.provider,
+                p_success: r.p_success,
+            })
+            .collect(),
+        choice,
+        model: ModelVersions {
+            fraud: model("fraud"),
+            success: model("success"),
+            feature_schema: card.feature_schema.clone(),
         },
-    }))
+    })
+}
+
+/// The API's provider settings as the router reads them.
+fn route_policy(p: &ProviderPolicy) -> RoutePolicy {
+    RoutePolicy {
+        allow: p.allow.iter().map(|n| n.0.clone()).collect(),
+        deny: p.deny.iter().map(|n| n.0.clone()).collect(),
+        max_cost_per_message: p.max_cost_per_message,
+    }
+}
+
+/// The exploration seed of a verification: stable across restarts and
+/// instances, different between verifications.
+pub fn seed_of(tenant: &str, verification: &str) -> u64 {
+    (unit_hash(&format!("{tenant}\u{1f}{verification}")) * (1u64 << 53) as f64) as u64
 }
 
 /// The `verifications.scored` JSON of one request.
@@ -229,26 +285,52 @@ pub fn scored_json(
     assignment: &Assignment,
     record: &FeatureRecord,
     routes: &BTreeMap<(String, String), RouteSnapshot>,
+    settings: Option<&ScoringSettings>,
 ) -> anyhow::Result<Vec<u8>> {
     let r = &record.request;
-    let mut json = serde_json::json!({
-        "scored_id": record.features_id(),
-        "verification_id": r.verification_id.as_str(),
-        "tenant_id": r.tenant_id.as_str(),
-        "event_id": r.event_id.as_str(),
-        "requested_at": format_rfc3339(r.at),
-        "country": r.country.as_str(),
-        "features": record.features,
-        "variant": assignment.variant,
-    });
-    let decided = verdict(&assignment.decides, record, routes)?;
-    if let (Some(object), serde_json::Value::Object(fields)) = (json.as_object_mut(), decided) {
-        object.extend(fields);
-        if let Some(shadow) = &assignment.shadow {
-            object.insert("shadow".into(), verdict(shadow, record, routes)?);
-        }
-    }
-    Ok(serde_json::to_vec(&json)?)
+    let request = Request {
+        features: &record.features,
+        country: &r.country,
+        at: r.at,
+        seed: seed_of(&r.tenant_id, &r.verification_id),
+        tried: &[],
+    };
+    let decided = verdict(&assignment.decides, &request, routes, settings)?;
+    let shadow = match &assignment.shadow {
+        Some(models) => Some(verdict(models, &request, routes, settings)?),
+        None => None,
+    };
+    let record = ScoredRecord {
+        scored_id: record.features_id(),
+        verification_id: &r.verification_id,
+        tenant_id: &r.tenant_id,
+        event_id: &r.event_id,
+        requested_at: format_rfc3339(r.at),
+        country: &r.country,
+        features: &record.features,
+        variant: assignment.variant,
+        verdict: decided,
+        shadow,
+    };
+    Ok(serde_json::to_vec(&record)?)
+}
+
+/// One `verifications.scored` record (contract §2).
+#[derive(serde::Serialize)]
+struct ScoredRecord<'a> {
+    scored_id: String,
+    verification_id: &'a str,
+    tenant_id: &'a str,
+    event_id: &'a str,
+    requested_at: String,
+    country: &'a str,
+    features: &'a Features,
+    variant: &'static str,
+    #[serde(flatten)]
+    verdict: Verdict,
+    /// The challenger's verdict in shadow mode (it decides nothing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shadow: Option<Verdict>,
 }
 
 #[cfg(test)]

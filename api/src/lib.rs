@@ -26,6 +26,7 @@ pub mod limits;
 pub mod metrics;
 pub mod problem;
 pub mod routes;
+pub mod scoring;
 pub mod state;
 pub mod store;
 pub mod templates;
@@ -50,7 +51,8 @@ pub use config::ApiConfig;
 pub use store::{Backend, Store};
 
 use crate::routes::{
-    health, keys, templates as tpl, tenants, usage as usage_routes, webhooks as hooks,
+    health, keys, scoring as scoring_routes, templates as tpl, tenants, usage as usage_routes,
+    webhooks as hooks,
 };
 use crate::state::AppState;
 
@@ -81,6 +83,7 @@ pub enum ApiError {
         (name = "auth", description = "API keys and roles"),
         (name = "templates", description = "Localized SMS texts (Fluent)"),
         (name = "webhooks", description = "Signed, filtered, durable event delivery (Standard Webhooks)"),
+        (name = "scoring", description = "Provider routing and fraud risk for a verification about to be sent, from live features"),
         (name = "operations", description = "Health, readiness, metrics, this document")
     )
 )]
@@ -121,9 +124,13 @@ impl Api {
         let usage = Arc::new(usage::Usage::default());
         let webhooks =
             webhooks::Webhooks::new(store.clone(), config.webhooks.clone(), usage.clone())?;
+        let scoring_settings = Arc::new(scoring::TenantScoring::default());
+        scoring_settings.refresh(&store).await?;
         let state = AppState {
             store,
             webhooks,
+            scoring_settings,
+            scorer: Arc::default(),
             limiter: Arc::new(limits::Limiter::new(
                 config.rate_limit_per_second,
                 config.rate_limit_burst,
@@ -158,6 +165,18 @@ impl Api {
         &self.state.webhooks
     }
 
+    /// Tenants' scoring settings, kept fresh while the API serves (the stream
+    /// reads them per request).
+    pub fn scoring_settings(&self) -> Arc<scoring::TenantScoring> {
+        self.state.scoring_settings.clone()
+    }
+
+    /// Where a [`scoring::LiveScorer`] is attached (once) to serve
+    /// `POST /v1/route` and `/v1/score`, also after serving started.
+    pub fn scorer_slot(&self) -> scoring::ScorerSlot {
+        self.state.scorer.clone()
+    }
+
     /// Writes pending usage counters to the store.
     pub async fn flush_usage(&self) -> Result<(), store::StoreError> {
         self.state.usage.flush(&self.state.store).await
@@ -179,6 +198,9 @@ impl Api {
                     tick.tick().await;
                     if let Err(e) = state.usage.flush(&state.store).await {
                         tracing::warn!(error = %e, "flushing usage counters failed; will retry");
+                    }
+                    if let Err(e) = state.scoring_settings.refresh(&state.store).await {
+                        tracing::warn!(error = %e, "refreshing tenants' scoring settings failed; will retry");
                     }
                     state.limiter.forget_idle();
                 }
@@ -237,6 +259,8 @@ fn build(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(hooks::test))
         .routes(routes!(hooks::attempts))
         .routes(routes!(hooks::replay))
+        .routes(routes!(scoring_routes::route))
+        .routes(routes!(scoring_routes::score))
         .split_for_parts();
     let v1 = v1.route_layer(from_fn_with_state(
         state.clone(),

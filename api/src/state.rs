@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::config::ApiConfig;
 use crate::limits::Limiter;
 use crate::metrics::HttpMetrics;
+use crate::scoring::{ScorerSlot, TenantScoring};
 use crate::store::Store;
 use crate::templates::Catalog;
 use crate::usage::Usage;
@@ -19,4 +20,8 @@ pub struct AppState {
     pub limiter: Arc<Limiter>,
     pub metrics: Arc<HttpMetrics>,
     pub webhooks: Webhooks,
+    /// Tenants' fraud thresholds and provider policies, in memory.
+    pub scoring_settings: Arc<TenantScoring>,
+    /// Live scoring, when the process runs the stream (`veriflow run`).
+    pub scorer: ScorerSlot,
 }

@@ -24,7 +24,46 @@ on_both_databases!(
     tenant_overrides,
     invalid_overrides_are_refused,
     render_reports_sms_cost_and_branding,
+    scoring_without_a_stream_is_a_clear_problem,
 );
+
+/// `veriflow api` alone has no stream: the scoring routes answer 503 (after
+/// checking roles and the body); with a stream they are tested in
+/// `tests/scoring_api.rs`.
+async fn scoring_without_a_stream_is_a_clear_problem(db: Db) {
+    let t = TestApi::new(db).await;
+    let admin = t.tenant("acme", &[]).await;
+    let viewer = t.key(&admin, "viewer").await.1;
+    let developer = t.key(&admin, "developer").await.1;
+    let body = json!({"phone_number": "+5511987654321", "country": "BR"});
+    for path in ["/v1/route", "/v1/score"] {
+        let r = t
+            .call("POST", path, Some(&viewer), Some(body.clone()), &[])
+            .await;
+        assert_eq!(r.problem(403), "forbidden", "{path}");
+        let r = t
+            .call("POST", path, Some(&developer), Some(body.clone()), &[])
+            .await;
+        assert_eq!(r.problem(503), "scoring_unavailable", "{path}");
+        assert!(r.text.contains("veriflow run"), "{}", r.text);
+        let r = t
+            .call(
+                "POST",
+                path,
+                Some(&developer),
+                Some(
+                    json!({"phone_number": "12345", "country": "br", "ip": "999.1.1.1",
+                            "requested_at": "yesterday"}),
+                ),
+                &[],
+            )
+            .await;
+        assert_eq!(r.problem(422), "invalid_request", "{path}");
+        for field in ["phone_number", "country", "ip", "requested_at"] {
+            assert!(r.text.contains(field), "{path}: {field} in {}", r.text);
+        }
+    }
+}
 
 async fn tenant_lifecycle(db: Db) {
     let t = TestApi::new(db).await;
@@ -89,6 +128,27 @@ async fn tenant_lifecycle(db: Db) {
     );
     let again = t.get("/v1/tenants/acme", &admin).await;
     assert_eq!(again.ok()["fraud_thresholds"]["review"], 0.3);
+    // null returns to the model's thresholds; an absent field leaves them.
+    let r = t
+        .call(
+            "PATCH",
+            "/v1/tenants/acme",
+            Some(&admin),
+            Some(json!({"name": "Acme Corp"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.ok()["fraud_thresholds"]["review"], 0.3);
+    let r = t
+        .call(
+            "PATCH",
+            "/v1/tenants/acme",
+            Some(&admin),
+            Some(json!({"fraud_thresholds": null})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.ok()["fraud_thresholds"], serde_json::Value::Null);
     assert_eq!(
         again.json["domains"],
         json!(["sms.acme.com", "verify.acme.com"])
@@ -108,7 +168,8 @@ async fn tenant_lifecycle(db: Db) {
     assert_eq!(r.json["tenant"]["region"], "global");
     assert_eq!(
         r.json["tenant"]["fraud_thresholds"],
-        json!({"review": 0.5, "block": 0.9})
+        serde_json::Value::Null,
+        "unset: the model's suggested thresholds apply"
     );
 
     let list = t.get("/v1/tenants", OPERATOR).await;
@@ -864,6 +925,8 @@ async fn openapi_lists_every_served_route(db: Db) {
         "PATCH /v1/tenants/{id}",
         "PATCH /v1/webhooks/endpoints/{id}",
         "POST /v1/auth/keys",
+        "POST /v1/route",
+        "POST /v1/score",
         "POST /v1/templates/render",
         "POST /v1/tenants",
         "POST /v1/webhooks/endpoints",
@@ -1388,7 +1451,8 @@ async fn schema_patterns_are_the_validation_patterns() {
     let mut found = Vec::new();
     collect(&doc, &mut found);
     let known = [
-        TENANT_ID, REGION, DOMAIN, COLOR, URL, NO_ANGLE, PROVIDER, SERVICE, LOCALE, NAME,
+        TENANT_ID, REGION, DOMAIN, COLOR, URL, NO_ANGLE, PROVIDER, SERVICE, LOCALE, NAME, PHONE,
+        COUNTRY,
     ];
     assert!(found.len() >= known.len(), "{found:?}");
     for p in &found {

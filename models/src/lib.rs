@@ -20,7 +20,7 @@ pub mod metrics;
 pub mod router;
 pub mod vector;
 
-pub use bundle::{ModelCard, Registry, Score, ScoringModels};
+pub use bundle::{ModelCard, RankedRoute, Registry, Score, ScoringModels};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {

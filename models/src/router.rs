@@ -53,6 +53,40 @@ pub fn candidates(
     if fresh.is_empty() { allowed } else { fresh }
 }
 
+/// Weight of the success model's own estimate, in observations: a route with no
+/// recent traffic is sampled as if 10 attempts had agreed with the model.
+const MODEL_PRIOR: f64 = 10.0;
+/// Evidence beyond this many recent attempts adds no confidence: a route keeps
+/// a little exploration however busy it is, so drift is still noticed.
+const EVIDENCE_CAP: f64 = 2_000.0;
+
+/// Thompson sampling over the ranked routes: each provider's success
+/// probability is drawn from Beta(1 + p·n, 1 + (1 − p)·n), with `n` the model's
+/// prior plus the route's recent attempts (`evidence`), and the highest draw is
+/// chosen. Busy, clearly better routes win nearly always; routes with little
+/// recent traffic are tried now and then, so their statistics keep learning.
+/// Deterministic for a `seed` (derive it from the verification).
+pub fn thompson_choice(
+    routes: &[crate::RankedRoute],
+    evidence: impl Fn(&str) -> f64,
+    seed: u64,
+) -> Option<String> {
+    use rand_core::SeedableRng;
+    use rand_distr::Distribution;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    routes
+        .iter()
+        .map(|r| {
+            let p = f64::from(r.p_success).clamp(1e-4, 1.0 - 1e-4);
+            let n = MODEL_PRIOR + evidence(&r.provider).clamp(0.0, EVIDENCE_CAP);
+            let draw = rand_distr::Beta::new(1.0 + p * n, 1.0 + (1.0 - p) * n)
+                .map_or(p, |beta| beta.sample(&mut rng));
+            (draw, &r.provider)
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, provider)| provider.clone())
+}
+
 /// The key of a route's cost in a model card: `country/provider`.
 pub fn cost_key(country: &str, provider: &str) -> String {
     format!("{country}/{provider}")
@@ -64,6 +98,40 @@ mod tests {
 
     fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn thompson_sampling_exploits_busy_routes_and_explores_idle_ones() {
+        let routes = [
+            crate::RankedRoute {
+                provider: "best".into(),
+                p_success: 0.85,
+            },
+            crate::RankedRoute {
+                provider: "second".into(),
+                p_success: 0.75,
+            },
+        ];
+        let picks = |evidence: f64| {
+            (0..2_000u64)
+                .filter(|seed| {
+                    thompson_choice(&routes, |_| evidence, *seed).as_deref() == Some("second")
+                })
+                .count()
+        };
+        let busy = picks(2_000.0);
+        let idle = picks(0.0);
+        assert!(
+            busy < 20,
+            "busy routes: the better one nearly always ({busy} of 2000)"
+        );
+        assert!(idle > 300, "idle routes are explored ({idle} of 2000)");
+        assert_eq!(
+            thompson_choice(&routes, |_| 5.0, 42),
+            thompson_choice(&routes, |_| 5.0, 42),
+            "deterministic for a seed"
+        );
+        assert_eq!(thompson_choice(&[], |_| 0.0, 1), None);
     }
 
     #[test]

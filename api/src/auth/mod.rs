@@ -62,6 +62,7 @@ impl Role {
                     | ReadUsage
                     | ReadWebhooks
                     | ManageWebhooks
+                    | Score
             ),
             Role::Analyst => matches!(
                 permission,
@@ -89,6 +90,8 @@ pub enum Permission {
     ReadWebhooks,
     /// Create, change and delete endpoints; secrets; replays and tests.
     ManageWebhooks,
+    /// `POST /v1/route` and `/v1/score`.
+    Score,
 }
 
 impl Permission {
@@ -103,10 +106,11 @@ impl Permission {
             Permission::ReadUsage => "usage:read",
             Permission::ReadWebhooks => "webhooks:read",
             Permission::ManageWebhooks => "webhooks:manage",
+            Permission::Score => "scoring:call",
         }
     }
 
-    pub const ALL: [Permission; 9] = [
+    pub const ALL: [Permission; 10] = [
         Permission::ReadTenant,
         Permission::ManageTenant,
         Permission::ManageKeys,
@@ -116,6 +120,7 @@ impl Permission {
         Permission::ReadUsage,
         Permission::ReadWebhooks,
         Permission::ManageWebhooks,
+        Permission::Score,
     ];
 }
 

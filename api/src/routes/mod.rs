@@ -4,6 +4,7 @@
 
 pub mod health;
 pub mod keys;
+pub mod scoring;
 pub mod templates;
 pub mod tenants;
 pub mod usage;
@@ -16,6 +17,15 @@ pub fn rfc3339(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .unwrap_or_default()
         .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// An RFC 3339 time given in `field`, as Unix milliseconds.
+pub(crate) fn parse_time(field: &str, text: &str) -> Result<i64, crate::problem::Problem> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| {
+            crate::problem::Problem::bad_request(format!("{field} must be an RFC 3339 time"))
+        })
 }
 
 /// Patterns shared by the OpenAPI schema and the validation code, so what the
@@ -33,6 +43,10 @@ pub mod patterns {
     /// language[-script][-region][-variant…], as `unic-langid` parses it.
     pub const LOCALE: &str = "^[a-zA-Z]{2,3}(-[a-zA-Z]{4})?(-[a-zA-Z]{2}|-[0-9]{3})?(-[a-zA-Z0-9]{5,8}|-[0-9][a-zA-Z0-9]{3})*$";
     pub const NAME: &str = "^\\S(.*\\S)?$";
+    /// E.164.
+    pub const PHONE: &str = "^\\+[1-9][0-9]{6,14}$";
+    /// ISO 3166-1 alpha-2 (the stream checks it is assigned).
+    pub const COUNTRY: &str = "^[A-Z]{2}$";
 
     /// Whole-string match of one of the patterns above (compiled once each).
     pub fn matches(pattern: &'static str, value: &str) -> bool {
@@ -70,6 +84,11 @@ pub mod patterns {
             assert!(!matches(NAME, " Acme"));
             assert!(matches(NO_ANGLE, "body { color: red }"));
             assert!(!matches(NO_ANGLE, "</style><script>"));
+            assert!(matches(PHONE, "+5511987654321"));
+            assert!(!matches(PHONE, "+0511987654"));
+            assert!(!matches(PHONE, "+55 11 98765"));
+            assert!(matches(COUNTRY, "BR"));
+            assert!(!matches(COUNTRY, "br"));
         }
     }
 }

@@ -14,6 +14,7 @@ use super::{keys, rfc3339};
 use crate::auth::{Caller, Permission, Role};
 use crate::extract::{ApiJson, ApiPath};
 use crate::problem::{CommonProblems, Problem};
+use crate::scoring::ScoringSettings;
 use crate::state::AppState;
 use crate::store::{TenantRow, now_ms};
 
@@ -36,7 +37,7 @@ pub struct Branding {
 }
 
 /// Scores at or above `block` are blocked, else at or above `review` reviewed.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FraudThresholds {
     #[schema(minimum = 0.0, maximum = 1.0)]
@@ -55,7 +56,7 @@ impl Default for FraudThresholds {
 }
 
 /// Which delivery providers the router may pick for this tenant.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderPolicy {
     /// When non-empty, only these providers are used.
@@ -72,7 +73,7 @@ pub struct ProviderPolicy {
 }
 
 /// A delivery provider's route name.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
 pub struct ProviderName(pub String);
 
@@ -81,8 +82,22 @@ pub struct ProviderName(pub String);
 struct Settings {
     branding: Branding,
     feature_flags: BTreeMap<String, bool>,
-    fraud_thresholds: FraudThresholds,
+    fraud_thresholds: Option<FraudThresholds>,
     providers: ProviderPolicy,
+}
+
+/// The scoring part of a stored tenant's settings; `None` when they are corrupt.
+pub(crate) fn scoring_settings(row: &TenantRow) -> Option<ScoringSettings> {
+    match serde_json::from_str::<Settings>(&row.settings) {
+        Ok(s) => Some(ScoringSettings {
+            fraud_thresholds: s.fraud_thresholds,
+            providers: s.providers,
+        }),
+        Err(e) => {
+            tracing::error!(tenant = %row.id, error = %e, "stored tenant settings are corrupt");
+            None
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -95,7 +110,9 @@ pub struct Tenant {
     pub domains: Vec<String>,
     pub branding: Branding,
     pub feature_flags: BTreeMap<String, bool>,
-    pub fraud_thresholds: FraudThresholds,
+    /// `null`: the scoring model's suggested thresholds (tuned with each model
+    /// version for 0.5 % false blocks on its holdout).
+    pub fraud_thresholds: Option<FraudThresholds>,
     pub providers: ProviderPolicy,
     pub created_at: String,
     pub updated_at: String,
@@ -207,11 +224,16 @@ impl Tenant {
             self.feature_flags.len() <= 100,
             "at most 100 feature flags".into(),
         );
-        let t = &self.fraud_thresholds;
-        for (name, v) in [("review", t.review), ("block", t.block)] {
+        if let Some(t) = &self.fraud_thresholds {
+            for (name, v) in [("review", t.review), ("block", t.block)] {
+                check(
+                    (0.0..=1.0).contains(&v),
+                    format!("fraud_thresholds.{name} must be within 0..1"),
+                );
+            }
             check(
-                (0.0..=1.0).contains(&v),
-                format!("fraud_thresholds.{name} must be within 0..1"),
+                t.review <= t.block,
+                "fraud_thresholds.review must not exceed fraud_thresholds.block".into(),
             );
         }
         let p = &self.providers;
@@ -281,8 +303,20 @@ pub struct UpdateTenant {
     pub branding: Option<Branding>,
     /// Replaces the flags.
     pub feature_flags: Option<BTreeMap<String, bool>>,
-    pub fraud_thresholds: Option<FraudThresholds>,
+    /// `null` returns to the model's suggested thresholds.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<FraudThresholds>)]
+    pub fraud_thresholds: Option<Option<FraudThresholds>>,
     pub providers: Option<ProviderPolicy>,
+}
+
+/// A field that is present (even as `null`) is `Some`; absent stays `None`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -303,6 +337,14 @@ fn domain_set(domains: Vec<Domain>) -> Vec<String> {
     set.sort();
     set.dedup();
     set
+}
+
+/// Scoring reads tenants' settings from memory: make a change visible at once
+/// (other instances see it within the periodic refresh).
+async fn refresh_scoring(app: &AppState) {
+    if let Err(e) = app.scoring_settings.refresh(&app.store).await {
+        tracing::warn!(error = %e, "refreshing tenants' scoring settings failed; the periodic refresh retries");
+    }
 }
 
 /// Loads a tenant as the API shows it.
@@ -336,13 +378,14 @@ pub async fn create(
         domains: domain_set(body.domains.unwrap_or_default()),
         branding: body.branding.unwrap_or_default(),
         feature_flags: body.feature_flags.unwrap_or_default(),
-        fraud_thresholds: body.fraud_thresholds.unwrap_or_default(),
+        fraud_thresholds: body.fraud_thresholds,
         providers: body.providers.unwrap_or_default(),
         created_at: rfc3339(now),
         updated_at: rfc3339(now),
     };
     tenant.validate()?;
     app.store.create_tenant(&tenant.to_row(now, now)?).await?;
+    refresh_scoring(&app).await;
     let admin_key = keys::issue(&app, &tenant.id, "initial admin key", Role::Admin).await?;
     Ok((
         StatusCode::CREATED,
@@ -438,6 +481,7 @@ pub async fn update(
     app.store
         .update_tenant(&tenant.to_row(created_at, now)?)
         .await?;
+    refresh_scoring(&app).await;
     tenant.updated_at = rfc3339(now);
     Ok(Json(tenant))
 }
@@ -456,6 +500,7 @@ pub async fn delete(
 ) -> Result<StatusCode, Problem> {
     caller.require_operator()?;
     if app.store.delete_tenant(&id).await? {
+        refresh_scoring(&app).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(Problem::not_found(format!("no tenant {id:?}")))

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use veriflow_connectors::webhooks::client::SendError;
 use veriflow_connectors::webhooks::signature::Secret;
 
-use super::rfc3339;
+use super::{parse_time, rfc3339};
 use crate::auth::api_key::{hex, random_bytes};
 use crate::auth::{Caller, Permission};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -298,12 +298,6 @@ async fn load(app: &AppState, tenant: &str, id: &str) -> Result<EndpointRow, Pro
         .endpoint(tenant, id)
         .await?
         .ok_or_else(|| Problem::not_found(format!("no webhook endpoint {id:?}")))
-}
-
-fn parse_time(field: &str, text: &str) -> Result<i64, Problem> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|t| t.timestamp_millis())
-        .map_err(|_| Problem::bad_request(format!("{field} must be an RFC 3339 time")))
 }
 
 /// Create a webhook endpoint; the response carries its signing secret.
