@@ -410,3 +410,240 @@ fn a_challenger_decides_for_its_share_and_a_shadow_only_scores() {
         }
     }
 }
+
+/// `POST /v1/route` and `/v1/score` answer from the stream's live state: for a
+/// request about to be sent, the HTTP answer carries exactly the features,
+/// scores, ranking, choice and decision that the stream's scored record carries
+/// when the same request then arrives — under the tenant's own thresholds and
+/// provider policy.
+#[test]
+fn route_and_score_over_http_give_the_streams_numbers() {
+    use std::process::Stdio;
+    use veriflow_pipelines::time::{format_rfc3339, parse_rfc3339};
+    let dir = tempfile::tempdir().unwrap();
+    let models = trained(dir.path(), "sync1");
+    let Scenario {
+        d,
+        dir: _sim,
+        events,
+        truth,
+    } = Scenario::new(
+        "sync-scoring",
+        &[
+            "--rate",
+            "5",
+            "--duration",
+            "3m",
+            "--seed",
+            "34",
+            "--fraud-share",
+            "0.05",
+        ],
+    );
+    let history = read_json_lines(&events);
+    // The prospect: a phone that already asked, of a tenant with history.
+    let fraud_ids: std::collections::BTreeSet<&str> = truth
+        .iter()
+        .filter(|t| t["is_fraud"] == true)
+        .filter_map(|t| t["verification_id"].as_str())
+        .collect();
+    let requests: Vec<&serde_json::Value> = history
+        .iter()
+        .filter(|e| e["type"] == "verification.requested")
+        .collect();
+    let seen = requests
+        .iter()
+        .rev()
+        .find(|e| fraud_ids.contains(e["verification_id"].as_str().unwrap()))
+        .or(requests.last())
+        .copied()
+        .unwrap()
+        .clone();
+    let tenant = seen["tenant_id"].as_str().unwrap().to_string();
+    let last = history
+        .iter()
+        .filter_map(|e| parse_rfc3339(e["occurred_at"].as_str()?))
+        .max()
+        .unwrap();
+    let minute = 60_000;
+    // After every history verification is decided (TTL 10 min, lateness 2 min).
+    let clock1 = last + 13 * minute;
+    let prospect_at = clock1 - minute;
+    let clock2 = clock1 + 3 * minute;
+
+    let scored_topic = format!("{}.scored", d.input);
+    let db = format!("sqlite://{}/api.db", dir.path().display());
+    let mut child = d.spawn(
+        &[
+            ("VERIFLOW_SCORING__MODELS", models.to_str().unwrap()),
+            ("VERIFLOW_TOPICS__SCORED", scored_topic.as_str()),
+            ("VERIFLOW_API__LISTEN", "127.0.0.1:0"),
+            ("VERIFLOW_API__DATABASE_URL", db.as_str()),
+            ("VERIFLOW_API__OPERATOR_TOKEN", OPERATOR),
+            ("VERIFLOW_CHECKPOINT__INTERVAL", "300ms"),
+        ],
+        Stdio::piped(),
+    );
+    let rx = stderr_lines(&mut child);
+    let port = api_port_from_log(&rx);
+    let created = api_call(
+        port,
+        "POST",
+        "/v1/tenants",
+        OPERATOR,
+        Some(serde_json::json!({
+            "id": tenant, "name": tenant,
+            "fraud_thresholds": {"review": 0.2, "block": 0.6},
+            "providers": {"deny": ["sinch"]}})),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let key = created.json()["admin_key"]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    produce_events(&d.brokers, &d.input, &events, 0, None);
+    // Watermarks are per partition: every tenant's clock moves past the history.
+    let tenants: std::collections::BTreeSet<&str> = truth
+        .iter()
+        .filter_map(|t| t["tenant_id"].as_str())
+        .collect();
+    let clocks: Vec<(Option<&str>, Vec<u8>)> = tenants
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let phone = format!("+35840100{i:04}");
+            let clock = request_event(t, &format!("clock-1-{t}"), clock1, &phone, "FI", None);
+            (Some(*t), clock)
+        })
+        .collect();
+    produce_records(&d.brokers, &d.input, &clocks);
+    // Every history request scored; their verifications all decided.
+    consume(
+        &d.brokers,
+        &scored_topic,
+        truth.len(),
+        Duration::from_secs(120),
+        Duration::from_secs(1),
+    );
+
+    let phone = seen["phone_number"].as_str().unwrap();
+    let country = seen["country"].as_str().unwrap();
+    let ip = seen["ip"].as_str();
+    let mut body = serde_json::json!({
+        "verification_id": "sync-r", "phone_number": phone, "country": country,
+        "requested_at": format_rfc3339(prospect_at)});
+    if let Some(ip) = ip {
+        body["ip"] = ip.into();
+    }
+    // Route statistics reach the view at checkpoints: wait until the answer
+    // stops changing.
+    let mut previous = serde_json::Value::Null;
+    let mut routed = serde_json::Value::Null;
+    wait_until(
+        "a settled /v1/route answer",
+        Duration::from_secs(30),
+        || {
+            std::thread::sleep(Duration::from_millis(700));
+            let r = api_call(port, "POST", "/v1/route", &key, Some(body.clone()));
+            assert_eq!(r.status, 200, "{}", r.body);
+            routed = r.json();
+            let settled = routed == previous;
+            previous = routed.clone();
+            settled
+        },
+    );
+    let scored_http = api_call(port, "POST", "/v1/score", &key, Some(body.clone()));
+    assert_eq!(scored_http.status, 200, "{}", scored_http.body);
+    let scored_http = scored_http.json();
+
+    produce_records(
+        &d.brokers,
+        &d.input,
+        &[
+            (
+                Some(tenant.as_str()),
+                request_event(&tenant, "sync-r", prospect_at, phone, country, ip),
+            ),
+            (
+                Some(tenant.as_str()),
+                request_event(&tenant, "clock-2", clock2, "+358402000002", "FI", None),
+            ),
+        ],
+    );
+    // The prospect is the first record after the history in its partition.
+    let all = consume(
+        &d.brokers,
+        &scored_topic,
+        truth.len() + 1,
+        Duration::from_secs(60),
+        Duration::from_secs(3),
+    );
+    let streamed = all
+        .iter()
+        .map(|c| c.json())
+        .find(|v| v["verification_id"] == "sync-r")
+        .expect("the prospect, once sent, is scored by the stream");
+    stop_gracefully(child);
+
+    assert!(
+        routed["features_partition"].is_number(),
+        "the tenant's partition was found: {routed}"
+    );
+    assert_eq!(streamed["features"]["phone_first_seen"], false);
+    for field in [
+        "features",
+        "fraud_score",
+        "fraud_decision",
+        "fraud_reasons",
+        "fraud_thresholds",
+        "routes",
+        "choice",
+        "model",
+        "variant",
+    ] {
+        assert_eq!(
+            routed[field], streamed[field],
+            "{field}: HTTP {} vs stream {}",
+            routed[field], streamed[field]
+        );
+    }
+    for field in ["features", "fraud_score", "fraud_decision", "fraud_reasons"] {
+        assert_eq!(scored_http[field], streamed[field], "/v1/score {field}");
+    }
+    assert_eq!(
+        streamed["fraud_thresholds"],
+        serde_json::json!({"review": 0.2, "block": 0.6}),
+        "the tenant's thresholds"
+    );
+    let providers: Vec<&str> = streamed["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["provider"].as_str().unwrap())
+        .collect();
+    assert!(
+        !providers.is_empty() && !providers.contains(&"sinch"),
+        "the tenant's deny list: {providers:?}"
+    );
+}
+
+/// A `verification.requested` event as upstream sends it.
+fn request_event(
+    tenant: &str,
+    vid: &str,
+    at: i64,
+    phone: &str,
+    country: &str,
+    ip: Option<&str>,
+) -> Vec<u8> {
+    let mut e = serde_json::json!({
+        "event_id": format!("{vid}-e1"), "type": "verification.requested",
+        "verification_id": vid, "tenant_id": tenant,
+        "occurred_at": veriflow_pipelines::time::format_rfc3339(at),
+        "phone_number": phone, "country": country, "channel": "sms", "service": "login"});
+    if let Some(ip) = ip {
+        e["ip"] = ip.into();
+    }
+    e.to_string().into_bytes()
+}

@@ -788,21 +788,7 @@ fn pipeline_outcomes_fan_out_to_filtered_endpoints() {
     );
     let mut child = d.spawn(&env, Stdio::piped());
     let rx = stderr_lines(&mut child);
-    let port: u16 = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("veriflow run did not start its API");
-        if line.contains("API listening") {
-            let addr = line
-                .split("addr=")
-                .nth(1)
-                .unwrap()
-                .split_whitespace()
-                .next()
-                .unwrap();
-            break addr.rsplit(':').next().unwrap().parse().unwrap();
-        }
-    };
+    let port = api_port_from_log(&rx);
     let call = |method: &str, path: &str, key: &str, body: Option<Value>| {
         api_call(port, method, path, key, body)
     };

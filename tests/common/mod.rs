@@ -755,6 +755,28 @@ pub fn api_call(
     http_request(method, port, path, &[("x-api-key", key)], body.as_deref())
 }
 
+/// The port of the API `veriflow run` serves beside the pipeline
+/// (`api.listen = "127.0.0.1:0"`), from its start log line.
+pub fn api_port_from_log(lines: &mpsc::Receiver<String>) -> u16 {
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("veriflow run did not start its API");
+        if line.contains("API listening") {
+            let addr = line
+                .split("addr=")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .expect("addr= in the API start line");
+            return addr
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("a port in the API address");
+        }
+    }
+}
+
 /// The lines a child writes to its (piped) stderr, as they come.
 pub fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
     let stderr = child.stderr.take().expect("stderr must be piped");
