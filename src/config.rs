@@ -647,6 +647,8 @@ impl Config {
             alert_rules: self.alert_rules()?,
             // Filled from the KPI files' `-- window:` lines when they are loaded.
             kpi_hops: Vec::new(),
+            // Plugged in by `veriflow run` when `[scoring] models` is set.
+            scorer: None,
         })
     }
 

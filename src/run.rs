@@ -35,10 +35,10 @@ use crate::kpi_stage::KpiStage;
 use crate::live_scoring::LiveScoring;
 use crate::metrics::{self, Metrics, PartitionGauges};
 use crate::routes_view::RouteView;
-use crate::scoring_stage::{ScoringStage, scored_json};
+use crate::scoring_stage::{ScoringStage, StreamScorer};
 use crate::summary::{Gauges, Summary};
 use crate::webhook_fanout::FanOut;
-use veriflow_api::scoring::TenantScoring;
+use veriflow_pipelines::scoring::ScorerHandle;
 
 pub struct RunOptions {
     /// Stop at the end of the input: decide everything still open, commit, exit.
@@ -74,10 +74,6 @@ struct Inner {
     routes: Arc<RouteView>,
     /// KPI SQL into InfluxDB, when configured.
     kpi: Option<KpiStage>,
-    /// Models scoring each request, when `[scoring] models` is set.
-    scoring: Option<Arc<ScoringStage>>,
-    /// Tenants' thresholds and provider policies (from the API, when it runs).
-    scoring_settings: Option<Arc<TenantScoring>>,
 }
 
 struct Shared(Mutex<Inner>);
@@ -94,8 +90,6 @@ impl Shared {
 impl Inner {
     /// Sends queued outputs to the producer.
     fn emit(&mut self) -> anyhow::Result<()> {
-        // The global route statistics, read once per batch when scoring needs them.
-        let mut route_view = None;
         let mut out = std::mem::take(&mut self.out);
         for output in out.drain(..) {
             self.summary.observe(&output);
@@ -115,25 +109,13 @@ impl Inner {
                 Output::Features(f) => {
                     // Scored first: a crash between the two re-sends both (same
                     // id) instead of losing the score.
-                    let request = &f.request;
-                    if let Some(assignment) = self
-                        .scoring
-                        .as_ref()
-                        .and_then(|s| s.assign(&request.tenant_id, Some(&request.verification_id)))
-                    {
-                        let routes = route_view
-                            .get_or_insert_with(|| self.routes.merged(&self.topics.input));
-                        let settings = self
-                            .scoring_settings
-                            .as_ref()
-                            .and_then(|s| s.get(&request.tenant_id));
-                        let value = scored_json(&assignment, f, routes, settings.as_deref())?;
+                    if let Some(scored) = &f.scored {
                         records::send_scored(
                             &self.sink,
                             &self.topics.scored,
                             &self.topics.input,
                             f,
-                            &value,
+                            &scored.record,
                         )?;
                     }
                     records::send_features(
@@ -496,11 +478,6 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
             config.scoring_reload()?,
         )?))
     };
-    let mut pipeline = config.pipeline()?;
-    if let Some(kpi) = &kpi {
-        pipeline.kpi_hops = kpi.hops(pipeline.kpi_window_ms)?;
-    }
-    let engine = Engine::new(pipeline, topics.input.clone(), Some(store));
     let metrics = Arc::new(Metrics::default());
     if config.metrics.listen != "off" {
         let addr = metrics::serve(&config.metrics.listen, metrics.clone())?;
@@ -511,6 +488,19 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
     } else {
         None
     };
+    let mut pipeline = config.pipeline()?;
+    if let Some(kpi) = &kpi {
+        pipeline.kpi_hops = kpi.hops(pipeline.kpi_window_ms)?;
+    }
+    if let Some(stage) = &scoring {
+        pipeline.scorer = Some(ScorerHandle(Arc::new(StreamScorer {
+            stage: stage.clone(),
+            routes: routes.clone(),
+            topic: topics.input.clone(),
+            settings: api.as_ref().map(|a| a.scoring_settings.clone()),
+        })));
+    }
+    let engine = Engine::new(pipeline, topics.input.clone(), Some(store));
     if let (Some(api), Some(stage)) = (&api, &scoring) {
         api.attach_scorer(Arc::new(LiveScoring {
             stage: stage.clone(),
@@ -519,7 +509,6 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
             topic: topics.input.clone(),
         }));
     }
-    let scoring_settings = api.as_ref().map(|a| a.scoring_settings.clone());
     // Webhooks live with the API's database: no API, no fan-out.
     let fan_out = match &api {
         Some(api) if config.webhooks.enabled && config.webhooks.fan_out => Some(FanOut::start(
@@ -542,8 +531,6 @@ pub fn run(config: &Config, options: RunOptions, shutdown: Arc<AtomicBool>) -> a
         metrics,
         routes: routes.clone(),
         kpi,
-        scoring,
-        scoring_settings,
     })));
     let source = KafkaSource::subscribe(&kafka, &topics.input, shared.clone())?;
     tracing::info!(brokers = %kafka.brokers, group = %kafka.group_id, topic = %topics.input, "consuming");

@@ -2,7 +2,6 @@
 //! the loaded models against the global route statistics, as a
 //! `verifications.scored` record (contract §2).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,13 +10,18 @@ use std::time::Duration;
 use anyhow::Context;
 use veriflow_api::routes::tenants::{FraudThresholds, ProviderPolicy};
 use veriflow_api::scoring::{
-    FraudDecision, ModelName, ModelVersions, RankedProvider, ScoringSettings, Verdict,
+    FraudDecision, ModelName, ModelVersions, RankedProvider, ScoringSettings, TenantScoring,
+    Verdict,
 };
+use veriflow_pipelines::scoring::{
+    FraudDecision as PipelineDecision, RequestScorer, ScoreNote, Scored,
+};
+
+use crate::routes_view::{RouteView, Routes};
 use veriflow_models::router::{RoutePolicy, thompson_choice};
 use veriflow_models::vector::RouteView as LiveRoute;
 use veriflow_models::{Registry, ScoringModels};
 use veriflow_pipelines::features::{FeatureRecord, Features};
-use veriflow_pipelines::routes::RouteSnapshot;
 use veriflow_pipelines::time::{EventTime, format_rfc3339};
 
 /// How requests are split between the champion and a challenger.
@@ -212,7 +216,7 @@ pub struct Request<'a> {
 pub fn verdict(
     models: &ScoringModels,
     request: &Request<'_>,
-    routes: &BTreeMap<(String, String), RouteSnapshot>,
+    routes: &Routes,
     settings: Option<&ScoringSettings>,
 ) -> anyhow::Result<Verdict> {
     let card = &models.card;
@@ -280,13 +284,13 @@ pub fn seed_of(tenant: &str, verification: &str) -> u64 {
     (unit_hash(&format!("{tenant}\u{1f}{verification}")) * (1u64 << 53) as f64) as u64
 }
 
-/// The `verifications.scored` JSON of one request.
-pub fn scored_json(
+/// The `verifications.scored` JSON of one request, and the deciding verdict.
+pub fn scored_record(
     assignment: &Assignment,
     record: &FeatureRecord,
-    routes: &BTreeMap<(String, String), RouteSnapshot>,
+    routes: &Routes,
     settings: Option<&ScoringSettings>,
-) -> anyhow::Result<Vec<u8>> {
+) -> anyhow::Result<(Vec<u8>, Verdict)> {
     let r = &record.request;
     let request = Request {
         features: &record.features,
@@ -300,7 +304,7 @@ pub fn scored_json(
         Some(models) => Some(verdict(models, &request, routes, settings)?),
         None => None,
     };
-    let record = ScoredRecord {
+    let json = ScoredRecord {
         scored_id: record.features_id(),
         verification_id: &r.verification_id,
         tenant_id: &r.tenant_id,
@@ -309,10 +313,49 @@ pub fn scored_json(
         country: &r.country,
         features: &record.features,
         variant: assignment.variant,
-        verdict: decided,
-        shadow,
+        verdict: &decided,
+        shadow: shadow.as_ref(),
     };
-    Ok(serde_json::to_vec(&record)?)
+    Ok((serde_json::to_vec(&json)?, decided))
+}
+
+/// Scores each request inside the pipeline, as its features are computed
+/// ([`veriflow_pipelines::scoring`]): the scored record to write, and the note
+/// the verification keeps for its outcome and KPI facts.
+pub struct StreamScorer {
+    pub stage: Arc<ScoringStage>,
+    /// The global route statistics and the input topic they are kept for.
+    pub routes: Arc<RouteView>,
+    pub topic: String,
+    /// Tenants' thresholds and provider policies (from the API, when it runs).
+    pub settings: Option<Arc<TenantScoring>>,
+}
+
+impl RequestScorer for StreamScorer {
+    fn score(&self, record: &FeatureRecord) -> Option<Scored> {
+        let r = &record.request;
+        let assignment = self.stage.assign(&r.tenant_id, Some(&r.verification_id))?;
+        let routes = self.routes.merged(&self.topic);
+        let settings = self.settings.as_ref().and_then(|s| s.get(&r.tenant_id));
+        match scored_record(&assignment, record, &routes, settings.as_deref()) {
+            Ok((bytes, verdict)) => Some(Scored {
+                note: ScoreNote {
+                    variant: assignment.variant.into(),
+                    fraud_score: verdict.fraud_score,
+                    fraud_decision: match verdict.fraud_decision {
+                        FraudDecision::Allow => PipelineDecision::Allow,
+                        FraudDecision::Review => PipelineDecision::Review,
+                        FraudDecision::Block => PipelineDecision::Block,
+                    },
+                },
+                record: bytes,
+            }),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), verification = %r.verification_id, "scoring a request failed; it goes unscored");
+                None
+            }
+        }
+    }
 }
 
 /// One `verifications.scored` record (contract §2).
@@ -327,10 +370,10 @@ struct ScoredRecord<'a> {
     features: &'a Features,
     variant: &'static str,
     #[serde(flatten)]
-    verdict: Verdict,
+    verdict: &'a Verdict,
     /// The challenger's verdict in shadow mode (it decides nothing).
     #[serde(skip_serializing_if = "Option::is_none")]
-    shadow: Option<Verdict>,
+    shadow: Option<&'a Verdict>,
 }
 
 #[cfg(test)]

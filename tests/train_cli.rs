@@ -360,6 +360,17 @@ fn a_challenger_decides_for_its_share_and_a_shadow_only_scores() {
             truth,
         } = Scenario::new("ab", &["--rate", "4", "--duration", "3m", "--seed", "34"]);
         let scored_topic = format!("{}.scored", d.input);
+        // The variant KPI under a measurement name of this run's own
+        // (VictoriaMetrics outlives test runs).
+        let measurement = unique("vf_variant").replace('-', "_");
+        let sql = dir.path().join(&measurement);
+        std::fs::create_dir_all(&sql).unwrap();
+        std::fs::copy(
+            repo().join("sql/kpi/veriflow_kpi_variant.sql"),
+            sql.join(format!("{measurement}.sql")),
+        )
+        .unwrap();
+        let vm = format!("http://{}", victoria_metrics());
         produce_events(&d.brokers, &d.input, &events, 0, None);
         d.run_until_end(
             &[
@@ -371,6 +382,9 @@ fn a_challenger_decides_for_its_share_and_a_shadow_only_scores() {
                     if shadow { "true" } else { "false" },
                 ),
                 ("VERIFLOW_TOPICS__SCORED", scored_topic.as_str()),
+                ("VERIFLOW_INFLUX__URL", vm.as_str()),
+                ("VERIFLOW_KPI__SQL_DIR", sql.to_str().unwrap()),
+                ("VERIFLOW_KPI__PROVISIONAL", "false"),
             ],
             Duration::from_secs(180),
         );
@@ -406,6 +420,69 @@ fn a_challenger_decides_for_its_share_and_a_shadow_only_scores() {
             assert!(
                 (0.4..=0.6).contains(&share),
                 "challenger share {share}: {arms:?}"
+            );
+        }
+        // Each outcome carries the scores its verification was given.
+        let by_id: BTreeMap<String, serde_json::Value> = scored
+            .iter()
+            .map(|c| {
+                let v = c.json();
+                (v["verification_id"].as_str().unwrap().to_string(), v)
+            })
+            .collect();
+        let mut blocked: BTreeMap<String, usize> = BTreeMap::new();
+        for v in by_id.values() {
+            *blocked
+                .entry(v["variant"].as_str().unwrap().to_string())
+                .or_default() += usize::from(v["fraud_decision"] == "block");
+        }
+        let outcomes = consume(
+            &d.brokers,
+            &d.outcomes,
+            truth.len(),
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+        );
+        for o in &outcomes {
+            let o = o.json();
+            let s = &by_id[o["verification_id"].as_str().unwrap()];
+            assert_eq!(o["scores"]["variant"], s["variant"], "{o}");
+            assert_eq!(o["scores"]["fraud_score"], s["fraud_score"], "{o}");
+            assert_eq!(o["scores"]["fraud_decision"], s["fraud_decision"], "{o}");
+        }
+        // The variant KPI: requests and blocks per arm add up to the records.
+        let mut kpi: BTreeMap<(String, String), f64> = BTreeMap::new();
+        wait_until(
+            "the variant KPI in VictoriaMetrics",
+            Duration::from_secs(30),
+            || {
+                kpi.clear();
+                for (name, labels, samples) in vm_export(&format!("{measurement}_")) {
+                    let field = name.trim_start_matches(&format!("{measurement}_"));
+                    let total: f64 = samples.iter().map(|(_, v)| v).sum();
+                    *kpi.entry((labels["variant"].clone(), field.to_string()))
+                        .or_default() += total;
+                }
+                let requests: f64 = kpi
+                    .iter()
+                    .filter(|((_, f), _)| f == "requests")
+                    .map(|(_, v)| v)
+                    .sum();
+                requests as usize == truth.len()
+            },
+        );
+        for (variant, n) in &arms {
+            assert_eq!(
+                kpi.get(&(variant.clone(), "requests".into())).copied(),
+                Some(*n as f64),
+                "{variant} requests: {kpi:?}"
+            );
+            assert_eq!(
+                kpi.get(&(variant.clone(), "fraud_blocked".into()))
+                    .copied()
+                    .unwrap_or(0.0),
+                blocked.get(variant).copied().unwrap_or(0) as f64,
+                "{variant} blocks: {kpi:?}"
             );
         }
     }

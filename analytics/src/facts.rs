@@ -9,6 +9,10 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use veriflow_pipelines::OutcomeKind;
 use veriflow_pipelines::kpi::KpiWindowBatch;
+use veriflow_pipelines::scoring::FraudDecision;
+
+/// The `variant` of a verification no model scored.
+pub const NOT_SCORED: &str = "none";
 
 /// The table name KPI SQL reads.
 pub const TABLE: &str = "verifications";
@@ -35,9 +39,12 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("expired", DataType::Int64, false),
         Field::new("time_to_approve_ms", DataType::Int64, true),
         Field::new("cost", DataType::Float64, true),
-        // Filled by the scoring stage; null / 0 until it runs.
+        // From the models when they score (`[scoring] models`); null / 0 / "none"
+        // otherwise.
         Field::new("fraud_score", DataType::Float64, true),
         Field::new("fraud_blocked", DataType::Int64, false),
+        // The A/B arm that decided: champion or challenger.
+        Field::new("variant", DataType::Utf8, false),
     ]))
 });
 
@@ -51,6 +58,7 @@ pub fn to_record_batch(batch: &KpiWindowBatch) -> Result<RecordBatch, ArrowError
     let (mut start, mut end, mut requested) = (tsb(), tsb(), tsb());
     let text = || StringBuilder::with_capacity(n, n * 8);
     let (mut tenant, mut country, mut provider, mut channel) = (text(), text(), text(), text());
+    let mut variant = text();
     let int = || Int64Builder::with_capacity(n);
     let (mut sent, mut delivered, mut undelivered) = (int(), int(), int());
     let (mut approved, mut expired, mut tta, mut blocked) = (int(), int(), int(), int());
@@ -73,8 +81,18 @@ pub fn to_record_batch(batch: &KpiWindowBatch) -> Result<RecordBatch, ArrowError
         expired.append_value((f.outcome == Some(OutcomeKind::Expired)).into());
         tta.append_option(f.time_to_approve_ms);
         cost.append_option(f.cost);
-        score.append_null();
-        blocked.append_value(0);
+        match &f.scored {
+            Some(s) => {
+                score.append_value(f64::from(s.fraud_score));
+                blocked.append_value((s.fraud_decision == FraudDecision::Block).into());
+                variant.append_value(&s.variant);
+            }
+            None => {
+                score.append_null();
+                blocked.append_value(0);
+                variant.append_value(NOT_SCORED);
+            }
+        }
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(start.finish()),
@@ -93,6 +111,7 @@ pub fn to_record_batch(batch: &KpiWindowBatch) -> Result<RecordBatch, ArrowError
         Arc::new(cost.finish()),
         Arc::new(score.finish()),
         Arc::new(blocked.finish()),
+        Arc::new(variant.finish()),
     ];
     RecordBatch::try_new(schema(), columns)
 }

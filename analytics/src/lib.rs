@@ -27,10 +27,16 @@ use veriflow_pipelines::kpi::KpiWindowBatch;
 pub use facts::{TABLE, schema, to_record_batch};
 
 /// The KPI files built into the binary (the repository's `sql/kpi/`).
-const BUILTIN: [(&str, &str); 1] = [(
-    "veriflow_kpi",
-    include_str!("../../sql/kpi/veriflow_kpi.sql"),
-)];
+const BUILTIN: [(&str, &str); 2] = [
+    (
+        "veriflow_kpi",
+        include_str!("../../sql/kpi/veriflow_kpi.sql"),
+    ),
+    (
+        "veriflow_kpi_variant",
+        include_str!("../../sql/kpi/veriflow_kpi_variant.sql"),
+    ),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyticsError {

@@ -19,7 +19,16 @@ fn fact(country: &str, provider: &str, outcome: Option<OutcomeKind>, tta: Option
         outcome,
         time_to_approve_ms: tta,
         receipts: Vec::new(),
+        scored: None,
     }
+}
+
+/// The points of one measurement.
+fn of(points: Vec<Point>, measurement: &str) -> Vec<Point> {
+    points
+        .into_iter()
+        .filter(|p| p.measurement == measurement)
+        .collect()
 }
 
 fn batch(facts: Vec<KpiFact>, is_final: bool) -> KpiWindowBatch {
@@ -55,7 +64,10 @@ fn the_builtin_kpi_counts_a_window() {
         fact("BR", "sinch", Some(OutcomeKind::Expired), None),
         fact("MX", "twilio", None, None),
     ];
-    let points = engine.evaluate(&batch(facts, false)).unwrap();
+    let points = of(
+        engine.evaluate(&batch(facts, false)).unwrap(),
+        "veriflow_kpi",
+    );
     assert_eq!(points.len(), 2);
     let br = points.iter().find(|p| tag(p, "country") == "BR").unwrap();
     assert_eq!(br.measurement, "veriflow_kpi");
@@ -94,22 +106,93 @@ fn the_builtin_kpi_counts_a_window() {
     assert_eq!(field(mx, "delivery_rate"), None, "no receipts: no rate");
 }
 
+/// The A/B test reads per variant: requests, conversion, blocks, mean score.
+#[test]
+fn the_variant_kpi_splits_the_ab_test() {
+    use veriflow_pipelines::scoring::{FraudDecision, ScoreNote};
+    let mut engine = KpiEngine::load(None).unwrap();
+    let scored = |mut f: KpiFact, variant: &str, score: f32, decision| {
+        f.scored = Some(ScoreNote {
+            variant: variant.into(),
+            fraud_score: score,
+            fraud_decision: decision,
+        });
+        f
+    };
+    let facts = vec![
+        scored(
+            fact("BR", "sinch", Some(OutcomeKind::Approved), Some(1)),
+            "champion",
+            0.1,
+            FraudDecision::Allow,
+        ),
+        scored(
+            fact("BR", "sinch", Some(OutcomeKind::Expired), None),
+            "champion",
+            0.9,
+            FraudDecision::Block,
+        ),
+        scored(
+            fact("MX", "twilio", Some(OutcomeKind::Approved), Some(1)),
+            "challenger",
+            0.2,
+            FraudDecision::Review,
+        ),
+        fact("MX", "twilio", None, None),
+    ];
+    let points = of(
+        engine.evaluate(&batch(facts, false)).unwrap(),
+        "veriflow_kpi_variant",
+    );
+    let arm = |v: &str| points.iter().find(|p| tag(p, "variant") == v).unwrap();
+    assert_eq!(points.len(), 3, "{points:?}");
+    let champion = arm("champion");
+    assert_eq!(field(champion, "requests"), Some(&FieldValue::Int(2)));
+    assert_eq!(field(champion, "approved"), Some(&FieldValue::Int(1)));
+    assert_eq!(
+        field(champion, "failed_attempts"),
+        Some(&FieldValue::Int(1))
+    );
+    assert_eq!(field(champion, "fraud_blocked"), Some(&FieldValue::Int(1)));
+    let Some(FieldValue::Float(avg)) = field(champion, "fraud_score_avg") else {
+        panic!("{champion:?}")
+    };
+    assert!((avg - 0.5).abs() < 1e-6, "{avg}");
+    let challenger = arm("challenger");
+    assert_eq!(field(challenger, "requests"), Some(&FieldValue::Int(1)));
+    assert_eq!(
+        field(challenger, "fraud_blocked"),
+        Some(&FieldValue::Int(0))
+    );
+    assert_eq!(
+        field(arm("none"), "requests"),
+        Some(&FieldValue::Int(1)),
+        "unscored requests stay visible"
+    );
+}
+
 #[test]
 fn a_series_that_disappears_from_a_window_is_zeroed() {
     let mut engine = KpiEngine::load(None).unwrap();
     // First emission: the request is not sent yet (provider "none").
-    let first = engine
-        .evaluate(&batch(vec![fact("BR", "none", None, None)], false))
-        .unwrap();
+    let first = of(
+        engine
+            .evaluate(&batch(vec![fact("BR", "none", None, None)], false))
+            .unwrap(),
+        "veriflow_kpi",
+    );
     assert_eq!(first.len(), 1);
     assert_eq!(tag(&first[0], "provider"), "none");
     // Later: it went to sinch. The "none" series is written back to zero.
-    let later = engine
-        .evaluate(&batch(
-            vec![fact("BR", "sinch", Some(OutcomeKind::Approved), Some(1))],
-            true,
-        ))
-        .unwrap();
+    let later = of(
+        engine
+            .evaluate(&batch(
+                vec![fact("BR", "sinch", Some(OutcomeKind::Approved), Some(1))],
+                true,
+            ))
+            .unwrap(),
+        "veriflow_kpi",
+    );
     assert_eq!(later.len(), 2, "{later:?}");
     let gone = later.iter().find(|p| tag(p, "provider") == "none").unwrap();
     assert_eq!(field(gone, "requests"), Some(&FieldValue::Int(0)));

@@ -364,6 +364,8 @@ pub struct FeatureRecord {
     pub partition: i32,
     pub request: FeatureRequest,
     pub features: Features,
+    /// The models' verdict, when a scorer is configured.
+    pub scored: Option<crate::scoring::Scored>,
 }
 
 #[derive(Serialize)]

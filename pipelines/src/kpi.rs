@@ -28,6 +28,7 @@ use crate::event::Channel;
 use crate::forecast::{Forecast, Forecaster, HOUR_MS};
 use crate::lifecycle::Verification;
 use crate::outcome::{Outcome, OutcomeKind};
+use crate::scoring::ScoreNote;
 use crate::time::EventTime;
 
 /// Provider tag of a verification nothing was sent for (yet).
@@ -51,6 +52,8 @@ pub struct KpiFact {
     pub time_to_approve_ms: Option<i64>,
     /// Delivery receipts (time, delivered), for alerts evaluated as of an instant.
     pub receipts: Vec<(EventTime, bool)>,
+    /// How the models scored the request (A/B variant, fraud score and decision).
+    pub scored: Option<ScoreNote>,
 }
 
 impl KpiFact {
@@ -72,6 +75,7 @@ impl KpiFact {
             outcome: Some(o.outcome),
             time_to_approve_ms: o.time_to_approve_ms,
             receipts: sorted_receipts(v, |at| at <= o.decided_at),
+            scored: o.scored.clone(),
         }
     }
 
@@ -117,6 +121,7 @@ impl KpiFact {
             outcome: None,
             time_to_approve_ms: None,
             receipts,
+            scored: v.scored.clone(),
         })
     }
 }

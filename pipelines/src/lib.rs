@@ -25,6 +25,7 @@ pub mod outcome;
 pub mod partition;
 pub mod reject;
 pub mod routes;
+pub mod scoring;
 pub mod time;
 pub mod validate;
 

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{Channel, Event, EventKind};
 use crate::outcome::{Outcome, OutcomeKind};
+use crate::scoring::ScoreNote;
 use crate::time::EventTime;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,6 +63,8 @@ pub struct Verification {
     pub check_failures: Vec<EventTime>,
     /// Raw inputs kept only until `requested` arrives.
     pub held: Vec<HeldRecord>,
+    /// How the models scored the request (when they did).
+    pub scored: Option<ScoreNote>,
 }
 
 /// What applying an event did.
@@ -84,6 +87,7 @@ impl Verification {
             approvals: Vec::new(),
             check_failures: Vec::new(),
             held: Vec::new(),
+            scored: None,
         }
     }
 
@@ -193,6 +197,7 @@ impl Verification {
             channel: r.channel,
             service: r.service.clone(),
             providers: sends.iter().map(|s| s.provider.clone()).collect(),
+            scored: self.scored.clone(),
             attempts: sends.len() as u32,
             delivered: self
                 .receipts

@@ -4,6 +4,7 @@ use crate::Text;
 use serde::{Deserialize, Serialize};
 
 use crate::event::Channel;
+use crate::scoring::ScoreNote;
 use crate::time::{EventTime, format_rfc3339};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -45,6 +46,8 @@ pub struct Outcome {
     /// Sum of `sent.cost`; `None` when no cost was reported or currencies differ.
     pub cost: Option<f64>,
     pub currency: Option<Text>,
+    /// How the models scored the request, when they did.
+    pub scored: Option<ScoreNote>,
 }
 
 /// The wire form. Field names are part of the public contract.
@@ -69,9 +72,9 @@ struct OutcomeJson<'a> {
     check_failed: u32,
     cost: Option<f64>,
     currency: Option<&'a str>,
-    /// The scores the verification was given at request time (filled by the scoring
-    /// stage; `null` until a model is deployed).
-    scores: Option<()>,
+    /// The scores the verification was given at request time (`variant`,
+    /// `fraud_score`, `fraud_decision`); `null` when no models are deployed.
+    scores: Option<&'a ScoreNote>,
 }
 
 impl Outcome {
@@ -108,7 +111,7 @@ impl Outcome {
             check_failed: self.check_failed,
             cost: self.cost,
             currency: self.currency.as_deref(),
-            scores: None,
+            scores: self.scored.as_ref(),
         };
         // Serializing plain structs of strings and numbers cannot fail.
         serde_json::to_vec(&json).unwrap_or_default()

@@ -30,6 +30,7 @@ use crate::live::SharedFeatures;
 use crate::outcome::Outcome;
 use crate::reject::{RejectReason, Rejected, Rejection};
 use crate::routes::{RouteSnapshot, RouteStats};
+use crate::scoring::ScorerHandle;
 use crate::time::{EventTime, format_rfc3339};
 use crate::validate::{ValidationLimits, parse_event};
 
@@ -51,6 +52,8 @@ pub struct PipelineConfig {
     /// Hopping KPI windows to build from the tumbling ones: (size, every) in ms,
     /// both multiples of `kpi_window_ms`.
     pub kpi_hops: Vec<(i64, i64)>,
+    /// Scores each request as its features are computed ([`crate::scoring`]).
+    pub scorer: Option<ScorerHandle>,
 }
 
 impl Default for PipelineConfig {
@@ -63,6 +66,7 @@ impl Default for PipelineConfig {
             kpi_window_ms: None,
             alert_rules: Vec::new(),
             kpi_hops: Vec::new(),
+            scorer: None,
         }
     }
 }
@@ -407,7 +411,7 @@ impl PartitionPipeline {
             match (request, decision) {
                 (None, None) => break,
                 (Some(t), Some(d)) if d < t => self.decide_next(cfg, out),
-                (Some(_), _) => self.featurize_next(out),
+                (Some(_), _) => self.featurize_next(cfg, out),
                 (None, Some(_)) => self.decide_next(cfg, out),
             }
         }
@@ -436,7 +440,7 @@ impl PartitionPipeline {
         }
     }
 
-    fn featurize_next(&mut self, out: &mut Vec<Output>) {
+    fn featurize_next(&mut self, cfg: &PipelineConfig, out: &mut Vec<Output>) {
         let Some(Reverse((requested_at, key, request))) = self.feature_queue.pop() else {
             return;
         };
@@ -445,11 +449,18 @@ impl PartitionPipeline {
         }
         let features = self.features_mut().on_request(&request);
         self.stats.featurized += 1;
-        let record = FeatureRecord {
+        let mut record = FeatureRecord {
             partition: self.partition,
             request,
             features,
+            scored: None,
         };
+        if let Some(ScorerHandle(scorer)) = &cfg.scorer {
+            record.scored = scorer.score(&record);
+            if let (Some(scored), Some(v)) = (&record.scored, self.open.get_mut(&key)) {
+                v.scored = Some(scored.note.clone());
+            }
+        }
         self.emit(out, Output::Features(record));
     }
 
