@@ -661,6 +661,9 @@ fn route_and_score_over_http_give_the_streams_numbers() {
         .map(|c| c.json())
         .find(|v| v["verification_id"] == "sync-r")
         .expect("the prospect, once sent, is scored by the stream");
+    // Generated requests, valid and invalid, against the live scorer.
+    let report = schemathesis(port, &key, &["--include-tag", "scoring"]);
+    assert!(report.contains("/v1/route"), "{report}");
     stop_gracefully(child);
 
     assert!(
