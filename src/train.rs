@@ -162,6 +162,21 @@ fn print_report(r: &Report) {
         "         failed first attempts per 1,000 legitimate verifications: uniform {:.0}, router {:.0}",
         r.routing.failed_per_1000_baseline, r.routing.failed_per_1000_router
     );
+    match &r.routing.during_outages {
+        Some(o) => println!(
+            "         during outages ({} verifications with a failing candidate): uniform {:.3}, \
+             router {:.3}, oracle {:.3}; uplift captured {:.1} %; sent into the outage {:.1} % \
+             (uniform {:.1} %)",
+            o.verifications,
+            o.baseline_success,
+            o.router_success,
+            o.oracle_success,
+            o.uplift_captured * 100.0,
+            o.sent_into_outage * 100.0,
+            o.uniform_into_outage * 100.0
+        ),
+        None => println!("         no provider outage in this history"),
+    }
 }
 
 /// Reads events and their truth, and replays them into examples.

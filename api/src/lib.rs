@@ -131,6 +131,7 @@ impl Api {
             webhooks,
             scoring_settings,
             scorer: Arc::default(),
+            keys: Arc::default(),
             limiter: Arc::new(limits::Limiter::new(
                 config.rate_limit_per_second,
                 config.rate_limit_burst,

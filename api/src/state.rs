@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::key_cache::KeyCache;
 use crate::config::ApiConfig;
 use crate::limits::Limiter;
 use crate::metrics::HttpMetrics;
@@ -22,6 +23,8 @@ pub struct AppState {
     pub webhooks: Webhooks,
     /// Tenants' fraud thresholds and provider policies, in memory.
     pub scoring_settings: Arc<TenantScoring>,
+    /// API keys read recently (authentication without a query per request).
+    pub keys: Arc<KeyCache>,
     /// Live scoring, when the process runs the stream (`veriflow run`).
     pub scorer: ScorerSlot,
 }

@@ -40,6 +40,69 @@ pub struct RoutingReport {
     /// `sent` of a verification that does not succeed).
     pub failed_per_1000_baseline: f64,
     pub failed_per_1000_router: f64,
+    /// Share of verifications the router sent to a route in an outage (its true
+    /// P(success) below [`OUTAGE_P_SUCCESS`]) while another candidate was not.
+    #[serde(default)]
+    pub sent_into_outage: f64,
+    /// The same share for uniform routing.
+    #[serde(default)]
+    pub uniform_into_outage: f64,
+    /// The same report over the verifications requested while one of their
+    /// candidate routes was in an outage: how well the live route statistics
+    /// steer around a failing provider. `None` when history has no outage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub during_outages: Option<Box<RoutingReport>>,
+}
+
+/// A route whose true P(success) is below this is in an outage (the
+/// simulator's outages deliver 3 % of messages; healthy routes convert
+/// above 50 %).
+pub const OUTAGE_P_SUCCESS: f64 = 0.15;
+
+/// Sums of expected success over verifications, for one routing report.
+#[derive(Default)]
+struct RoutingSums {
+    n: usize,
+    base: f64,
+    router: f64,
+    oracle: f64,
+    into_outage: usize,
+    uniform_into_outage: f64,
+}
+
+impl RoutingSums {
+    fn add(&mut self, truth: &[f64], choice: usize) {
+        self.n += 1;
+        self.base += truth.iter().sum::<f64>() / truth.len() as f64;
+        self.router += truth[choice];
+        self.oracle += truth.iter().copied().fold(0.0, f64::max);
+        if truth.iter().any(|p| *p >= OUTAGE_P_SUCCESS) {
+            let failing = truth.iter().filter(|p| **p < OUTAGE_P_SUCCESS).count();
+            self.into_outage += usize::from(truth[choice] < OUTAGE_P_SUCCESS);
+            self.uniform_into_outage += failing as f64 / truth.len() as f64;
+        }
+    }
+
+    fn report(&self, during_outages: Option<Box<RoutingReport>>) -> RoutingReport {
+        let per = |x: f64| if self.n == 0 { 0.0 } else { x / self.n as f64 };
+        let (base, router, oracle) = (per(self.base), per(self.router), per(self.oracle));
+        RoutingReport {
+            verifications: self.n,
+            baseline_success: base,
+            router_success: router,
+            oracle_success: oracle,
+            uplift_captured: if oracle > base {
+                (router - base) / (oracle - base)
+            } else {
+                0.0
+            },
+            failed_per_1000_baseline: (1.0 - base) * 1000.0,
+            failed_per_1000_router: (1.0 - router) * 1000.0,
+            sent_into_outage: per(self.into_outage as f64),
+            uniform_into_outage: per(self.uniform_into_outage),
+            during_outages,
+        }
+    }
 }
 
 /// Trains both models on the examples before the holdout, calibrates and
@@ -174,15 +237,7 @@ fn placeholder_fraud() -> FraudMetrics {
 
 impl Default for RoutingReport {
     fn default() -> Self {
-        RoutingReport {
-            verifications: 0,
-            baseline_success: 0.0,
-            router_success: 0.0,
-            oracle_success: 0.0,
-            uplift_captured: 0.0,
-            failed_per_1000_baseline: 0.0,
-            failed_per_1000_router: 0.0,
-        }
+        RoutingSums::default().report(None)
     }
 }
 
@@ -236,7 +291,7 @@ pub fn evaluate(
     };
 
     // Routing on legitimate verifications with a truth for each candidate.
-    let (mut n, mut base, mut router, mut oracle) = (0usize, 0f64, 0f64, 0f64);
+    let (mut all, mut outages) = (RoutingSums::default(), RoutingSums::default());
     for e in examples
         .iter()
         .filter(|e| !e.is_fraud && !e.p_success.is_empty())
@@ -253,26 +308,12 @@ pub fn evaluate(
             .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
             .map_or(0, |(i, _)| i);
         let truth: Vec<f64> = candidates.iter().map(|p| e.p_success[p]).collect();
-        n += 1;
-        base += truth.iter().sum::<f64>() / truth.len() as f64;
-        router += truth[choice];
-        oracle += truth.iter().copied().fold(0.0, f64::max);
+        all.add(&truth, choice);
+        if truth.iter().any(|p| *p < OUTAGE_P_SUCCESS) {
+            outages.add(&truth, choice);
+        }
     }
-    let per = |x: f64| if n == 0 { 0.0 } else { x / n as f64 };
-    let (base, router, oracle) = (per(base), per(router), per(oracle));
-    let routing = RoutingReport {
-        verifications: n,
-        baseline_success: base,
-        router_success: router,
-        oracle_success: oracle,
-        uplift_captured: if oracle > base {
-            (router - base) / (oracle - base)
-        } else {
-            0.0
-        },
-        failed_per_1000_baseline: (1.0 - base) * 1000.0,
-        failed_per_1000_router: (1.0 - router) * 1000.0,
-    };
+    let routing = all.report((outages.n > 0).then(|| Box::new(outages.report(None))));
     Ok(Report {
         fraud,
         success,

@@ -365,7 +365,7 @@ pub struct FeatureRecord {
     pub request: FeatureRequest,
     pub features: Features,
     /// The models' verdict, when a scorer is configured.
-    pub scored: Option<crate::scoring::Scored>,
+    pub scored: Option<Box<crate::scoring::Scored>>,
 }
 
 #[derive(Serialize)]

@@ -456,7 +456,7 @@ impl PartitionPipeline {
             scored: None,
         };
         if let Some(ScorerHandle(scorer)) = &cfg.scorer {
-            record.scored = scorer.score(&record);
+            record.scored = scorer.score(&record).map(Box::new);
             if let (Some(scored), Some(v)) = (&record.scored, self.open.get_mut(&key)) {
                 v.scored = Some(scored.note.clone());
             }

@@ -89,7 +89,14 @@ async fn resolve(app: &AppState, headers: &HeaderMap) -> Result<Caller, Problem>
 
     let invalid = || Problem::unauthorized("invalid API key");
     let (id, secret) = api_key::parse(token).ok_or_else(invalid)?;
-    let key = app.store.key(id).await?.ok_or_else(invalid)?;
+    let key = match app.keys.get(id) {
+        Some(key) => key,
+        None => {
+            let key = app.store.key(id).await?.ok_or_else(invalid)?;
+            app.keys.put(key.clone());
+            key
+        }
+    };
     if !api_key::verify(secret, &key.secret_hash) {
         return Err(invalid());
     }

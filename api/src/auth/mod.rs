@@ -7,6 +7,7 @@
 //! means adding one branch to [`middleware::authenticate`] and nothing else.
 
 pub mod api_key;
+pub mod key_cache;
 pub mod middleware;
 
 use serde::{Deserialize, Serialize};

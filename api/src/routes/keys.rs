@@ -151,7 +151,9 @@ pub async fn revoke(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ApiKeyInfo>, Problem> {
     let tenant = caller.tenant_for(Permission::ManageKeys)?;
-    Ok(Json(info(app.store.revoke_key(tenant, &id).await?)))
+    let revoked = app.store.revoke_key(tenant, &id).await?;
+    app.keys.forget(&id);
+    Ok(Json(info(revoked)))
 }
 
 /// Who the credentials belong to and what they may do.

@@ -500,6 +500,7 @@ pub async fn delete(
 ) -> Result<StatusCode, Problem> {
     caller.require_operator()?;
     if app.store.delete_tenant(&id).await? {
+        app.keys.clear();
         refresh_scoring(&app).await;
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -483,7 +483,7 @@ mod tests {
         assert!(!passes("a == '1'", d.clone()), "kinds never coerce");
         assert!(passes("a != '1'", d.clone()));
         assert!(passes("a > -1", d.clone()));
-        assert!(passes("b in []", d.clone()) == false);
+        assert!(!passes("b in []", d.clone()));
     }
 
     #[test]
