@@ -22,6 +22,7 @@ use veriflow_models::router::{RoutePolicy, thompson_choice};
 use veriflow_models::vector::RouteView as LiveRoute;
 use veriflow_models::{Registry, ScoringModels};
 use veriflow_pipelines::features::{FeatureRecord, Features};
+use veriflow_pipelines::lifecycle::fnv1a64;
 use veriflow_pipelines::time::{EventTime, format_rfc3339};
 
 /// How requests are split between the champion and a challenger.
@@ -116,22 +117,21 @@ impl ScoringStage {
 const CHAMPION: &str = "champion";
 const CHALLENGER: &str = "challenger";
 
-/// FNV-1a of the id, as a number in [0, 1): a stable split across restarts
-/// and instances.
-fn unit_hash(id: &str) -> f64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in id.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    // FNV's high bits barely move between ids that differ at the end: mix them
-    // (MurmurHash3's finalizer) before taking the top 53.
+/// FNV-1a of the id (the pipeline's), mixed: stable across restarts and
+/// instances. FNV's high bits barely move between ids that differ at the end,
+/// so MurmurHash3's finalizer spreads them.
+fn mixed_hash(id: &str) -> u64 {
+    let mut h = fnv1a64(id.as_bytes());
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;
     h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^= h >> 33;
-    (h >> 11) as f64 / (1u64 << 53) as f64
+    h ^ (h >> 33)
+}
+
+/// The id's hash as a number in [0, 1): the A/B split.
+fn unit_hash(id: &str) -> f64 {
+    (mixed_hash(id) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// A registry loaded from `dir`, reloaded when its card changes.
@@ -223,11 +223,20 @@ pub fn verdict(
     let policy = settings
         .map(|s| route_policy(&s.providers))
         .unwrap_or_default();
+    // Each candidate's live statistics, read once for ranking and exploration.
+    let views: Vec<(&str, LiveRoute)> = card
+        .providers
+        .iter()
+        .map(|p| {
+            let key = (request.country.to_string(), p.clone());
+            (p.as_str(), LiveRoute::at(routes.get(&key), request.at))
+        })
+        .collect();
     let live = |provider: &str| {
-        LiveRoute::at(
-            routes.get(&(request.country.to_string(), provider.to_string())),
-            request.at,
-        )
+        views
+            .iter()
+            .find(|(p, _)| *p == provider)
+            .map_or_else(|| LiveRoute::at(None, request.at), |(_, v)| *v)
     };
     let score = models.route(
         request.features,
@@ -281,7 +290,7 @@ fn route_policy(p: &ProviderPolicy) -> RoutePolicy {
 /// The exploration seed of a verification: stable across restarts and
 /// instances, different between verifications.
 pub fn seed_of(tenant: &str, verification: &str) -> u64 {
-    (unit_hash(&format!("{tenant}\u{1f}{verification}")) * (1u64 << 53) as f64) as u64
+    mixed_hash(&format!("{tenant}\u{1f}{verification}")) >> 11
 }
 
 /// The `verifications.scored` JSON of one request, and the deciding verdict.
