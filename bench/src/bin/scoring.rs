@@ -253,7 +253,10 @@ fn route_latency(
             .args(["simulate", "--rate", "20", "--duration"])
             .arg(format!("{}m", args.minutes))
             .args(["--seed", "5", "--fraud-share", "0.03", "--out"])
-            .arg(format!("kafka://{brokers}/{topic}")))?;
+            .arg(format!("kafka://{brokers}/{topic}"))
+            // The truth is not needed here; keep it out of the working directory.
+            .arg("--truth")
+            .arg(work.join("stream.truth.jsonl")))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
