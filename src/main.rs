@@ -89,8 +89,10 @@ enum Command {
         /// A model version directory (`models/trained/<version>`).
         #[arg(long)]
         models: PathBuf,
+        /// An events file, or `kafka://host:port/topic` (read from the beginning).
         #[arg(long)]
-        from: PathBuf,
+        from: train::History,
+        /// Ground truth; default: beside the events (`<name>.truth.jsonl`).
         #[arg(long)]
         truth: Option<PathBuf>,
     },
@@ -132,6 +134,19 @@ enum Command {
         start: i64,
         #[arg(long, default_value_t = 0.02)]
         fraud_share: f64,
+        /// Attack shapes to draw pumping traffic from, comma-separated: sweep,
+        /// scatter, single-source, trickle (default: all four).
+        #[arg(long, value_delimiter = ',')]
+        attacks: Vec<veriflow_simulator::AttackShape>,
+        /// Hard provider outages per simulated day, fleet-wide.
+        #[arg(long, default_value_t = 8.0)]
+        outages_per_day: f64,
+        /// Slow provider degradations per simulated day, fleet-wide.
+        #[arg(long, default_value_t = 4.0)]
+        degradations_per_day: f64,
+        /// Multiplies every route's slow quality drift (0 = none).
+        #[arg(long, default_value_t = 1.0)]
+        drift_scale: f64,
         /// Share of events delivered twice.
         #[arg(long, default_value_t = 0.01)]
         duplicate_share: f64,
@@ -264,6 +279,10 @@ fn real_main() -> anyhow::Result<()> {
             truth,
             start,
             fraud_share,
+            attacks,
+            outages_per_day,
+            degradations_per_day,
+            drift_scale,
             duplicate_share,
             malformed_share,
             max_delay,
@@ -271,16 +290,35 @@ fn real_main() -> anyhow::Result<()> {
             speed,
         } => {
             anyhow::ensure!(rate > 0.0, "--rate must be positive");
+            for (flag, value) in [
+                ("--outages-per-day", outages_per_day),
+                ("--degradations-per-day", degradations_per_day),
+                ("--drift-scale", drift_scale),
+            ] {
+                anyhow::ensure!(
+                    value >= 0.0 && value.is_finite(),
+                    "{flag} must be a number ≥ 0"
+                );
+            }
+            let defaults = SimConfig::default();
             let sim = SimConfig {
                 seed,
                 start,
                 duration_ms: Some(duration),
                 rate,
                 fraud_share,
+                attack_shapes: if attacks.is_empty() {
+                    defaults.attack_shapes.clone()
+                } else {
+                    attacks
+                },
+                outages_per_day,
+                degradations_per_day,
+                drift_scale,
                 duplicate_share,
                 malformed_share,
                 max_arrival_delay_ms: max_delay,
-                ..SimConfig::default()
+                ..defaults
             };
             simulate::simulate(simulate::SimulateOptions {
                 sim,

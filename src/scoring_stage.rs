@@ -251,7 +251,7 @@ pub fn verdict(
             review: f64::from(card.review_threshold),
             block: f64::from(card.block_threshold),
         });
-    let choice = thompson_choice(&score.routes, |p| live(p).sent_1h, request.seed);
+    let choice = thompson_choice(&score.routes, |p| live(p).sent_1h(), request.seed);
     let model = |kind: &str| ModelName {
         name: format!("{}-{kind}", card.name),
         version: card.version.clone(),

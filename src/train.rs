@@ -1,27 +1,32 @@
 //! `veriflow train` and `veriflow evaluate`: the scoring models from history.
 //!
 //! History is an events file in arrival order (what `veriflow simulate --out`
-//! writes, or a topic dumped to JSON lines) with its ground truth beside it
-//! (`<name>.truth.jsonl`). Events are replayed through the stream's own
-//! pipeline code (`veriflow_models::dataset::replay`).
+//! writes) or a Kafka topic read from the beginning, with its ground truth
+//! beside it (`<name>.truth.jsonl`, `<topic>.truth.jsonl`). Events are replayed
+//! through the stream's own pipeline code (`veriflow_models::dataset::replay`).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use veriflow_connectors::kafka::{KafkaConfig, OffsetsReader};
 use veriflow_models::ScoringModels;
 use veriflow_models::dataset::{Example, TruthLine, replay};
 use veriflow_models::evaluate::{Report, evaluate, train};
 use veriflow_models::logistic::TrainConfig;
 use veriflow_pipelines::time::parse_rfc3339;
 
+use crate::simulate::{Target, default_truth_path};
+
 /// `veriflow train`'s flags.
 #[derive(clap::Args)]
 pub struct TrainOptions {
-    /// Events in arrival order, one JSON per line (`veriflow simulate --out`).
+    /// The history: an events file (one JSON per line, in arrival order, as
+    /// `veriflow simulate --out file://…` writes) or `kafka://host:port/topic`
+    /// (read from the beginning).
     #[arg(long)]
-    pub from: PathBuf,
+    pub from: History,
     /// Ground truth; default: `<from without .jsonl>.truth.jsonl`.
     #[arg(long)]
     pub truth: Option<PathBuf>,
@@ -72,13 +77,7 @@ pub fn run_train(o: TrainOptions) -> anyhow::Result<()> {
         epochs: o.epochs,
         ..TrainConfig::default()
     };
-    let models = train(
-        &examples,
-        &o.from.display().to_string(),
-        &version,
-        o.seed,
-        &config,
-    )?;
+    let models = train(&examples, &o.from.to_string(), &version, o.seed, &config)?;
     let dir = o.out.join(&version);
     models
         .save(&dir)
@@ -88,16 +87,21 @@ pub fn run_train(o: TrainOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run_evaluate(models: &Path, from: &Path, truth: Option<&Path>) -> anyhow::Result<()> {
+pub fn run_evaluate(models: &Path, from: &History, truth: Option<&Path>) -> anyhow::Result<()> {
     let models = ScoringModels::load(models)
         .with_context(|| format!("loading the models in {}", models.display()))?;
     let examples = load(from, truth)?;
-    let report = evaluate(&models, &examples, mean_approved(&examples))?;
+    let report = evaluate(
+        &models,
+        &examples,
+        mean_approved(&examples),
+        Some(models.card.block_threshold),
+    )?;
     println!(
         "model {} {} on {} ({} verifications)",
         models.card.name,
         models.card.version,
-        from.display(),
+        from,
         examples.len()
     );
     print_report(&report);
@@ -148,6 +152,20 @@ fn print_report(r: &Report) {
         r.fraud.threshold_at_0_5pct_fpr
     );
     println!(
+        "         at the block threshold {:.4}: {:.1} % of pumping blocked, {:.2} % of legitimate",
+        r.fraud.block_threshold,
+        r.fraud.recall_at_block_threshold * 100.0,
+        r.fraud.false_block_rate * 100.0
+    );
+    for (shape, m) in &r.fraud.by_attack {
+        println!(
+            "         {shape:<14} {:>6} verifications: average precision {:.3}, {:.1} % blocked",
+            m.verifications,
+            m.average_precision,
+            m.recall_at_block_threshold * 100.0
+        );
+    }
+    println!(
         "success  Brier {:.4} (constant {:.4}), expected calibration error {:.4}",
         r.success.brier, r.success.brier_constant, r.success.ece
     );
@@ -179,31 +197,78 @@ fn print_report(r: &Report) {
     }
 }
 
-/// Reads events and their truth, and replays them into examples.
-fn load(events: &Path, truth: Option<&Path>) -> anyhow::Result<Vec<Example>> {
-    let truth_path = truth.map(Path::to_path_buf).unwrap_or_else(|| {
-        let name = events.to_string_lossy();
-        PathBuf::from(match name.strip_suffix(".jsonl") {
-            Some(stem) => format!("{stem}.truth.jsonl"),
-            None => format!("{name}.truth.jsonl"),
-        })
-    });
-    let mut lines: HashMap<String, TruthLine> = HashMap::new();
-    let file = std::fs::File::open(&truth_path).with_context(|| {
-        format!(
-            "reading the ground truth {} (give it with --truth)",
-            truth_path.display()
-        )
-    })?;
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
+/// Where history comes from: an events file or a Kafka topic.
+#[derive(Debug, Clone)]
+pub enum History {
+    File(PathBuf),
+    Kafka { brokers: String, topic: String },
+}
+
+impl std::str::FromStr for History {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.starts_with("kafka://") || s.starts_with("file://") {
+            return Ok(match s.parse::<Target>()? {
+                Target::File(path) => History::File(path),
+                Target::Kafka { brokers, topic } => History::Kafka { brokers, topic },
+            });
         }
-        let t: TruthLine = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{}: not a truth line", truth_path.display(), i + 1))?;
-        lines.insert(t.verification_id.clone(), t);
+        Ok(History::File(PathBuf::from(s)))
     }
+}
+
+impl std::fmt::Display for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            History::File(path) => write!(f, "{}", path.display()),
+            History::Kafka { brokers, topic } => write!(f, "kafka://{brokers}/{topic}"),
+        }
+    }
+}
+
+impl History {
+    /// The ground truth `veriflow simulate` writes beside this history.
+    fn default_truth(&self) -> PathBuf {
+        match self {
+            History::File(path) => {
+                let name = path.to_string_lossy();
+                PathBuf::from(match name.strip_suffix(".jsonl") {
+                    Some(stem) => format!("{stem}.truth.jsonl"),
+                    None => format!("{name}.truth.jsonl"),
+                })
+            }
+            History::Kafka { brokers, topic } => default_truth_path(&Target::Kafka {
+                brokers: brokers.clone(),
+                topic: topic.clone(),
+            }),
+        }
+    }
+
+    /// The event payloads in arrival order. A topic's partitions are merged by
+    /// record timestamp (producer time), each kept in offset order.
+    fn payloads(&self) -> anyhow::Result<Vec<Vec<u8>>> {
+        match self {
+            History::File(path) => read_lines(path),
+            History::Kafka { brokers, topic } => {
+                let reader = OffsetsReader::new(&KafkaConfig {
+                    brokers: brokers.clone(),
+                    group_id: "veriflow-train".into(),
+                    properties: Default::default(),
+                })?;
+                eprintln!("reading {self} from the beginning ...");
+                let mut records = reader
+                    .read_topic(topic)
+                    .with_context(|| format!("reading {self}"))?;
+                anyhow::ensure!(!records.is_empty(), "{self} holds no records");
+                records
+                    .sort_by_key(|r| (r.timestamp_ms.unwrap_or(i64::MAX), r.partition, r.offset));
+                Ok(records.into_iter().map(|r| r.payload).collect())
+            }
+        }
+    }
+}
+
+fn read_lines(events: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
     let file =
         std::fs::File::open(events).with_context(|| format!("reading {}", events.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0).max(1);
@@ -222,6 +287,31 @@ fn load(events: &Path, truth: Option<&Path>) -> anyhow::Result<Vec<Example>> {
     }
     progress("reading", 100);
     eprintln!();
+    Ok(payloads)
+}
+
+/// Reads events and their truth, and replays them into examples.
+fn load(history: &History, truth: Option<&Path>) -> anyhow::Result<Vec<Example>> {
+    let truth_path = truth
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| history.default_truth());
+    let mut lines: HashMap<String, TruthLine> = HashMap::new();
+    let file = std::fs::File::open(&truth_path).with_context(|| {
+        format!(
+            "reading the ground truth {} (give it with --truth)",
+            truth_path.display()
+        )
+    })?;
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let t: TruthLine = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not a truth line", truth_path.display(), i + 1))?;
+        lines.insert(t.verification_id.clone(), t);
+    }
+    let payloads = history.payloads()?;
     eprintln!(
         "replaying {} events through the pipeline ...",
         payloads.len()

@@ -60,8 +60,9 @@ fn the_stream_scores_every_request_with_the_trained_models() {
             "5m",
             "--seed",
             "32",
+            // Attacks are rare, large events: enough of them in five minutes.
             "--fraud-share",
-            "0.05",
+            "0.15",
         ],
     );
     let scored_topic = format!("{}.scored", d.input);

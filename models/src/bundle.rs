@@ -1,5 +1,13 @@
-//! The deployable unit: both models, their card, and the registry that swaps
+//! The deployable unit: the models, their card, and the registry that swaps
 //! them atomically.
+//!
+//! Three candle logistic models make the two scores:
+//! - **fraud**: the request's features → P(SMS pumping);
+//! - **success**, in two halves joined by a fitted [`Stack`]: **delivery**
+//!   (a route's live statistics → P(the provider delivers)) and **approval**
+//!   (the request's features → P(the user enters the code | delivered)).
+//!   Routes rank by delivery alone, which the route statistics measure
+//!   directly; who is asking moves every route's P(success) together.
 //!
 //! On disk a version is a directory: `model.safetensors` (the tensors) and
 //! `card.json` (what it reads, in which order, what it was trained on, how it
@@ -14,11 +22,12 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 use veriflow_pipelines::features::{FEATURE_SCHEMA_VERSION, Features};
 
-use crate::logistic::Logistic;
+use crate::logistic::{Logistic, Stack};
 use crate::metrics::{FraudMetrics, SuccessMetrics};
 use crate::router::{RoutePolicy, candidates};
 use crate::vector::{
-    RouteView, fraud_feature_names, fraud_vector, schema_id, success_feature_names, success_vector,
+    DELIVERY_FEATURE_NAMES, RouteView, delivery_vector, fraud_feature_names, fraud_vector,
+    schema_id,
 };
 use crate::{ModelError, evaluate::RoutingReport};
 
@@ -30,8 +39,11 @@ pub struct ModelCard {
     pub pipeline_feature_schema: u32,
     /// `schema_id` of `fraud_features` (checked at load).
     pub feature_schema: String,
+    /// The fraud and approval models' inputs, in order.
     pub fraud_features: Vec<String>,
-    pub success_features: Vec<String>,
+    /// The delivery model's inputs, in order.
+    pub delivery_features: Vec<String>,
+    /// The candidate providers, and the countries seen in training.
     pub providers: Vec<String>,
     pub countries: Vec<String>,
     /// Mean cost of one message per route (`country/provider`), from history;
@@ -61,12 +73,14 @@ pub struct TrainingInfo {
     pub seconds: f64,
 }
 
-/// Both models plus their card.
+/// The models plus their card.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScoringModels {
     pub card: ModelCard,
     pub fraud: Logistic,
-    pub success: Logistic,
+    pub delivery: Logistic,
+    pub approval: Logistic,
+    pub stack: Stack,
 }
 
 /// A provider with its predicted probability of success.
@@ -93,7 +107,6 @@ impl ScoringModels {
     pub fn score(
         &self,
         features: &Features,
-        country: &str,
         candidates: &[String],
         route: impl Fn(&str) -> RouteView,
     ) -> Result<Score, ModelError> {
@@ -107,20 +120,8 @@ impl ScoringModels {
             .filter(|(c, _)| *c > 0.0)
             .collect();
         contributions.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let rows: Vec<Vec<f32>> = candidates
-            .iter()
-            .map(|p| {
-                success_vector(
-                    &fraud_row,
-                    &route(p),
-                    p,
-                    country,
-                    &self.card.providers,
-                    &self.card.countries,
-                )
-            })
-            .collect();
-        let p = self.success.predict(&rows)?;
+        let views: Vec<RouteView> = candidates.iter().map(|p| route(p)).collect();
+        let p = self.success(&fraud_row, &views)?;
         let mut routes: Vec<RankedRoute> = candidates
             .iter()
             .zip(p)
@@ -145,6 +146,24 @@ impl ScoringModels {
         })
     }
 
+    /// P(success) of one request (its fraud vector) through each route,
+    /// given the routes' live statistics.
+    pub fn success(&self, fraud_row: &[f32], routes: &[RouteView]) -> Result<Vec<f32>, ModelError> {
+        let approval = self
+            .approval
+            .calibrated_logits(&[fraud_row.to_vec()])?
+            .first()
+            .copied()
+            .unwrap_or_default();
+        let rows: Vec<Vec<f32>> = routes.iter().map(delivery_vector).collect();
+        Ok(self
+            .delivery
+            .calibrated_logits(&rows)?
+            .into_iter()
+            .map(|d| self.stack.combine(d, approval))
+            .collect())
+    }
+
     /// [`ScoringModels::score`] over the providers the tenant's policy allows
     /// (and, for a retry, not those already tried).
     pub fn route(
@@ -162,7 +181,7 @@ impl ScoringModels {
             &self.card.route_costs,
             tried,
         );
-        self.score(features, country, &allowed, route)
+        self.score(features, &allowed, route)
     }
 
     /// Writes `dir/model.safetensors` and `dir/card.json`.
@@ -173,7 +192,9 @@ impl ScoringModels {
         };
         std::fs::create_dir_all(dir).map_err(io)?;
         let mut tensors = self.fraud.tensors("fraud")?;
-        tensors.extend(self.success.tensors("success")?);
+        tensors.extend(self.delivery.tensors("delivery")?);
+        tensors.extend(self.approval.tensors("approval")?);
+        tensors.extend(self.stack.tensors("success.stack")?);
         candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))?;
         let card = serde_json::to_string_pretty(&self.card).map_err(|source| ModelError::Card {
             path: dir.display().to_string(),
@@ -195,11 +216,10 @@ impl ScoringModels {
         })?;
         let names = fraud_feature_names();
         let expected = schema_id(&names);
-        let success_names = success_feature_names(&names, &card.providers, &card.countries);
         if card.pipeline_feature_schema != FEATURE_SCHEMA_VERSION
             || card.feature_schema != expected
             || card.fraud_features != names
-            || card.success_features != success_names
+            || card.delivery_features != DELIVERY_FEATURE_NAMES
         {
             return Err(ModelError::SchemaMismatch {
                 model: format!("{} {}", card.name, card.version),
@@ -211,8 +231,13 @@ impl ScoringModels {
         let tensors: HashMap<String, candle_core::Tensor> =
             candle_core::safetensors::load(&path, &candle_core::Device::Cpu)?;
         let fraud = Logistic::from_tensors(&tensors, "fraud")?;
-        let success = Logistic::from_tensors(&tensors, "success")?;
-        if fraud.weights.len() != names.len() || success.weights.len() != success_names.len() {
+        let delivery = Logistic::from_tensors(&tensors, "delivery")?;
+        let approval = Logistic::from_tensors(&tensors, "approval")?;
+        let stack = Stack::from_tensors(&tensors, "success.stack")?;
+        if fraud.weights.len() != names.len()
+            || approval.weights.len() != names.len()
+            || delivery.weights.len() != DELIVERY_FEATURE_NAMES.len()
+        {
             return Err(ModelError::Corrupt(
                 "tensor widths do not match the card's features".into(),
             ));
@@ -220,7 +245,9 @@ impl ScoringModels {
         Ok(ScoringModels {
             card,
             fraud,
-            success,
+            delivery,
+            approval,
+            stack,
         })
     }
 }

@@ -15,13 +15,16 @@ use veriflow_pipelines::routes::RouteSnapshot;
 use veriflow_pipelines::time::EventTime;
 use veriflow_pipelines::{OutcomeKind, ValidationLimits};
 
-use crate::vector::{RouteView, fraud_feature_names, fraud_vector, success_vector};
+use crate::vector::{RouteView, fraud_feature_names, fraud_vector};
 
 /// One line of a ground-truth file (`veriflow simulate` writes them).
 #[derive(Debug, Clone, Deserialize)]
 pub struct TruthLine {
     pub verification_id: String,
     pub is_fraud: bool,
+    /// The attack's shape, for pumping (optional; metrics per shape).
+    #[serde(default)]
+    pub attack: Option<String>,
     #[serde(default)]
     pub p_success: BTreeMap<String, f64>,
 }
@@ -37,37 +40,23 @@ pub struct Example {
     pub routes: BTreeMap<String, RouteView>,
     /// The provider of the first attempt, if one was sent.
     pub first_provider: Option<String>,
+    /// Its receipt: delivered, undelivered, or none.
+    pub first_delivered: Option<bool>,
     /// What one attempt cost, when the verification took exactly one (so the
     /// cost is the first provider's).
     pub single_attempt_cost: Option<f64>,
     pub approved: bool,
     pub is_fraud: bool,
+    pub attack: Option<String>,
     /// True P(approved) per provider at request time (simulator truth).
     pub p_success: BTreeMap<String, f64>,
 }
 
 impl Example {
-    /// The success model's input for sending this verification to `provider`
-    /// (a route never seen reads as one without statistics).
-    pub fn success_row(
-        &self,
-        provider: &str,
-        providers: &[String],
-        countries: &[String],
-    ) -> Vec<f32> {
-        let route = self
-            .routes
-            .get(provider)
-            .copied()
-            .unwrap_or(RouteView::at(None, 0));
-        success_vector(
-            &self.fraud_row,
-            &route,
-            provider,
-            &self.country,
-            providers,
-            countries,
-        )
+    /// The live statistics of `provider`'s route at request time (a route
+    /// never seen reads as one without statistics).
+    pub fn route(&self, provider: &str) -> RouteView {
+        self.routes.get(provider).copied().unwrap_or_default()
     }
 }
 
@@ -117,9 +106,11 @@ pub fn replay<'a>(
                             fraud_row: fraud_vector(&f.features, &names),
                             routes: views,
                             first_provider: None,
+                            first_delivered: None,
                             single_attempt_cost: None,
                             approved: false,
                             is_fraud: t.is_fraud,
+                            attack: t.attack.clone(),
                             p_success: t.p_success.clone(),
                         },
                     );
@@ -127,6 +118,7 @@ pub fn replay<'a>(
                 Output::Outcome(o) => {
                     if let Some(mut e) = pending.remove(o.verification_id.as_str()) {
                         e.first_provider = o.providers.first().map(|p| p.to_string());
+                        e.first_delivered = o.first_attempt_delivered;
                         e.single_attempt_cost = o.cost.filter(|_| o.attempts == 1);
                         e.approved = o.outcome == OutcomeKind::Approved;
                         done.push(e);

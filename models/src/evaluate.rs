@@ -4,7 +4,7 @@
 //! rate of the router's choices against a uniform baseline and the oracle,
 //! computed from the ground truth's per-provider probabilities.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -14,15 +14,26 @@ use veriflow_pipelines::time::format_rfc3339;
 use crate::ModelError;
 use crate::bundle::{ModelCard, ScoringModels, TrainingInfo};
 use crate::dataset::Example;
-use crate::logistic::{Logistic, TrainConfig};
-use crate::metrics::{FraudMetrics, SuccessMetrics, average_precision, brier, ece, recall_at_fpr};
-use crate::router::cost_key;
-use crate::vector::{fraud_feature_names, schema_id, success_feature_names};
+use crate::logistic::{Direction, Logistic, Stack, TrainConfig};
+use crate::metrics::{
+    AttackMetrics, FraudMetrics, SuccessMetrics, average_precision, brier, ece, recall_at_fpr,
+    threshold_above,
+};
+use crate::router::route_key;
+use crate::vector::{
+    DELIVERY_DIRECTIONS, DELIVERY_FEATURE_NAMES, delivery_vector, fraud_direction,
+    fraud_feature_names, schema_id,
+};
 
 /// The share of the (time-ordered) examples held out for calibration and metrics.
 pub const HOLDOUT_SHARE: f64 = 0.2;
-/// The false-block budget the fraud model's block threshold is set for.
+/// The false-block budget the fraud model is judged at.
 pub const MAX_FALSE_BLOCK_RATE: f64 = 0.005;
+/// The share of legitimate holdout traffic the block threshold leaves above
+/// it: half the budget, a margin for traffic that drifts from the holdout.
+pub const BLOCK_SHARE: f64 = MAX_FALSE_BLOCK_RATE / 2.0;
+/// The same for the review threshold (`review` is informative).
+pub const REVIEW_SHARE: f64 = 0.01;
 
 /// Expected first-attempt success of routing policies on legitimate traffic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,7 +151,8 @@ pub fn train(
         .iter()
         .map(|e| f32::from(u8::from(e.is_fraud)))
         .collect();
-    let mut fraud = Logistic::train(&fx, &fy, config)?;
+    let directions: Vec<Direction> = fraud_names.iter().map(|n| fraud_direction(n)).collect();
+    let mut fraud = Logistic::train_monotone(&fx, &fy, config, &directions)?;
     let hx: Vec<Vec<f32>> = holdout.iter().map(|e| e.fraud_row.clone()).collect();
     let hy: Vec<f32> = holdout
         .iter()
@@ -148,27 +160,35 @@ pub fn train(
         .collect();
     fraud.calibrate(&hx, &hy)?;
 
-    // Success: verifications that were sent, on their first attempt's route.
-    let rows = |set: &[Example]| -> (Vec<Vec<f32>>, Vec<f32>) {
+    // Success, first half: did the first attempt's provider deliver (by its
+    // receipt)?
+    let delivery_rows = |set: &[Example]| -> (Vec<Vec<f32>>, Vec<f32>) {
         set.iter()
             .filter_map(|e| {
                 let provider = e.first_provider.as_ref()?;
+                let delivered = e.first_delivered?;
                 Some((
-                    e.success_row(provider, &providers, &countries),
-                    f32::from(u8::from(e.approved)),
+                    delivery_vector(&e.route(provider)),
+                    f32::from(u8::from(delivered)),
                 ))
             })
             .unzip()
     };
-    let (sx, sy) = rows(train);
-    let mut success = Logistic::train(&sx, &sy, config)?;
-    let (shx, shy) = rows(holdout);
-    success.calibrate(&shx, &shy)?;
+    let (dx, dy) = delivery_rows(train);
+    // The three delivery rates can only raise the odds of delivering.
+    let delivery = Logistic::train_monotone(&dx, &dy, config, &DELIVERY_DIRECTIONS)?;
+    // Second half: once delivered, is the code entered? The request decides.
+    let (ax, ay): (Vec<Vec<f32>>, Vec<f32>) = train
+        .iter()
+        .filter(|e| e.first_delivered == Some(true))
+        .map(|e| (e.fraud_row.clone(), f32::from(u8::from(e.approved))))
+        .unzip();
+    let approval = Logistic::train(&ax, &ay, config)?;
 
-    let mut sums: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+    let mut sums: BTreeMap<String, (f64, f64)> = BTreeMap::new();
     for e in train {
         if let (Some(provider), Some(cost)) = (&e.first_provider, e.single_attempt_cost) {
-            let entry = sums.entry(cost_key(&e.country, provider)).or_default();
+            let entry = sums.entry(route_key(&e.country, provider)).or_default();
             entry.0 += cost;
             entry.1 += 1.0;
         }
@@ -184,8 +204,8 @@ pub fn train(
             version: version.into(),
             pipeline_feature_schema: FEATURE_SCHEMA_VERSION,
             feature_schema: schema_id(&fraud_names),
-            success_features: success_feature_names(&fraud_names, &providers, &countries),
             fraud_features: fraud_names,
+            delivery_features: DELIVERY_FEATURE_NAMES.map(String::from).to_vec(),
             providers,
             countries,
             route_costs,
@@ -212,15 +232,55 @@ pub fn train(
             block_threshold: 0.9,
         },
         fraud,
-        success,
+        delivery,
+        approval,
+        stack: Stack::default(),
     };
-    let mean_train = f64::from(sy.iter().sum::<f32>()) / sy.len().max(1) as f64;
-    let report = evaluate(&models, holdout, mean_train)?;
+    // The halves joined on the holdout.
+    let (mut zd, mut za, mut zy) = (Vec::new(), Vec::new(), Vec::new());
+    for e in holdout {
+        let Some(provider) = &e.first_provider else {
+            continue;
+        };
+        zd.extend(
+            models
+                .delivery
+                .calibrated_logits(&[delivery_vector(&e.route(provider))])?,
+        );
+        za.extend(
+            models
+                .approval
+                .calibrated_logits(std::slice::from_ref(&e.fraud_row))?,
+        );
+        zy.push(f32::from(u8::from(e.approved)));
+    }
+    models.stack = Stack::fit(&zd, &za, &zy);
+    let sent: Vec<&Example> = train
+        .iter()
+        .filter(|e| e.first_provider.is_some())
+        .collect();
+    let mean_train = sent.iter().filter(|e| e.approved).count() as f64 / sent.len().max(1) as f64;
+    // Operating thresholds from the legitimate traffic alone: block what
+    // scores above all but BLOCK_SHARE of it, review above all but
+    // REVIEW_SHARE. Legitimate traffic is what the holdout knows well; the
+    // pumping in it is one history's attacks, and a threshold fitted to their
+    // scores (the highest one that still catches them all) lets through the
+    // next attack that scores a little lower.
+    let legit_scores: Vec<f32> = models
+        .fraud
+        .predict(&hx)?
+        .into_iter()
+        .zip(holdout)
+        .filter(|(_, e)| !e.is_fraud)
+        .map(|(s, _)| s)
+        .collect();
+    let block = threshold_above(&legit_scores, BLOCK_SHARE);
+    models.card.block_threshold = block;
+    models.card.review_threshold = threshold_above(&legit_scores, REVIEW_SHARE).min(block);
+    let report = evaluate(&models, holdout, mean_train, Some(block))?;
     models.card.fraud = report.fraud;
     models.card.success = report.success;
     models.card.routing = report.routing;
-    models.card.block_threshold = models.card.fraud.threshold_at_0_5pct_fpr.clamp(0.0, 1.0);
-    models.card.review_threshold = (models.card.block_threshold * 0.5).min(0.5);
     models.card.training.seconds = started.elapsed().as_secs_f64();
     Ok(models)
 }
@@ -232,6 +292,10 @@ fn placeholder_fraud() -> FraudMetrics {
         average_precision: 0.0,
         recall_at_0_5pct_fpr: 0.0,
         threshold_at_0_5pct_fpr: 1.0,
+        block_threshold: 1.0,
+        recall_at_block_threshold: 0.0,
+        false_block_rate: 0.0,
+        by_attack: BTreeMap::new(),
     }
 }
 
@@ -250,38 +314,73 @@ pub struct Report {
 }
 
 /// Scores `examples` (which the models did not train on). `constant` is the
-/// trivial success model's prediction (the training mean).
+/// trivial success model's prediction (the training mean); `block_threshold`
+/// the fraud threshold to report blocks at (`None`: the one reaching the best
+/// recall within the false-block budget on these very examples, as training
+/// chooses it).
 pub fn evaluate(
     models: &ScoringModels,
     examples: &[Example],
     constant: f64,
+    block_threshold: Option<f32>,
 ) -> Result<Report, ModelError> {
-    let card = &models.card;
     let rows: Vec<Vec<f32>> = examples.iter().map(|e| e.fraud_row.clone()).collect();
     let labels: Vec<bool> = examples.iter().map(|e| e.is_fraud).collect();
     let scores = models.fraud.predict(&rows)?;
     let (recall, threshold) = recall_at_fpr(&scores, &labels, MAX_FALSE_BLOCK_RATE);
+    let threshold = threshold.min(1.0);
+    let block = block_threshold.unwrap_or(threshold);
+    let share_blocked = |of: &dyn Fn(&Example) -> bool| {
+        let (mut n, mut blocked) = (0usize, 0usize);
+        for (e, s) in examples.iter().zip(&scores) {
+            if of(e) {
+                n += 1;
+                blocked += usize::from(*s >= block);
+            }
+        }
+        (n, blocked as f64 / n.max(1) as f64)
+    };
+    let shapes: BTreeSet<&str> = examples
+        .iter()
+        .filter_map(|e| e.attack.as_deref())
+        .collect();
+    let by_attack = shapes
+        .into_iter()
+        .map(|shape| {
+            let (s, l): (Vec<f32>, Vec<bool>) = examples
+                .iter()
+                .zip(&scores)
+                .filter(|(e, _)| !e.is_fraud || e.attack.as_deref() == Some(shape))
+                .map(|(e, s)| (*s, e.is_fraud))
+                .unzip();
+            let (verifications, recall) = share_blocked(&|e| e.attack.as_deref() == Some(shape));
+            let metrics = AttackMetrics {
+                verifications,
+                average_precision: average_precision(&s, &l),
+                recall_at_block_threshold: recall,
+            };
+            (shape.to_string(), metrics)
+        })
+        .collect();
     let fraud = FraudMetrics {
         holdout_rows: examples.len(),
         base_rate: labels.iter().filter(|l| **l).count() as f64 / examples.len().max(1) as f64,
         average_precision: average_precision(&scores, &labels),
         recall_at_0_5pct_fpr: recall,
-        threshold_at_0_5pct_fpr: threshold.min(1.0),
+        threshold_at_0_5pct_fpr: threshold,
+        block_threshold: block,
+        recall_at_block_threshold: share_blocked(&|e| e.is_fraud).1,
+        false_block_rate: share_blocked(&|e| !e.is_fraud).1,
+        by_attack,
     };
 
-    let sent: Vec<&Example> = examples
-        .iter()
-        .filter(|e| e.first_provider.is_some())
-        .collect();
-    let srows: Vec<Vec<f32>> = sent
-        .iter()
-        .map(|e| {
-            let provider = e.first_provider.as_deref().unwrap_or_default();
-            e.success_row(provider, &card.providers, &card.countries)
-        })
-        .collect();
-    let sy: Vec<bool> = sent.iter().map(|e| e.approved).collect();
-    let sp = models.success.predict(&srows)?;
+    let (mut sp, mut sy) = (Vec::new(), Vec::new());
+    for e in examples {
+        if let Some(provider) = &e.first_provider {
+            sp.extend(models.success(&e.fraud_row, &[e.route(provider)])?);
+            sy.push(e.approved);
+        }
+    }
     let constant_p = vec![constant as f32; sy.len()];
     let success = SuccessMetrics {
         holdout_rows: sy.len(),
@@ -297,11 +396,8 @@ pub fn evaluate(
         .filter(|e| !e.is_fraud && !e.p_success.is_empty())
     {
         let candidates: Vec<String> = e.p_success.keys().cloned().collect();
-        let rows: Vec<Vec<f32>> = candidates
-            .iter()
-            .map(|p| e.success_row(p, &card.providers, &card.countries))
-            .collect();
-        let predicted = models.success.predict(&rows)?;
+        let views: Vec<_> = candidates.iter().map(|p| e.route(p)).collect();
+        let predicted = models.success(&e.fraud_row, &views)?;
         let choice = predicted
             .iter()
             .enumerate()

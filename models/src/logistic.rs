@@ -32,6 +32,14 @@ impl Default for TrainConfig {
     }
 }
 
+/// How a feature may move a model's output: its weight's sign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Increasing,
+    Decreasing,
+    Free,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Logistic {
     pub mean: Vec<f32>,
@@ -45,6 +53,22 @@ pub struct Logistic {
 impl Logistic {
     /// Fits on `x` (rows of equal length) and 0/1 labels `y`.
     pub fn train(x: &[Vec<f32>], y: &[f32], config: &TrainConfig) -> Result<Logistic, ModelError> {
+        Self::train_monotone(x, y, config, &[])
+    }
+
+    /// [`Self::train`] with each column's weight kept to the sign `directions`
+    /// gives it (projected after each step; columns past its end are free).
+    /// What a feature can mean is domain knowledge the data of one history
+    /// may contradict by accident: more requests from one IP never make a
+    /// request safer, even if in the training history the busiest IPs were a
+    /// carrier's NAT and the attacks rotated addresses. A model that learned
+    /// the accident would wave the next attack — a single bot — through.
+    pub fn train_monotone(
+        x: &[Vec<f32>],
+        y: &[f32],
+        config: &TrainConfig,
+        directions: &[Direction],
+    ) -> Result<Logistic, ModelError> {
         let n = x.len();
         let d = x.first().map_or(0, Vec::len);
         if n == 0 || d == 0 || y.len() != n {
@@ -68,10 +92,28 @@ impl Logistic {
                 ..ParamsAdamW::default()
             },
         )?;
+        let bound = |f: fn(Direction) -> f32| -> candle_core::Result<Tensor> {
+            let v: Vec<f32> = (0..d)
+                .map(|i| f(directions.get(i).copied().unwrap_or(Direction::Free)))
+                .collect();
+            Tensor::from_vec(v, (d, 1), &dev)
+        };
+        let floor = bound(|d| match d {
+            Direction::Increasing => 0.0,
+            _ => f32::NEG_INFINITY,
+        })?;
+        let ceiling = bound(|d| match d {
+            Direction::Decreasing => 0.0,
+            _ => f32::INFINITY,
+        })?;
+        let constrained = directions.iter().any(|d| *d != Direction::Free);
         for _ in 0..config.epochs {
             let logits = xs.matmul(w.as_tensor())?.broadcast_add(b.as_tensor())?;
             let loss = stable_bce(&logits, &ys)?;
             opt.backward_step(&loss)?;
+            if constrained {
+                w.set(&w.as_tensor().maximum(&floor)?.minimum(&ceiling)?)?;
+            }
         }
         let weights = w.as_tensor().flatten_all()?.to_vec1::<f32>()?;
         let bias = b.as_tensor().flatten_all()?.to_vec1::<f32>()?[0];
@@ -121,13 +163,18 @@ impl Logistic {
         Ok(z.flatten_all()?.to_vec1::<f32>()?)
     }
 
+    /// Calibrated logits: [`Self::predict`] before the sigmoid.
+    pub fn calibrated_logits(&self, rows: &[Vec<f32>]) -> Result<Vec<f32>, ModelError> {
+        let (a, b) = self.platt;
+        Ok(self.logits(rows)?.into_iter().map(|z| a * z + b).collect())
+    }
+
     /// Calibrated probabilities.
     pub fn predict(&self, rows: &[Vec<f32>]) -> Result<Vec<f32>, ModelError> {
-        let (a, b) = self.platt;
         Ok(self
-            .logits(rows)?
+            .calibrated_logits(rows)?
             .into_iter()
-            .map(|z| sigmoid(a * z + b))
+            .map(sigmoid)
             .collect())
     }
 
@@ -252,45 +299,219 @@ fn standardize<'a>(
     row.iter().zip(mean).zip(std).map(|((v, m), s)| (v - m) / s)
 }
 
-/// Platt's method: fit σ(a·z + b) to labels, with targets smoothed to
-/// (n₊+1)/(n₊+2) and 1/(n₋+2) so a separable holdout does not blow up.
+/// Platt's method: fit σ(a·z + b) to labels, with smoothed targets.
 fn platt(z: &[f32], y: &[f32]) -> (f32, f32) {
+    let inputs: Vec<Vec<f64>> = z.iter().map(|z| vec![f64::from(*z)]).collect();
+    match fit_small(&inputs, &smoothed_targets(y), &[1.0, 0.0]) {
+        Some(w) => (w[0] as f32, w[1] as f32),
+        None => (1.0, 0.0),
+    }
+}
+
+/// Targets (n₊+1)/(n₊+2) and 1/(n₋+2) instead of 1 and 0 (Platt's smoothing),
+/// so a separable set does not send the fit to infinity.
+fn smoothed_targets(y: &[f32]) -> Vec<f64> {
     let positives = y.iter().filter(|v| **v > 0.5).count() as f64;
     let negatives = y.len() as f64 - positives;
     let hi = (positives + 1.0) / (positives + 2.0);
     let lo = 1.0 / (negatives + 2.0);
-    let t: Vec<f64> = y.iter().map(|v| if *v > 0.5 { hi } else { lo }).collect();
-    let (mut a, mut b) = (1.0f64, 0.0f64);
-    for _ in 0..100 {
-        // Damped Newton (a ridge on the Hessian's diagonal), steps capped: a
-        // nearly separable holdout would otherwise send the step to infinity.
-        let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 1e-3, 0.0, 1e-3);
-        for (zi, ti) in z.iter().zip(&t) {
-            let zi = f64::from(*zi);
-            let p = 1.0 / (1.0 + (-(a * zi + b)).exp());
-            let r = p - ti;
-            let w = p * (1.0 - p);
-            ga += r * zi;
-            gb += r;
-            haa += w * zi * zi;
-            hab += w * zi;
-            hbb += w;
+    y.iter().map(|v| if *v > 0.5 { hi } else { lo }).collect()
+}
+
+/// A logistic fit of a few inputs plus a bias (the last weight): Newton steps
+/// from `start`, each halved until the loss goes down (plain Newton can
+/// oscillate on a nearly separable set); `None` if it does not stay finite.
+fn fit_small(inputs: &[Vec<f64>], targets: &[f64], start: &[f64]) -> Option<Vec<f64>> {
+    let k = start.len();
+    let dot = |x: &[f64], w: &[f64]| -> f64 {
+        x.iter().zip(w).map(|(a, b)| a * b).sum::<f64>() + w[k - 1]
+    };
+    let loss = |w: &[f64]| -> f64 {
+        inputs
+            .iter()
+            .zip(targets)
+            .map(|(x, t)| {
+                let z = dot(x, w);
+                // softplus(z) − t·z, finite for any z.
+                z.max(0.0) + (-z.abs()).exp().ln_1p() - t * z
+            })
+            .sum()
+    };
+    let mut w = start.to_vec();
+    let mut current = loss(&w);
+    for _ in 0..50 {
+        let mut grad = vec![0.0; k];
+        // A small ridge on the Hessian's diagonal keeps it invertible.
+        let mut hess = vec![vec![0.0; k]; k];
+        (0..k).for_each(|i| hess[i][i] = 1e-6 * inputs.len() as f64);
+        for (x, t) in inputs.iter().zip(targets) {
+            let p = 1.0 / (1.0 + (-dot(x, &w)).exp());
+            let row: Vec<f64> = x.iter().copied().chain([1.0]).collect();
+            for i in 0..k {
+                grad[i] += (p - t) * row[i];
+                for j in 0..k {
+                    hess[i][j] += p * (1.0 - p) * row[i] * row[j];
+                }
+            }
         }
-        let det = haa * hbb - hab * hab;
-        if det.abs() < 1e-12 {
-            break;
-        }
-        let da = ((hbb * ga - hab * gb) / det).clamp(-5.0, 5.0);
-        let db = ((haa * gb - hab * ga) / det).clamp(-5.0, 5.0);
-        a -= da;
-        b -= db;
-        if da.abs() < 1e-9 && db.abs() < 1e-9 {
+        let step = solve(hess, grad)?;
+        let mut scale = 1.0;
+        let improved = loop {
+            let next: Vec<f64> = w.iter().zip(&step).map(|(w, s)| w - scale * s).collect();
+            let l = loss(&next);
+            if l.is_finite() && l <= current {
+                break Some((next, l));
+            }
+            scale *= 0.5;
+            if scale < 1e-6 {
+                break None;
+            }
+        };
+        let Some((next, l)) = improved else { break };
+        let moved = w
+            .iter()
+            .zip(&next)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        (w, current) = (next, l);
+        if moved < 1e-9 {
             break;
         }
     }
-    if a.is_finite() && b.is_finite() {
-        (a as f32, b as f32)
-    } else {
-        (1.0, 0.0)
+    w.iter().all(|x| x.is_finite()).then_some(w)
+}
+
+/// Solves `a · x = b` by Gaussian elimination with partial pivoting.
+fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
+    let n = b.len();
+    for col in 0..n {
+        let pivot = (col..n).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
+        if a[pivot][col].abs() < 1e-12 {
+            return None;
+        }
+        a.swap(col, pivot);
+        b.swap(col, pivot);
+        let (top, rest) = a.split_at_mut(col + 1);
+        let pivot_row = &top[col];
+        for (offset, row) in rest.iter_mut().enumerate() {
+            let f = row[col] / pivot_row[col];
+            for (x, p) in row[col..].iter_mut().zip(&pivot_row[col..]) {
+                *x -= f * p;
+            }
+            b[col + 1 + offset] -= f * b[col];
+        }
+    }
+    let mut x = vec![0.0; n];
+    for r in (0..n).rev() {
+        let s: f64 = (r + 1..n).map(|c| a[r][c] * x[c]).sum();
+        x[r] = (b[r] - s) / a[r][r];
+    }
+    Some(x)
+}
+
+/// How the two halves of the success model combine: P(approved | first
+/// attempt via a route) = σ(α·logit P(delivered) + β·logit P(approved |
+/// delivered) + γ), fitted on held-out verifications. The approval may still
+/// come from a retry after an undelivered first attempt, and the two parts
+/// were trained on different rows: the fit accounts for both. α stays
+/// positive, so routes rank by their delivery whatever the request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stack {
+    pub delivery: f32,
+    pub approval: f32,
+    pub bias: f32,
+}
+
+impl Default for Stack {
+    /// The plain product's neighbourhood: both logits at face value.
+    fn default() -> Self {
+        Stack {
+            delivery: 1.0,
+            approval: 1.0,
+            bias: 0.0,
+        }
+    }
+}
+
+/// The smallest weight the delivery logit keeps in the stack.
+const MIN_DELIVERY_WEIGHT: f64 = 0.05;
+
+impl Stack {
+    /// Fits on held-out rows: each row's two logits and whether it was approved.
+    pub fn fit(delivery: &[f32], approval: &[f32], y: &[f32]) -> Stack {
+        let inputs: Vec<Vec<f64>> = delivery
+            .iter()
+            .zip(approval)
+            .map(|(d, a)| vec![f64::from(*d), f64::from(*a)])
+            .collect();
+        match fit_small(&inputs, &smoothed_targets(y), &[1.0, 1.0, 0.0]) {
+            Some(w) => Stack {
+                delivery: w[0].max(MIN_DELIVERY_WEIGHT) as f32,
+                approval: w[1] as f32,
+                bias: w[2] as f32,
+            },
+            None => Stack::default(),
+        }
+    }
+
+    /// P(success) from the two logits.
+    pub fn combine(&self, delivery_logit: f32, approval_logit: f32) -> f32 {
+        sigmoid(self.delivery * delivery_logit + self.approval * approval_logit + self.bias)
+    }
+
+    pub fn tensors(&self, name: &str) -> Result<HashMap<String, Tensor>, ModelError> {
+        let values = vec![self.delivery, self.approval, self.bias];
+        Ok(HashMap::from([(
+            name.to_string(),
+            Tensor::from_vec(values, 3, &Device::Cpu)?,
+        )]))
+    }
+
+    pub fn from_tensors(
+        tensors: &HashMap<String, Tensor>,
+        name: &str,
+    ) -> Result<Stack, ModelError> {
+        let v = tensors
+            .get(name)
+            .ok_or_else(|| ModelError::MissingTensor(name.to_string()))?
+            .to_vec1::<f32>()?;
+        match v[..] {
+            [delivery, approval, bias] => Ok(Stack {
+                delivery,
+                approval,
+                bias,
+            }),
+            _ => Err(ModelError::Corrupt(format!(
+                "{name} has {} values, not 3",
+                v.len()
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stack_recovers_the_weights_that_made_the_labels() {
+        // Labels drawn from σ(1.5·d + 0.5·a − 1) on a grid of logits.
+        let (mut d, mut a, mut y) = (Vec::new(), Vec::new(), Vec::new());
+        let mut state = 1u64;
+        for i in 0..20_000 {
+            let (zd, za) = ((i % 41) as f32 / 10.0 - 2.0, (i % 37) as f32 / 6.0 - 3.0);
+            let p = sigmoid(1.5 * zd + 0.5 * za - 1.0);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let u = (state >> 40) as f32 / (1u64 << 24) as f32;
+            d.push(zd);
+            a.push(za);
+            y.push(f32::from(u8::from(u < p)));
+        }
+        let s = Stack::fit(&d, &a, &y);
+        assert!((s.delivery - 1.5).abs() < 0.1, "{s:?}");
+        assert!((s.approval - 0.5).abs() < 0.05, "{s:?}");
+        assert!((s.bias + 1.0).abs() < 0.1, "{s:?}");
     }
 }

@@ -1,5 +1,7 @@
 //! Evaluation metrics, computed the textbook way (and tested on small cases).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Average precision: the area under the precision-recall curve, as the mean of
@@ -60,6 +62,20 @@ pub fn recall_at_fpr(scores: &[f32], labels: &[bool], max_fpr: f64) -> (f64, f32
     (best_recall, threshold)
 }
 
+/// The lowest threshold that leaves at most `share` of `scores` at or above
+/// it (1 when `scores` is empty): for a false-positive budget, the scores are
+/// the negatives'.
+pub fn threshold_above(scores: &[f32], share: f64) -> f32 {
+    let mut sorted: Vec<f32> = scores.iter().copied().filter(|s| !s.is_nan()).collect();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    let allowed = (share.max(0.0) * sorted.len() as f64).floor() as usize;
+    match sorted.get(allowed) {
+        // Just above the first score that must stay under it.
+        Some(s) => s.next_up().min(1.0),
+        None => sorted.last().copied().unwrap_or(1.0).min(1.0),
+    }
+}
+
 /// Mean squared error of probabilities.
 pub fn brier(p: &[f32], y: &[bool]) -> f64 {
     let n = p.len().max(1) as f64;
@@ -97,6 +113,25 @@ pub struct FraudMetrics {
     /// Recall when at most 0.5 % of legitimate verifications are flagged.
     pub recall_at_0_5pct_fpr: f64,
     pub threshold_at_0_5pct_fpr: f32,
+    /// What the model's block threshold (chosen on its training holdout) does
+    /// here: the threshold an operator runs with, not one fitted to this data.
+    #[serde(default)]
+    pub block_threshold: f32,
+    #[serde(default)]
+    pub recall_at_block_threshold: f64,
+    #[serde(default)]
+    pub false_block_rate: f64,
+    /// Per attack shape (the truth's `attack`), against all legitimate traffic.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_attack: BTreeMap<String, AttackMetrics>,
+}
+
+/// How one attack shape fares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttackMetrics {
+    pub verifications: usize,
+    pub average_precision: f64,
+    pub recall_at_block_threshold: f64,
 }
 
 /// What a model card records about a success model.
@@ -127,5 +162,11 @@ mod tests {
         assert!((brier(&[0.5, 0.5], &[true, false]) - 0.25).abs() < 1e-12);
         assert!(ece(&[0.75; 4], &[true, true, true, false], 10) < 1e-9);
         assert!((ece(&[0.9; 2], &[false, false], 10) - 0.9).abs() < 1e-6);
+        let negatives: Vec<f32> = (0..1000).map(|i| i as f32 / 1000.0).collect();
+        let t = threshold_above(&negatives, 0.005);
+        let above = negatives.iter().filter(|s| **s >= t).count();
+        assert_eq!(above, 5, "threshold {t}");
+        assert!(t > 0.994 && t <= 0.995001, "{t}");
+        assert_eq!(threshold_above(&[], 0.01), 1.0);
     }
 }

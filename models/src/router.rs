@@ -37,7 +37,7 @@ pub fn candidates(
         .filter(|p| {
             match (
                 policy.max_cost_per_message,
-                costs.get(&cost_key(country, p)),
+                costs.get(&route_key(country, p)),
             ) {
                 (Some(ceiling), Some(cost)) => *cost <= ceiling,
                 _ => true,
@@ -87,8 +87,8 @@ pub fn thompson_choice(
         .map(|(_, provider)| provider.clone())
 }
 
-/// The key of a route's cost in a model card: `country/provider`.
-pub fn cost_key(country: &str, provider: &str) -> String {
+/// The key of a route in a model card (its cost, its delivery): `country/provider`.
+pub fn route_key(country: &str, provider: &str) -> String {
     format!("{country}/{provider}")
 }
 

@@ -7,8 +7,10 @@
 //! (no IP sent) are 0.
 
 use serde_json::Value;
+
+use crate::logistic::Direction;
 use veriflow_pipelines::features::{FEATURE_SCHEMA_VERSION, Features};
-use veriflow_pipelines::routes::RouteSnapshot;
+use veriflow_pipelines::routes::{Counts, RouteSnapshot};
 use veriflow_pipelines::time::EventTime;
 
 /// The fraud model's inputs: every field of `Features`, sorted by name (so the
@@ -20,6 +22,24 @@ pub fn fraud_feature_names() -> Vec<String> {
     };
     names.sort();
     names
+}
+
+/// How each fraud feature may move the risk (the fraud model keeps its
+/// weights to these signs, see [`Logistic::train_monotone`]). The features
+/// count signals of abuse — velocity per phone, prefix, IP and device, new
+/// numbers, sequences, unusual volume, a destination converting worse than
+/// usual — so more of any of them never lowers the risk. Approvals and
+/// conversion only lower it; the local hour may go either way.
+///
+/// [`Logistic::train_monotone`]: crate::logistic::Logistic::train_monotone
+pub fn fraud_direction(name: &str) -> Direction {
+    match name {
+        "phone_lifetime_approvals"
+        | "tenant_country_conversion_1h"
+        | "tenant_country_conversion_24h" => Direction::Decreasing,
+        "local_hour" => Direction::Free,
+        _ => Direction::Increasing,
+    }
 }
 
 /// `sign(x)·ln(1+|x|)`; not-a-number and infinities (a ratio over nothing)
@@ -45,91 +65,86 @@ pub fn fraud_vector(features: &Features, names: &[String]) -> Vec<f32> {
         .collect()
 }
 
-/// Live statistics of one route (country × provider) at a request's time.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Live statistics of one route (country × provider) at a request's time: its
+/// decayed counts over the last ~5 minutes, ~1 hour and ~24 hours
+/// ([`HALF_LIVES`](veriflow_pipelines::routes::HALF_LIVES)).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct RouteView {
-    /// Decayed over ~5 minutes and ~1 hour; `None` without receipts.
-    pub delivery_rate_5m: Option<f64>,
-    pub delivery_rate_1h: Option<f64>,
-    pub conversion_rate_1h: Option<f64>,
-    /// Attempts seen in the last hour (decayed).
-    pub sent_1h: f64,
+    pub counts: [Counts; 3],
 }
 
 impl RouteView {
     pub fn at(snapshot: Option<&RouteSnapshot>, t: EventTime) -> RouteView {
-        match snapshot {
-            None => RouteView {
-                delivery_rate_5m: None,
-                delivery_rate_1h: None,
-                conversion_rate_1h: None,
-                sent_1h: 0.0,
-            },
-            Some(s) => {
-                let [m5, h1, _] = s.decayed_to(t);
-                RouteView {
-                    delivery_rate_5m: m5.delivery_rate(),
-                    delivery_rate_1h: h1.delivery_rate(),
-                    conversion_rate_1h: h1.conversion_rate(),
-                    sent_1h: h1.sent,
-                }
-            }
+        RouteView {
+            counts: snapshot.map_or_else(Default::default, |s| s.decayed_to(t)),
         }
+    }
+
+    /// Attempts over the last hour (decayed): how much the router knows.
+    pub fn sent_1h(&self) -> f64 {
+        self.counts[1].sent
+    }
+
+    /// Delivered share of receipts at each horizon (5 min, 1 h, 24 h), each
+    /// shrunk towards the next longer one: a route with three receipts in the
+    /// last five minutes moves its estimate a little, not to 0 or 1. The 24 h
+    /// level shrinks towards [`DELIVERY_PRIOR`].
+    pub fn delivery_estimates(&self) -> [f64; 3] {
+        let [m5, h1, d1] = self.counts;
+        let day = shrink(
+            d1.delivered,
+            d1.delivered + d1.undelivered,
+            DELIVERY_PRIOR,
+            5.0,
+        );
+        let hour = shrink(h1.delivered, h1.delivered + h1.undelivered, day, 10.0);
+        let now = shrink(m5.delivered, m5.delivered + m5.undelivered, hour, 10.0);
+        [now, hour, day]
     }
 }
 
-/// Names of the success model's inputs after the fraud features.
-pub const ROUTE_FEATURE_NAMES: [&str; 7] = [
-    "route_delivery_rate_5m",
-    "route_delivery_rate_1h",
-    "route_conversion_rate_1h",
-    "route_has_receipts_5m",
-    "route_has_receipts_1h",
-    "route_sent_1h",
+/// What a route without history is assumed to deliver.
+pub const DELIVERY_PRIOR: f64 = 0.85;
+
+/// The posterior mean of a rate: `hits` of `n` plus `weight` pseudo-observations at `prior`.
+fn shrink(hits: f64, n: f64, prior: f64, weight: f64) -> f64 {
+    (hits + weight * prior) / (n + weight)
+}
+
+/// ln(p / (1 − p)), kept finite.
+pub fn logit(p: f64) -> f32 {
+    let p = p.clamp(1e-4, 1.0 - 1e-4);
+    (p / (1.0 - p)).ln() as f32
+}
+
+/// The delivery model's inputs, in order.
+pub const DELIVERY_FEATURE_NAMES: [&str; 4] = [
+    "route_delivery_5m",
+    "route_delivery_1h",
+    "route_delivery_24h",
     "route_delivery_drop",
 ];
 
-/// The success vector for one (request, provider): the request's features,
-/// the route's live statistics, then one-hot provider and country.
-pub fn success_vector(
-    fraud: &[f32],
-    route: &RouteView,
-    provider: &str,
-    country: &str,
-    providers: &[String],
-    countries: &[String],
-) -> Vec<f32> {
-    let mut v = Vec::with_capacity(fraud.len() + 7 + providers.len() + countries.len());
-    v.extend_from_slice(fraud);
-    let rate5 = route.delivery_rate_5m;
-    let rate1 = route.delivery_rate_1h;
-    v.push(rate5.unwrap_or(0.0) as f32);
-    v.push(rate1.unwrap_or(0.0) as f32);
-    v.push(route.conversion_rate_1h.unwrap_or(0.0) as f32);
-    v.push(f32::from(u8::from(rate5.is_some())));
-    v.push(f32::from(u8::from(rate1.is_some())));
-    v.push(squash(route.sent_1h));
-    // A route failing now against its own last hour: the outage signal.
-    v.push(match (rate5, rate1) {
-        (Some(a), Some(b)) => (b - a) as f32,
-        _ => 0.0,
-    });
-    v.extend(providers.iter().map(|p| f32::from(u8::from(p == provider))));
-    v.extend(countries.iter().map(|c| f32::from(u8::from(c == country))));
-    v
-}
+/// The delivery rates can only raise the odds of delivering; the drop may
+/// go either way once they are in.
+pub const DELIVERY_DIRECTIONS: [Direction; 4] = [
+    Direction::Increasing,
+    Direction::Increasing,
+    Direction::Increasing,
+    Direction::Free,
+];
 
-/// The names of [`success_vector`]'s entries.
-pub fn success_feature_names(
-    fraud_names: &[String],
-    providers: &[String],
-    countries: &[String],
-) -> Vec<String> {
-    let mut names: Vec<String> = fraud_names.to_vec();
-    names.extend(ROUTE_FEATURE_NAMES.iter().map(|s| s.to_string()));
-    names.extend(providers.iter().map(|p| format!("provider={p}")));
-    names.extend(countries.iter().map(|c| format!("country={c}")));
-    names
+/// The delivery vector of one route at a request's time: its delivery rate
+/// now, over the hour and over the day (as logits of the shrunk estimates), and
+/// how far now has fallen under the hour (the outage signal).
+///
+/// Providers and countries enter only through their statistics, never by
+/// name: what a route is like *now* is what the router must read, and a model
+/// that learned names would not carry over to a provider that changed, or to
+/// one it never saw.
+pub fn delivery_vector(route: &RouteView) -> Vec<f32> {
+    let [now, hour, day] = route.delivery_estimates();
+    vec![logit(now), logit(hour), logit(day), (hour - now) as f32]
 }
 
 /// The feature schema a model was trained on: the pipeline's version plus a

@@ -22,7 +22,7 @@ use crate::partition::PartitionState;
 
 const MAGIC: &[u8; 8] = b"VFCKPT\0\0";
 /// Bump when [`PartitionState`] changes shape; add a migration or refuse old files.
-pub const FORMAT_VERSION: u32 = 8;
+pub const FORMAT_VERSION: u32 = 9;
 const HEADER_LEN: usize = 8 + 4 + 4 + 8;
 const EXTENSION: &str = ".vfck";
 
@@ -300,11 +300,12 @@ mod tests {
         keys.sort();
         let path = dir.path().join(keys.pop().unwrap());
         let mut bytes = fs::read(&path).unwrap();
-        bytes[8] = 9;
+        let other = FORMAT_VERSION + 1;
+        bytes[8..12].copy_from_slice(&other.to_le_bytes());
         fs::write(&path, &bytes).unwrap();
         let err = store.load_latest("t", 3).unwrap_err();
         assert!(
-            matches!(err, CheckpointError::UnsupportedVersion { found: 9, .. }),
+            matches!(err, CheckpointError::UnsupportedVersion { found, .. } if found == other),
             "{err}"
         );
         assert!(

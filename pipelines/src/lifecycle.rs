@@ -161,6 +161,15 @@ impl Verification {
             .min()
     }
 
+    /// The provider's receipt for `send`: its first at or after the send, by
+    /// `deadline`.
+    pub fn receipt_for(&self, send: &SendInfo, deadline: EventTime) -> Option<&Receipt> {
+        self.receipts
+            .iter()
+            .filter(|r| r.provider == send.provider && r.at >= send.at && r.at <= deadline)
+            .min_by_key(|r| r.at)
+    }
+
     /// The final outcome, or `None` for an orphan (no `requested` seen).
     pub fn outcome(&self, partition: i32, ttl_ms: i64) -> Option<Outcome> {
         let r = self.requested.as_ref()?;
@@ -197,6 +206,10 @@ impl Verification {
             channel: r.channel,
             service: r.service.clone(),
             providers: sends.iter().map(|s| s.provider.clone()).collect(),
+            first_attempt_delivered: sends
+                .first()
+                .and_then(|s| self.receipt_for(s, deadline))
+                .map(|r| r.delivered),
             scored: self.scored.clone(),
             attempts: sends.len() as u32,
             delivered: self

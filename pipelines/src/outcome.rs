@@ -40,6 +40,9 @@ pub struct Outcome {
     /// Providers tried, in attempt order (a provider tried twice appears twice).
     pub providers: Vec<Text>,
     pub attempts: u32,
+    /// The first attempt's receipt: delivered, undelivered, or none by the
+    /// decision (what the delivery model learns from; not on the wire).
+    pub first_attempt_delivered: Option<bool>,
     pub delivered: u32,
     pub undelivered: u32,
     pub check_failed: u32,

@@ -29,7 +29,7 @@ use crate::lifecycle::{Applied, HeldRecord, Verification, verification_key};
 use crate::live::SharedFeatures;
 use crate::outcome::Outcome;
 use crate::reject::{RejectReason, Rejected, Rejection};
-use crate::routes::{RouteSnapshot, RouteStats};
+use crate::routes::{RouteEvent, RouteSnapshot, RouteStats};
 use crate::scoring::ScorerHandle;
 use crate::time::{EventTime, format_rfc3339};
 use crate::validate::{ValidationLimits, parse_event};
@@ -168,6 +168,9 @@ pub struct PartitionPipeline {
     already_written: HashSet<OutputId>,
     /// Accepted requests waiting for the watermark, in event-time order.
     feature_queue: BinaryHeap<Reverse<(EventTime, VerificationKey, FeatureRequest)>>,
+    /// Sends and receipts waiting for the watermark before they count in the
+    /// route statistics.
+    route_queue: BinaryHeap<Reverse<(EventTime, VerificationKey, RouteEvent)>>,
     /// Shared with [`crate::LiveFeatures`] readers; only this pipeline writes it.
     features: SharedFeatures,
     routes: RouteStats,
@@ -198,6 +201,7 @@ impl PartitionPipeline {
             sink_positions: Vec::new(),
             already_written: HashSet::default(),
             feature_queue: BinaryHeap::new(),
+            route_queue: BinaryHeap::new(),
             features: SharedFeatures::default(),
             routes: RouteStats::default(),
             kpi: None,
@@ -333,6 +337,8 @@ impl PartitionPipeline {
             }),
             _ => None,
         };
+        let route_event = RouteEvent::of(&event.kind);
+        let occurred_at = event.occurred_at;
         let applied = verification.apply(event, || HeldRecord {
             offset: record.offset,
             key: record.key.map(<[u8]>::to_vec),
@@ -348,6 +354,9 @@ impl PartitionPipeline {
                 }
                 if let Some(request) = request {
                     self.feature_queue.push(Reverse((request.at, key, request)));
+                }
+                if let Some(e) = route_event {
+                    self.route_queue.push(Reverse((occurred_at, key, e)));
                 }
             }
         }
@@ -388,9 +397,10 @@ impl PartitionPipeline {
         self.fire_until(cfg, EventTime::MAX, out);
     }
 
-    /// Releases, in event-time order, every request and every decision the
-    /// watermark has passed. At equal times requests go first: a request's features
-    /// see only decisions strictly before it.
+    /// Releases, in event-time order, every request, send, receipt and decision
+    /// the watermark has passed. At equal times requests go first (a request's
+    /// features see only what happened strictly before it), then sends and
+    /// receipts, then decisions (which count what happened up to them).
     fn fire_until(&mut self, cfg: &PipelineConfig, watermark: EventTime, out: &mut Vec<Output>) {
         if self.kpi.is_none()
             && let Some(window_ms) = cfg.kpi_window_ms
@@ -403,16 +413,26 @@ impl PartitionPipeline {
                 .peek()
                 .map(|Reverse((t, _, _))| *t)
                 .filter(|t| *t < watermark);
+            let route = self
+                .route_queue
+                .peek()
+                .map(|Reverse((t, _, _))| *t)
+                .filter(|t| *t < watermark);
             let decision = self
                 .timers
                 .peek()
                 .map(|Reverse((d, _))| *d)
                 .filter(|d| *d < watermark);
-            match (request, decision) {
-                (None, None) => break,
-                (Some(t), Some(d)) if d < t => self.decide_next(cfg, out),
-                (Some(_), _) => self.featurize_next(cfg, out),
-                (None, Some(_)) => self.decide_next(cfg, out),
+            // The earliest of the three; ties in that order.
+            let next = [(request, 0), (route, 1), (decision, 2)]
+                .into_iter()
+                .filter_map(|(t, kind)| Some((t?, kind)))
+                .min();
+            match next {
+                None => break,
+                Some((_, 0)) => self.featurize_next(cfg, out),
+                Some((_, 1)) => self.count_route_event(),
+                Some(_) => self.decide_next(cfg, out),
             }
         }
         while let Some(Reverse((forget_at, _))) = self.decided_expiry.peek() {
@@ -464,6 +484,34 @@ impl PartitionPipeline {
         self.emit(out, Output::Features(record));
     }
 
+    /// Counts the next send or receipt in its route's statistics. One whose
+    /// verification was decided before it (a receipt after the approval) or
+    /// never had a request (an orphan) does not count.
+    fn count_route_event(&mut self) {
+        let Some(Reverse((at, key, event))) = self.route_queue.pop() else {
+            return;
+        };
+        let Some(v) = self.open.get(&key) else { return };
+        let Some(request) = &v.requested else { return };
+        match event {
+            RouteEvent::Sent { provider } => self.routes.on_sent(&request.country, &provider, at),
+            RouteEvent::Receipt {
+                provider,
+                delivered,
+            } => {
+                let sent_at = v
+                    .sends
+                    .iter()
+                    .filter(|s| s.provider == provider && s.at <= at)
+                    .map(|s| s.at)
+                    .max();
+                let latency = sent_at.map(|s| at - s);
+                self.routes
+                    .on_receipt(&request.country, &provider, at, delivered, latency);
+            }
+        }
+    }
+
     fn decide_next(&mut self, cfg: &PipelineConfig, out: &mut Vec<Output>) {
         let Some(Reverse((deadline, key))) = self.timers.pop() else {
             return;
@@ -482,7 +530,9 @@ impl PartitionPipeline {
             Some(outcome) => {
                 self.stats.outcomes += 1;
                 let approved = outcome.outcome == crate::OutcomeKind::Approved;
-                self.routes.on_decision(&verification, approved, deadline);
+                if approved {
+                    self.routes.on_approved(&verification, deadline);
+                }
                 if let Some(kpi) = &mut self.kpi {
                     kpi.on_decided(key, &verification, &outcome);
                 }
@@ -607,6 +657,15 @@ impl PartitionPipeline {
                 queued.sort();
                 queued
             },
+            route_queue: {
+                let mut queued: Vec<_> = self
+                    .route_queue
+                    .iter()
+                    .map(|Reverse(q)| q.clone())
+                    .collect();
+                queued.sort();
+                queued
+            },
             features: self
                 .features
                 .read()
@@ -626,6 +685,7 @@ impl PartitionPipeline {
         p.sink_positions = state.sink_positions;
         p.already_written = state.already_written.into_iter().collect();
         p.feature_queue = state.feature_queue.into_iter().map(Reverse).collect();
+        p.route_queue = state.route_queue.into_iter().map(Reverse).collect();
         p.features = Arc::new(RwLock::new(state.features));
         p.routes = state.routes;
         p.kpi = state.kpi;
@@ -652,6 +712,7 @@ pub struct PartitionState {
     pub sink_positions: Vec<SinkPosition>,
     pub already_written: Vec<OutputId>,
     pub feature_queue: Vec<(EventTime, VerificationKey, FeatureRequest)>,
+    pub route_queue: Vec<(EventTime, VerificationKey, RouteEvent)>,
     pub features: FeatureState,
     pub routes: RouteStats,
     pub kpi: Option<KpiWindows>,
@@ -914,5 +975,47 @@ mod tests {
         );
         h.p.drain(&h.cfg, &mut h.out);
         assert_eq!(h.outcomes()[0].attempts, 1);
+    }
+    #[test]
+    fn route_statistics_count_a_receipt_when_the_watermark_passes_it_not_at_the_decision() {
+        let mut h = Harness::new();
+        let mut undelivered: serde_json::Value =
+            serde_json::from_slice(&ev("3", "undelivered", "v1", 0.2)).unwrap();
+        undelivered["provider"] = "sinch".into();
+        h.feed(ev("1", "requested", "v1", 0.0))
+            .feed(ev("2", "sent", "v1", 0.01))
+            .feed(serde_json::to_vec(&undelivered).unwrap())
+            .feed(ev("x", "requested", "v2", 2.5)); // watermark 0.5 min
+        assert!(h.outcomes().is_empty(), "v1 expires only at 10 min");
+        let updates = h.p.take_route_updates();
+        assert_eq!(updates.len(), 1, "{updates:?}");
+        let ((country, provider), snapshot) = &updates[0];
+        assert_eq!((country.as_str(), provider.as_str()), ("BR", "sinch"));
+        assert_eq!(snapshot.total.sent, 1.0);
+        assert_eq!(snapshot.total.undelivered, 1.0);
+        assert_eq!(snapshot.total.delivered, 0.0);
+        // Nothing counts twice when the verification is decided.
+        h.p.drain(&h.cfg, &mut h.out);
+        assert_eq!(h.outcomes().len(), 2);
+        assert!(h.p.take_route_updates().is_empty());
+        assert_eq!(h.outcomes()[0].first_attempt_delivered, Some(false));
+    }
+
+    #[test]
+    fn an_approval_counts_for_the_attempt_that_got_the_code_through() {
+        let mut h = Harness::new();
+        h.feed(ev("1", "requested", "v1", 0.0))
+            .feed(ev("2", "sent", "v1", 0.01))
+            .feed(ev("3", "delivered", "v1", 0.05))
+            .feed(ev("4", "approved", "v1", 0.5))
+            .feed(ev("x", "requested", "v2", 2.6));
+        let updates = h.p.take_route_updates();
+        let total = updates[0].1.total;
+        assert_eq!(
+            (total.sent, total.delivered, total.approved),
+            (1.0, 1.0, 1.0)
+        );
+        assert_eq!(total.mean_latency_ms(), Some(2_400.0));
+        assert_eq!(h.outcomes()[0].first_attempt_delivered, Some(true));
     }
 }

@@ -1,10 +1,13 @@
 //! Delivery statistics per destination country × provider (route).
 //!
-//! Fed by *decided* verifications, which leave the operator in event-time order, so
-//! a partition's statistics are as deterministic as its outcomes. Each attempt of a
-//! decided verification counts once for its route: sent, delivered or undelivered
-//! (by the provider's receipt), approved (when it was the attempt that got the code
-//! through), and the delivery latency (receipt − sent).
+//! Fed in event time as the partition's watermark passes each event, so a
+//! partition's statistics are as deterministic as its outcomes and never wait
+//! for a verification to be decided: a send counts when it happened, a receipt
+//! (delivered or undelivered, with its latency) when the provider reported it,
+//! an approval when the code was entered (for the attempt that got it through).
+//! Counting at the decision instead would hold back failures — an undelivered
+//! message's verification is decided only when it expires, ten minutes later —
+//! and make every recent rate look better than it is.
 //!
 //! Rates decay exponentially in event time with three half-lives (5 min, 1 h, 24 h),
 //! so a provider's recent behaviour dominates without hard window edges; lifetime
@@ -126,6 +129,33 @@ impl RouteSnapshot {
     }
 }
 
+/// A send or a receipt waiting for the watermark before it counts.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum RouteEvent {
+    Sent { provider: Text },
+    Receipt { provider: Text, delivered: bool },
+}
+
+impl RouteEvent {
+    pub fn of(kind: &crate::event::EventKind) -> Option<RouteEvent> {
+        use crate::event::EventKind;
+        match kind {
+            EventKind::Sent(s) => Some(RouteEvent::Sent {
+                provider: s.provider.clone(),
+            }),
+            EventKind::Delivered { provider } => Some(RouteEvent::Receipt {
+                provider: provider.clone(),
+                delivered: true,
+            }),
+            EventKind::Undelivered { provider, .. } => Some(RouteEvent::Receipt {
+                provider: provider.clone(),
+                delivered: false,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// A partition's routes, keyed `(country, provider)`, with the set changed since the
 /// last publication.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -135,39 +165,61 @@ pub struct RouteStats {
 }
 
 impl RouteStats {
-    /// Folds in a verification decided at `deadline`.
-    pub fn on_decision(&mut self, v: &Verification, approved: bool, deadline: EventTime) {
+    /// Counts `c` for the route (`country`, `provider`) at event time `at`.
+    pub fn record(&mut self, country: &Text, provider: &Text, at: EventTime, c: Counts) {
+        let key = (country.clone(), provider.clone());
+        self.routes.entry(key.clone()).or_default().add(at, c);
+        if !self.changed.contains(&key) {
+            self.changed.push(key);
+        }
+    }
+
+    /// An attempt was sent.
+    pub fn on_sent(&mut self, country: &Text, provider: &Text, at: EventTime) {
+        let c = Counts {
+            sent: 1.0,
+            ..Counts::default()
+        };
+        self.record(country, provider, at, c);
+    }
+
+    /// The provider's receipt for an attempt; `latency_ms` when it was delivered
+    /// and its send is known.
+    pub fn on_receipt(
+        &mut self,
+        country: &Text,
+        provider: &Text,
+        at: EventTime,
+        delivered: bool,
+        latency_ms: Option<i64>,
+    ) {
+        let mut c = Counts::default();
+        if delivered {
+            c.delivered = 1.0;
+            if let Some(ms) = latency_ms {
+                c.latency_ms_sum = ms as f64;
+                c.latency_n = 1.0;
+            }
+        } else {
+            c.undelivered = 1.0;
+        }
+        self.record(country, provider, at, c);
+    }
+
+    /// A verification was approved at `at`: its last attempt got the code through.
+    pub fn on_approved(&mut self, v: &Verification, at: EventTime) {
         let Some(request) = &v.requested else { return };
-        let mut sends: Vec<_> = v.sends.iter().filter(|s| s.at <= deadline).collect();
-        sends.sort_by(|a, b| (a.attempt, a.at, &a.provider).cmp(&(b.attempt, b.at, &b.provider)));
-        let last = sends.len().saturating_sub(1);
-        for (i, s) in sends.iter().enumerate() {
-            let receipt = v
-                .receipts
-                .iter()
-                .filter(|r| r.provider == s.provider && r.at >= s.at && r.at <= deadline)
-                .min_by_key(|r| r.at);
-            let mut c = Counts {
-                sent: 1.0,
+        let last = v
+            .sends
+            .iter()
+            .filter(|s| s.at <= at)
+            .max_by(|a, b| (a.attempt, a.at, &a.provider).cmp(&(b.attempt, b.at, &b.provider)));
+        if let Some(send) = last {
+            let c = Counts {
+                approved: 1.0,
                 ..Counts::default()
             };
-            match receipt {
-                Some(r) if r.delivered => {
-                    c.delivered = 1.0;
-                    c.latency_ms_sum = (r.at - s.at) as f64;
-                    c.latency_n = 1.0;
-                }
-                Some(_) => c.undelivered = 1.0,
-                None => {}
-            }
-            if approved && i == last {
-                c.approved = 1.0;
-            }
-            let key = (request.country.clone(), s.provider.clone());
-            self.routes.entry(key.clone()).or_default().add(deadline, c);
-            if !self.changed.contains(&key) {
-                self.changed.push(key);
-            }
+            self.record(&request.country, &send.provider, at, c);
         }
     }
 

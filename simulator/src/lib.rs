@@ -20,7 +20,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use rng::Rng;
-use world::{COUNTRIES, PROVIDERS, PUMPING_TARGETS, Quality, TENANTS, diurnal, local_hour};
+use world::{
+    COUNTRIES, Dynamics, PROVIDERS, PUMPING_TARGETS, Quality, TENANTS, diurnal, local_hour,
+};
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -41,6 +43,12 @@ pub struct SimConfig {
     pub ttl_ms: i64,
     /// Provider outages per simulated day, across all countries and providers.
     pub outages_per_day: f64,
+    /// Slow provider degradations per simulated day, fleet-wide.
+    pub degradations_per_day: f64,
+    /// Multiplies the slow drift of every route's quality.
+    pub drift_scale: f64,
+    /// The attack shapes pumping traffic is drawn from (uniformly per attack).
+    pub attack_shapes: Vec<AttackShape>,
     /// Share of events followed by an extra malformed message (bad JSON, unknown
     /// type, missing field, bad timestamp, not an object). Not part of the truth.
     pub malformed_share: f64,
@@ -58,8 +66,64 @@ impl Default for SimConfig {
             max_arrival_delay_ms: 60_000,
             ttl_ms: 600_000,
             outages_per_day: 8.0,
+            degradations_per_day: 4.0,
+            drift_scale: 1.0,
+            attack_shapes: AttackShape::ALL.to_vec(),
             malformed_share: 0.0,
         }
+    }
+}
+
+/// How an SMS-pumping attack picks its numbers and where it comes from. Real
+/// attacks vary along these lines; a model trained on one shape and judged on
+/// another tells whether it learned pumping or one attacker's habits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttackShape {
+    /// The classic: a sequential sweep through one premium-rate number range,
+    /// from a pool of datacenter IPs, with a scripting client's user agent.
+    Sweep,
+    /// Random numbers across several ranges of one destination (premium, or
+    /// one of the tenant's own countries), from many residential-looking IPs
+    /// with browser user agents, the destination's locale and a fresh device
+    /// each time.
+    Scatter,
+    /// One bot (an IP or two, one device) requesting random numbers in several
+    /// premium destinations.
+    SingleSource,
+    /// Low and slow: a request every ten seconds or so for up to two hours,
+    /// random numbers across a destination's ranges, a fresh proxy IP and a
+    /// browser user agent each time.
+    Trickle,
+}
+
+impl AttackShape {
+    pub const ALL: [AttackShape; 4] = [
+        AttackShape::Sweep,
+        AttackShape::Scatter,
+        AttackShape::SingleSource,
+        AttackShape::Trickle,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AttackShape::Sweep => "sweep",
+            AttackShape::Scatter => "scatter",
+            AttackShape::SingleSource => "single-source",
+            AttackShape::Trickle => "trickle",
+        }
+    }
+}
+
+impl std::str::FromStr for AttackShape {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        AttackShape::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = AttackShape::ALL.iter().map(|a| a.name()).collect();
+                format!("`{s}` is not an attack shape ({})", names.join(", "))
+            })
     }
 }
 
@@ -81,6 +145,9 @@ pub struct Truth {
     pub country: String,
     pub channel: String,
     pub is_fraud: bool,
+    /// The attack's shape, for pumping traffic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attack: Option<&'static str>,
     pub outcome: &'static str,
     pub approved_at: Option<String>,
     pub time_to_approve_ms: Option<i64>,
@@ -104,17 +171,38 @@ struct Pending {
 }
 
 struct Attack {
+    shape: AttackShape,
     tenant: usize,
-    country: usize,
-    prefix: String,
+    /// Number ranges: (destination, the number minus its last
+    /// [`ATTACK_NUMBER_WIDTH`] digits).
+    ranges: Vec<(usize, String)>,
+    /// The sweep's position in its range.
     next_number: u64,
-    number_width: usize,
     next_at: f64,
     end_at: f64,
     mean_gap_ms: f64,
+    /// The IPs it rotates through; empty: a fresh one per request.
     ips: Vec<String>,
-    user_agent: &'static str,
+    /// Its one device, if it keeps one.
+    device: Option<String>,
+    /// A scripting client's user agent; `None`: a browser's, per request.
+    user_agent: Option<&'static str>,
 }
+
+/// Attacks vary the last this many digits of a number.
+const ATTACK_NUMBER_WIDTH: usize = 4;
+
+const BOT_USER_AGENTS: [&str; 3] = [
+    "okhttp/4.9.0",
+    "python-requests/2.31.0",
+    "Go-http-client/1.1",
+];
+
+const BROWSER_USER_AGENTS: [&str; 3] = [
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X)",
+    "Mozilla/5.0 (Linux; Android 14)",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64)",
+];
 
 pub struct Simulator {
     cfg: SimConfig,
@@ -141,7 +229,16 @@ impl Simulator {
             .duration_ms
             .map_or(f64::INFINITY, |d| (cfg.start + d) as f64);
         let horizon = cfg.start + cfg.duration_ms.unwrap_or(30 * 86_400_000) + 86_400_000;
-        let quality = Quality::new(cfg.seed, cfg.start, horizon, cfg.outages_per_day);
+        let quality = Quality::new(
+            cfg.seed,
+            cfg.start,
+            horizon,
+            &Dynamics {
+                outages_per_day: cfg.outages_per_day,
+                degradations_per_day: cfg.degradations_per_day,
+                drift_scale: cfg.drift_scale,
+            },
+        );
         let legit_rate = cfg.rate * (1.0 - cfg.fraud_share);
         let legit_candidate_gap_ms = 1000.0 * MEAN_DIURNAL / legit_rate.max(1e-9);
         // An attack lasts ~3 min at ~25 % of the normal rate: size ≈ 45 s × rate.
@@ -238,41 +335,115 @@ impl Simulator {
     fn start_attack(&mut self, at: f64) {
         let rng = &mut self.rng;
         let tenant = rng.weighted(&TENANTS.iter().map(|t| t.weight).collect::<Vec<_>>());
-        let country = PUMPING_TARGETS[rng.index(PUMPING_TARGETS.len())];
-        let c = &COUNTRIES[country];
-        let fixed = c.subscriber_digits - 4;
-        let mut prefix = format!("+{}{}", c.calling_code, rng.int(2, 9));
-        for _ in 1..fixed {
-            prefix.push(char::from(b'0' + rng.int(0, 9) as u8));
-        }
-        let rate_per_s = self.cfg.rate * rng.between(0.1, 0.4);
-        let ips = (0..rng.int(8, 40))
-            .map(|_| {
-                format!(
-                    "{}.{}.{}.{}",
-                    [45, 185, 193, 91][rng.index(4)],
-                    rng.int(0, 255),
-                    rng.int(0, 255),
-                    rng.int(1, 254)
+        let shape = match self.cfg.attack_shapes.len() {
+            0 => AttackShape::Sweep,
+            n => self.cfg.attack_shapes[rng.index(n)],
+        };
+        let premium = |rng: &mut Rng| PUMPING_TARGETS[rng.index(PUMPING_TARGETS.len())];
+        let range = |rng: &mut Rng, country: usize| {
+            let c = &COUNTRIES[country];
+            let mut prefix = format!("+{}{}", c.calling_code, rng.int(2, 9));
+            for _ in 1..c.subscriber_digits - ATTACK_NUMBER_WIDTH {
+                prefix.push(char::from(b'0' + rng.int(0, 9) as u8));
+            }
+            (country, prefix)
+        };
+        let datacenter_ip = |rng: &mut Rng| {
+            format!(
+                "{}.{}.{}.{}",
+                [45, 185, 193, 91][rng.index(4)],
+                rng.int(0, 255),
+                rng.int(0, 255),
+                rng.int(1, 254)
+            )
+        };
+        // Sizes keep each shape's share of pumping traffic comparable: an
+        // attack sends ~45 s × rate requests on average, whatever its shape.
+        let rate = self.cfg.rate;
+        let (ranges, ips, device, user_agent, rate_per_s, duration_ms) = match shape {
+            AttackShape::Sweep => {
+                let country = premium(rng);
+                let ips = (0..rng.int(8, 40)).map(|_| datacenter_ip(rng)).collect();
+                (
+                    vec![range(rng, country)],
+                    ips,
+                    None,
+                    Some(BOT_USER_AGENTS[rng.index(3)]),
+                    rate * rng.between(0.1, 0.4),
+                    rng.between(60_000.0, 300_000.0),
                 )
-            })
-            .collect();
-        let duration_ms = rng.between(60_000.0, 300_000.0);
+            }
+            AttackShape::Scatter => {
+                // Half the time a destination the tenant really serves.
+                let own = &TENANTS[tenant].countries;
+                let country = if rng.chance(0.5) {
+                    own[rng.index(own.len())].0
+                } else {
+                    premium(rng)
+                };
+                let ranges = (0..rng.int(3, 8)).map(|_| range(rng, country)).collect();
+                let ips = (0..rng.int(40, 200))
+                    .map(|_| {
+                        format!(
+                            "{}.{}.{}.{}",
+                            rng.int(100, 199),
+                            rng.int(0, 255),
+                            rng.int(0, 255),
+                            rng.int(1, 254)
+                        )
+                    })
+                    .collect();
+                (
+                    ranges,
+                    ips,
+                    None,
+                    None,
+                    rate * rng.between(0.05, 0.15),
+                    rng.between(240_000.0, 900_000.0),
+                )
+            }
+            AttackShape::SingleSource => {
+                let ranges = (0..rng.int(2, 4))
+                    .map(|_| {
+                        let country = premium(rng);
+                        range(rng, country)
+                    })
+                    .collect();
+                let ips = (0..rng.int(1, 2)).map(|_| datacenter_ip(rng)).collect();
+                (
+                    ranges,
+                    ips,
+                    Some(format!("d-{:012x}", rng.next_u64() >> 16)),
+                    Some(BOT_USER_AGENTS[rng.index(3)]),
+                    rate * rng.between(0.1, 0.3),
+                    rng.between(60_000.0, 240_000.0),
+                )
+            }
+            AttackShape::Trickle => {
+                let own = &TENANTS[tenant].countries;
+                let country = if rng.chance(0.5) {
+                    own[rng.index(own.len())].0
+                } else {
+                    premium(rng)
+                };
+                let ranges = (0..rng.int(5, 20)).map(|_| range(rng, country)).collect();
+                let duration_ms = rng.between(1_800_000.0, 7_200_000.0);
+                // ~45 s × rate requests spread over the whole duration.
+                let rate_per_s = 45.0 * rate / (duration_ms / 1000.0);
+                (ranges, Vec::new(), None, None, rate_per_s, duration_ms)
+            }
+        };
         self.attacks.push(Attack {
+            shape,
             tenant,
-            country,
-            prefix,
+            ranges,
             next_number: rng.int(0, 5000) as u64,
-            number_width: 4,
             next_at: at,
             end_at: at + duration_ms,
             mean_gap_ms: 1000.0 / rate_per_s.max(1e-6),
             ips,
-            user_agent: [
-                "okhttp/4.9.0",
-                "python-requests/2.31.0",
-                "Go-http-client/1.1",
-            ][rng.index(3)],
+            device,
+            user_agent,
         });
     }
 
@@ -309,13 +480,20 @@ impl Simulator {
             _ => "voice",
         };
         let service = tenant.services[rng.index(tenant.services.len())];
-        let ip = format!(
-            "{}.{}.{}.{}",
-            100 + 7 * country as u64 + user_hash % 5,
-            (user_hash >> 8) % 256,
-            (user_hash >> 16) % 256,
-            1 + (user_hash >> 24) % 254
-        );
+        // One user in eight sits behind a mobile carrier's NAT, sharing one of a
+        // few addresses per country with many others (legitimate, yet an IP
+        // with many numbers).
+        let ip = if user_hash.is_multiple_of(8) {
+            format!("{}.20.{}.{}", 150 + country, tenant_idx, 1 + user_hash % 4)
+        } else {
+            format!(
+                "{}.{}.{}.{}",
+                100 + 7 * country as u64 + user_hash % 5,
+                (user_hash >> 8) % 256,
+                (user_hash >> 16) % 256,
+                1 + (user_hash >> 24) % 254
+            )
+        };
         let request = RequestFields {
             phone_number: phone,
             country: c.code,
@@ -325,19 +503,13 @@ impl Simulator {
             device_id: Some(format!("d-{:012x}", user_hash >> 16)),
             user_id: Some(format!("u-{:010x}", user_hash >> 24)),
             locale: Some(c.locale),
-            user_agent: Some(
-                [
-                    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X)",
-                    "Mozilla/5.0 (Linux; Android 14)",
-                    "Mozilla/5.0 (Windows NT 10.0; Win64; x64)",
-                ][(user_hash % 3) as usize],
-            ),
+            user_agent: Some(BROWSER_USER_AGENTS[(user_hash % 3) as usize]),
         };
         let behaviour = Behaviour {
             converts: c.conversion,
             retry_after_failure: 0.7,
             retry_after_silence: 0.3,
-            is_fraud: false,
+            attack: None,
         };
         self.lifecycle(vid, tenant_idx, country, t, request, behaviour);
     }
@@ -346,32 +518,61 @@ impl Simulator {
         let vid = self.new_ids();
         let rng = &mut self.rng;
         let a = &mut self.attacks[attack];
-        let step = if rng.chance(0.8) { 1 } else { 2 };
-        a.next_number += step;
-        let number = a.next_number % 10u64.pow(a.number_width as u32);
-        let phone = format!("{}{:0width$}", a.prefix, number, width = a.number_width);
-        let ip = a.ips[rng.index(a.ips.len())].clone();
+        let modulus = 10u64.pow(ATTACK_NUMBER_WIDTH as u32);
+        let (country, prefix) = a.ranges[rng.index(a.ranges.len())].clone();
+        let number = if a.shape == AttackShape::Sweep {
+            a.next_number += if rng.chance(0.8) { 1 } else { 2 };
+            a.next_number % modulus
+        } else {
+            rng.next_u64() % modulus
+        };
+        let phone = format!("{prefix}{number:0ATTACK_NUMBER_WIDTH$}");
+        let ip = if a.ips.is_empty() {
+            // A residential proxy network: a new address every time.
+            format!(
+                "{}.{}.{}.{}",
+                rng.int(100, 199),
+                rng.int(0, 255),
+                rng.int(0, 255),
+                rng.int(1, 254)
+            )
+        } else {
+            a.ips[rng.index(a.ips.len())].clone()
+        };
+        let disguised = a.user_agent.is_none();
+        let device_id = match (&a.device, disguised) {
+            (Some(d), _) => Some(d.clone()),
+            (None, true) => Some(format!("d-{:012x}", rng.next_u64() >> 16)),
+            (None, false) => rng
+                .chance(0.5)
+                .then(|| format!("d-{:012x}", rng.next_u64() >> 16)),
+        };
         let request = RequestFields {
             phone_number: phone,
-            country: COUNTRIES[a.country].code,
+            country: COUNTRIES[country].code,
             channel: "sms",
             service: if rng.chance(0.8) { "signup" } else { "login" },
             ip: Some(ip),
-            device_id: if rng.chance(0.5) {
-                Some(format!("d-{:012x}", rng.next_u64() >> 16))
+            device_id,
+            user_id: None,
+            locale: if disguised {
+                Some(COUNTRIES[country].locale)
+            } else if rng.chance(0.7) {
+                Some("en-US")
             } else {
                 None
             },
-            user_id: None,
-            locale: if rng.chance(0.7) { Some("en-US") } else { None },
-            user_agent: Some(a.user_agent),
+            user_agent: Some(
+                a.user_agent
+                    .unwrap_or_else(|| BROWSER_USER_AGENTS[rng.index(BROWSER_USER_AGENTS.len())]),
+            ),
         };
-        let (tenant, country) = (a.tenant, a.country);
+        let tenant = a.tenant;
         let behaviour = Behaviour {
             converts: 0.005,
             retry_after_failure: 0.5,
             retry_after_silence: 0.4,
-            is_fraud: true,
+            attack: Some(a.shape),
         };
         self.lifecycle(vid, tenant, country, t, request, behaviour);
     }
@@ -515,7 +716,8 @@ impl Simulator {
             requested_at: rfc3339(t),
             country: c.code.to_owned(),
             channel: req.channel.to_owned(),
-            is_fraud: b.is_fraud,
+            is_fraud: b.attack.is_some(),
+            attack: b.attack.map(AttackShape::name),
             outcome: if approved_at.is_some() {
                 "approved"
             } else {
@@ -562,7 +764,8 @@ struct Behaviour {
     converts: f64,
     retry_after_failure: f64,
     retry_after_silence: f64,
-    is_fraud: bool,
+    /// Pumping traffic: the attack's shape.
+    attack: Option<AttackShape>,
 }
 
 struct RequestFields {
@@ -755,9 +958,9 @@ mod tests {
     }
 
     #[test]
-    fn attacks_are_sequential_and_rarely_approved() {
+    fn attacks_of_every_shape_are_rarely_approved() {
         let cfg = SimConfig {
-            duration_ms: Some(3 * 3_600_000),
+            duration_ms: Some(6 * 3_600_000),
             rate: 5.0,
             fraud_share: 0.05,
             ..Default::default()
@@ -772,5 +975,61 @@ mod tests {
             "{approved} of {} attack verifications approved",
             fraud.len()
         );
+        for shape in AttackShape::ALL {
+            assert!(
+                fraud.iter().any(|t| t.attack == Some(shape.name())),
+                "no {} attack in three hours",
+                shape.name()
+            );
+        }
+        assert!(truths.iter().all(|t| t.is_fraud == t.attack.is_some()));
+    }
+
+    #[test]
+    fn a_sweep_walks_its_range_in_order() {
+        let cfg = SimConfig {
+            duration_ms: Some(3_600_000),
+            rate: 5.0,
+            fraud_share: 0.05,
+            attack_shapes: vec![AttackShape::Sweep],
+            ..Default::default()
+        };
+        let mut sim = Simulator::new(cfg);
+        let mut phones: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        let mut fraud = std::collections::HashSet::new();
+        let mut requests = Vec::new();
+        while let Some(item) = sim.next() {
+            match item {
+                SimItem::Truth(t) if t.is_fraud => {
+                    fraud.insert(t.verification_id);
+                }
+                SimItem::Event(e) => {
+                    let v: serde_json::Value = serde_json::from_slice(&e.payload).unwrap();
+                    if v["type"] == "verification.requested" {
+                        requests.push(v);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for v in requests {
+            if fraud.contains(v["verification_id"].as_str().unwrap()) {
+                let phone = v["phone_number"].as_str().unwrap();
+                let (prefix, last) = phone.split_at(phone.len() - ATTACK_NUMBER_WIDTH);
+                phones
+                    .entry(prefix.to_owned())
+                    .or_default()
+                    .push(last.parse().unwrap());
+            }
+        }
+        assert!(!phones.is_empty());
+        for (prefix, mut numbers) in phones {
+            numbers.sort_unstable();
+            let close = numbers.windows(2).filter(|w| w[1] - w[0] <= 2).count();
+            assert!(
+                close * 10 >= (numbers.len() - 1) * 9,
+                "{prefix}: {numbers:?} is not a sweep"
+            );
+        }
     }
 }

@@ -182,6 +182,8 @@ pub const TENANTS: &[Tenant] = &[
     Tenant {
         id: "shopfast",
         weight: 0.35,
+        // A little real traffic to destinations pumping favours too: traffic
+        // there is not fraud by itself.
         countries: &[
             (1, 0.25),
             (2, 0.15),
@@ -190,6 +192,8 @@ pub const TENANTS: &[Tenant] = &[
             (6, 0.15),
             (7, 0.10),
             (3, 0.10),
+            (10, 0.01),
+            (13, 0.01),
         ],
         peak_hour: 20.0,
         diurnal_depth: 0.7,
@@ -199,7 +203,15 @@ pub const TENANTS: &[Tenant] = &[
     Tenant {
         id: "ridego",
         weight: 0.25,
-        countries: &[(6, 0.35), (7, 0.25), (8, 0.20), (9, 0.15), (0, 0.05)],
+        countries: &[
+            (6, 0.35),
+            (7, 0.25),
+            (8, 0.20),
+            (9, 0.15),
+            (0, 0.05),
+            (11, 0.01),
+            (12, 0.01),
+        ],
         peak_hour: 8.5,
         diurnal_depth: 0.6,
         provider_weights: &[0.1, 0.3, 0.4, 0.1, 0.1],
@@ -225,8 +237,50 @@ pub struct Outage {
     pub end: i64,
 }
 
+/// A slow slide of a route's quality and its recovery: down to `floor` × its
+/// usual level over `ramp`, held there for `hold`, back up over `ramp`. Unlike an
+/// outage, the route still delivers most messages while it degrades: the live
+/// statistics must notice a trend, not a collapse.
+#[derive(Debug, Clone, Copy)]
+pub struct Degradation {
+    pub start: i64,
+    pub ramp: i64,
+    pub hold: i64,
+    pub floor: f64,
+}
+
+impl Degradation {
+    /// The multiplier on the route's quality at `t` (1 outside the episode).
+    fn factor(&self, t: i64) -> f64 {
+        let s = (t - self.start) as f64;
+        let (ramp, hold) = (self.ramp.max(1) as f64, self.hold as f64);
+        let depth = 1.0 - self.floor;
+        if s < 0.0 || s >= 2.0 * ramp + hold {
+            1.0
+        } else if s < ramp {
+            1.0 - depth * s / ramp
+        } else if s < ramp + hold {
+            self.floor
+        } else {
+            self.floor + depth * (s - ramp - hold) / ramp
+        }
+    }
+}
+
+/// How providers behave over time; the defaults are [`SimConfig`](crate::SimConfig)'s.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dynamics {
+    /// Hard outages (3 % delivered, 8–40 min) per simulated day, fleet-wide.
+    pub outages_per_day: f64,
+    /// Slow degradations (to 35–65 % of normal over 10–60 min, held 30 min–3 h)
+    /// per simulated day, fleet-wide.
+    pub degradations_per_day: f64,
+    /// Multiplies each route's slow drift (its amplitude is 0.03–0.12 at 1).
+    pub drift_scale: f64,
+}
+
 /// Per (country, provider) delivery quality: a base level, slow drift, a dip when
-/// the destination is busiest, and outages. Fixed for a seed.
+/// the destination is busiest, degradations and outages. Fixed for a seed.
 pub struct RouteQuality {
     base: f64,
     drift_amplitude: f64,
@@ -235,6 +289,7 @@ pub struct RouteQuality {
     latency_median_ms: f64,
     price_factor: f64,
     outages: Vec<Outage>,
+    degradations: Vec<Degradation>,
 }
 
 pub struct Quality {
@@ -243,8 +298,11 @@ pub struct Quality {
 }
 
 impl Quality {
-    /// Outages are scheduled from `start` to `horizon` (exclusive).
-    pub fn new(seed: u64, start: i64, horizon: i64, outages_per_day: f64) -> Self {
+    /// Outages and degradations are scheduled from `start` to `horizon` (exclusive).
+    pub fn new(seed: u64, start: i64, horizon: i64, dynamics: &Dynamics) -> Self {
+        // Each pair gets its share of the fleet-wide rates.
+        let pairs = (COUNTRIES.len() * PROVIDERS.len()) as f64;
+        let mean_gap = |per_day: f64| 24.0 * HOUR_MS as f64 * pairs / per_day.max(1e-9);
         let routes = COUNTRIES
             .iter()
             .map(|c| {
@@ -255,26 +313,40 @@ impl Quality {
                         let u = |k: &str| trait_unit(seed, &format!("{name}/{k}"));
                         let mut rng = Rng::derive(seed, &format!("{name}/outages"));
                         let mut outages = Vec::new();
-                        // Each pair gets its share of the fleet-wide outage rate.
-                        let pairs = (COUNTRIES.len() * PROVIDERS.len()) as f64;
-                        let mean_gap = 24.0 * HOUR_MS as f64 * pairs / outages_per_day.max(1e-9);
-                        let mut t = start as f64 + rng.exponential(mean_gap);
+                        let gap = mean_gap(dynamics.outages_per_day);
+                        let mut t = start as f64 + rng.exponential(gap);
                         while (t as i64) < horizon {
                             let len = rng.between(8.0, 40.0) * MINUTE_MS as f64;
                             outages.push(Outage {
                                 start: t as i64,
                                 end: (t + len) as i64,
                             });
-                            t += len + rng.exponential(mean_gap);
+                            t += len + rng.exponential(gap);
+                        }
+                        // Its own stream: adding degradations leaves the outages alone.
+                        let mut rng = Rng::derive(seed, &format!("{name}/degradations"));
+                        let mut degradations = Vec::new();
+                        let gap = mean_gap(dynamics.degradations_per_day);
+                        let mut t = start as f64 + rng.exponential(gap);
+                        while (t as i64) < horizon {
+                            let d = Degradation {
+                                start: t as i64,
+                                ramp: (rng.between(10.0, 60.0) * MINUTE_MS as f64) as i64,
+                                hold: (rng.between(30.0, 180.0) * MINUTE_MS as f64) as i64,
+                                floor: rng.between(0.35, 0.65),
+                            };
+                            t += (2 * d.ramp + d.hold) as f64 + rng.exponential(gap);
+                            degradations.push(d);
                         }
                         RouteQuality {
                             base: 0.70 + 0.27 * u("base"),
-                            drift_amplitude: 0.03 + 0.09 * u("drift"),
+                            drift_amplitude: (0.03 + 0.09 * u("drift")) * dynamics.drift_scale,
                             drift_period_ms: (4.0 + 44.0 * u("period")) * HOUR_MS as f64,
                             drift_phase: std::f64::consts::TAU * u("phase"),
                             latency_median_ms: 1_500.0 + 9_000.0 * u("latency"),
                             price_factor: 0.7 + 0.6 * u("price"),
                             outages,
+                            degradations,
                         }
                     })
                     .collect()
@@ -292,7 +364,8 @@ impl Quality {
         let drift = r.drift_amplitude
             * ((t as f64 / r.drift_period_ms) * std::f64::consts::TAU + r.drift_phase).sin();
         let busy = diurnal(local_hour(t, &COUNTRIES[country]), 19.0, 1.0);
-        (r.base + drift - 0.06 * busy).clamp(0.01, 0.99)
+        let degraded: f64 = r.degradations.iter().map(|d| d.factor(t)).product();
+        ((r.base + drift - 0.06 * busy) * degraded).clamp(0.01, 0.99)
     }
 
     pub fn latency_median_ms(&self, country: usize, provider: usize) -> f64 {
@@ -301,5 +374,60 @@ impl Quality {
 
     pub fn price(&self, country: usize, provider: usize) -> f64 {
         COUNTRIES[country].price * self.routes[country][provider].price_factor
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_degradation_slides_down_holds_and_recovers() {
+        let d = Degradation {
+            start: 1_000,
+            ramp: 100,
+            hold: 300,
+            floor: 0.4,
+        };
+        assert_eq!(d.factor(999), 1.0);
+        assert!((d.factor(1_050) - 0.7).abs() < 1e-9, "half way down");
+        assert_eq!(d.factor(1_100), 0.4);
+        assert_eq!(d.factor(1_399), 0.4);
+        assert!((d.factor(1_450) - 0.7).abs() < 1e-9, "half way back");
+        assert_eq!(d.factor(1_500), 1.0);
+    }
+
+    #[test]
+    fn degraded_routes_deliver_less_and_outages_leave_the_schedule_alone() {
+        let day = 24 * HOUR_MS;
+        let calm = Dynamics {
+            outages_per_day: 20.0,
+            degradations_per_day: 0.0,
+            drift_scale: 1.0,
+        };
+        let rough = Dynamics {
+            degradations_per_day: 200.0,
+            ..calm.clone()
+        };
+        let (a, b) = (
+            Quality::new(5, 0, day, &calm),
+            Quality::new(5, 0, day, &rough),
+        );
+        let (mut lower, mut higher) = (0, 0);
+        for c in 0..COUNTRIES.len() {
+            for p in 0..PROVIDERS.len() {
+                assert_eq!(a.routes[c][p].outages.len(), b.routes[c][p].outages.len());
+                for t in (0..day).step_by(600_000) {
+                    let (x, y) = (
+                        a.delivery_probability(c, p, t),
+                        b.delivery_probability(c, p, t),
+                    );
+                    lower += usize::from(y < x - 1e-12);
+                    higher += usize::from(y > x + 1e-12);
+                }
+            }
+        }
+        assert!(lower > 100, "{lower} route-instants degraded");
+        assert_eq!(higher, 0, "a degradation never improves a route");
     }
 }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use veriflow_models::ScoringModels;
-use veriflow_models::vector::{RouteView, fraud_vector, success_vector};
+use veriflow_models::vector::{RouteView, delivery_vector, fraud_vector};
 use veriflow_pipelines::features::FeatureRecord;
 use veriflow_pipelines::{Output, PartitionPipeline, PipelineConfig, ValidationLimits};
 
@@ -156,12 +156,9 @@ fn score_each(models: &ScoringModels, records: &[FeatureRecord]) -> f64 {
     let mut checksum = 0.0f32;
     for r in records {
         let score = models
-            .score(
-                &r.features,
-                &r.request.country,
-                &models.card.providers,
-                |_| RouteView::at(None, r.request.at),
-            )
+            .score(&r.features, &models.card.providers, |_| {
+                RouteView::at(None, r.request.at)
+            })
             .expect("scoring");
         checksum += score.fraud_score;
     }
@@ -169,8 +166,9 @@ fn score_each(models: &ScoringModels, records: &[FeatureRecord]) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
-/// What a batched stream stage would do: one fraud product per batch of
-/// requests, one success product over every (request, provider) row.
+/// What a batched stream stage would do: one fraud and one approval product
+/// per batch of requests, one delivery product over every (request, provider)
+/// row.
 fn score_batched(models: &ScoringModels, records: &[FeatureRecord], batch: usize) -> f64 {
     let card = &models.card;
     let started = Instant::now();
@@ -181,21 +179,27 @@ fn score_batched(models: &ScoringModels, records: &[FeatureRecord], batch: usize
             .map(|r| fraud_vector(&r.features, &card.fraud_features))
             .collect();
         let fraud = models.fraud.predict(&fraud_rows).expect("fraud");
-        let mut success_rows = Vec::with_capacity(chunk.len() * card.providers.len());
-        for (r, row) in chunk.iter().zip(&fraud_rows) {
-            for p in &card.providers {
-                success_rows.push(success_vector(
-                    row,
-                    &RouteView::at(None, r.request.at),
-                    p,
-                    &r.request.country,
-                    &card.providers,
-                    &card.countries,
-                ));
+        let approval = models
+            .approval
+            .calibrated_logits(&fraud_rows)
+            .expect("approval");
+        let mut delivery_rows = Vec::with_capacity(chunk.len() * card.providers.len());
+        for r in chunk {
+            for _provider in &card.providers {
+                delivery_rows.push(delivery_vector(&RouteView::at(None, r.request.at)));
             }
         }
-        let success = models.success.predict(&success_rows).expect("success");
-        checksum += fraud.iter().sum::<f32>() + success.iter().sum::<f32>();
+        let delivery = models
+            .delivery
+            .calibrated_logits(&delivery_rows)
+            .expect("delivery");
+        let per_request = card.providers.len().max(1);
+        let success: f32 = delivery
+            .iter()
+            .enumerate()
+            .map(|(i, d)| models.stack.combine(*d, approval[i / per_request]))
+            .sum();
+        checksum += fraud.iter().sum::<f32>() + success;
     }
     std::hint::black_box(checksum);
     started.elapsed().as_secs_f64()

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 pub use admin::{TopicSpec, ensure_topics};
 pub use follow::follow;
-pub use offsets::{OffsetsReader, TailRecord};
+pub use offsets::{OffsetsReader, TailRecord, TopicRecord};
 pub use sink::KafkaSink;
 pub use source::{KafkaSource, PartitionListener, SourceEvent};
 
