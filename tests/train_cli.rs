@@ -237,6 +237,85 @@ fn train_then_evaluate_on_held_out_traffic() {
     );
 }
 
+/// History can be a topic: `--from kafka://host:port/topic` reads every
+/// partition from the beginning and replays it like a file.
+#[test]
+fn train_from_a_kafka_topic_replays_it_from_the_beginning() {
+    let Scenario {
+        d,
+        dir: sim,
+        events,
+        truth,
+    } = Scenario::new(
+        "train-kafka",
+        &[
+            "--rate",
+            "10",
+            "--duration",
+            "20m",
+            "--seed",
+            "23",
+            "--fraud-share",
+            "0.05",
+        ],
+    );
+    produce_events(&d.brokers, &d.input, &events, 0, None);
+    let models = sim.path().join("models");
+    let train = |from: String, version: &str| {
+        let out = veriflow()
+            .args(["train", "--from", &from, "--truth"])
+            .arg(sim.path().join("events.truth.jsonl"))
+            .arg("--out")
+            .arg(&models)
+            .args(["--version", version, "--epochs", "100"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "train --from {from} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let card: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(models.join(version).join("card.json")).unwrap(),
+        )
+        .unwrap();
+        card
+    };
+    let from_topic = train(format!("kafka://{}/{}", d.brokers, d.input), "k1");
+    let rows = |card: &serde_json::Value| {
+        card["training"]["train_rows"].as_u64().unwrap()
+            + card["training"]["holdout_rows"].as_u64().unwrap()
+    };
+    assert_eq!(
+        rows(&from_topic) as usize,
+        truth.len(),
+        "every verification of the topic replayed"
+    );
+    assert_eq!(
+        from_topic["training"]["source"],
+        format!("kafka://{}/{}", d.brokers, d.input)
+    );
+    let from_file = train(events.display().to_string(), "f1");
+    assert_eq!(rows(&from_file), rows(&from_topic));
+
+    // A topic with nothing in it is a clear error.
+    let empty = unique("train-empty");
+    create_topic(&d.brokers, &empty, 2);
+    let out = veriflow()
+        .args([
+            "train",
+            "--from",
+            &format!("kafka://{}/{empty}", d.brokers),
+            "--truth",
+        ])
+        .arg(sim.path().join("events.truth.jsonl"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("holds no records"), "{stderr}");
+}
+
 /// A new model version is picked up without a restart; a broken one is refused
 /// and the running version stays.
 #[test]
