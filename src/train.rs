@@ -195,6 +195,13 @@ fn print_report(r: &Report) {
         ),
         None => println!("         no provider outage in this history"),
     }
+    if let Some(o) = &r.routing.outage_reaction {
+        println!(
+            "         outage reaction (event time): {} outages, {} never chosen; chosen for at most \
+             {:.0} s after the start (median {:.0} s)",
+            o.outages, o.never_chosen, o.max_s, o.median_s
+        );
+    }
 }
 
 /// Where history comes from: an events file or a Kafka topic.

@@ -63,6 +63,103 @@ pub struct RoutingReport {
     /// steer around a failing provider. `None` when history has no outage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub during_outages: Option<Box<RoutingReport>>,
+    /// How fast the router leaves a route that fails, in event time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outage_reaction: Option<OutageReaction>,
+}
+
+/// For each outage (a route's true P(success) under [`OUTAGE_P_SUCCESS`] for a
+/// run of requests), how long after it began the router last chose that route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutageReaction {
+    pub outages: usize,
+    /// Outages the router never chose the failing route in.
+    pub never_chosen: usize,
+    /// Over the others: the median and the longest time from the outage's
+    /// start to the router's last choice of it, in seconds.
+    pub median_s: f64,
+    pub max_s: f64,
+}
+
+/// Outages as the requests see them, per (country, provider).
+#[derive(Default)]
+struct OutageTracker {
+    open: BTreeMap<(String, String), Episode>,
+    /// Closed episodes' reaction times (`None`: never chosen).
+    closed: Vec<Option<i64>>,
+}
+
+struct Episode {
+    start: i64,
+    /// The router's last choice of the failing route.
+    last_chosen: Option<i64>,
+    /// First attempts the history sent through it in the first two minutes.
+    attempts_early: usize,
+}
+
+/// The window in which a failing route must carry traffic for its outage to be
+/// visible to the statistics at all.
+const REACTION_WINDOW_MS: i64 = 120_000;
+/// The traffic that makes it visible.
+const VISIBLE_ATTEMPTS: usize = 5;
+
+impl OutageTracker {
+    fn observe(&mut self, e: &Example, provider: &str, failing: bool, chosen: bool) {
+        let at = e.requested_at;
+        let sent_through = e.first_provider.as_deref() == Some(provider);
+        let key = (e.country.clone(), provider.to_string());
+        match (failing, self.open.get_mut(&key)) {
+            (true, Some(ep)) => {
+                if chosen {
+                    ep.last_chosen = Some(at);
+                }
+                if sent_through && at < ep.start + REACTION_WINDOW_MS {
+                    ep.attempts_early += 1;
+                }
+            }
+            (true, None) => {
+                let ep = Episode {
+                    start: at,
+                    last_chosen: chosen.then_some(at),
+                    attempts_early: usize::from(sent_through),
+                };
+                self.open.insert(key, ep);
+            }
+            (false, Some(_)) => {
+                if let Some(ep) = self.open.remove(&key) {
+                    self.close(ep);
+                }
+            }
+            (false, None) => {}
+        }
+    }
+
+    /// Episodes whose route carried too little traffic for any statistics to
+    /// see the failure (the history's own routing hardly used it) are left out:
+    /// they say nothing about how fast the router reacts.
+    fn close(&mut self, ep: Episode) {
+        if ep.attempts_early >= VISIBLE_ATTEMPTS {
+            self.closed.push(ep.last_chosen.map(|l| l - ep.start));
+        }
+    }
+
+    fn report(mut self) -> Option<OutageReaction> {
+        for ep in std::mem::take(&mut self.open).into_values() {
+            self.close(ep);
+        }
+        if self.closed.is_empty() {
+            return None;
+        }
+        let mut chosen: Vec<i64> = self.closed.iter().flatten().copied().collect();
+        chosen.sort_unstable();
+        let seconds = |ms: Option<&i64>| ms.map_or(0.0, |ms| *ms as f64 / 1000.0);
+        Some(OutageReaction {
+            outages: self.closed.len(),
+            never_chosen: self.closed.len() - chosen.len(),
+            median_s: seconds(chosen.get(chosen.len() / 2)),
+            max_s: seconds(chosen.last()),
+        })
+    }
 }
 
 /// A route whose true P(success) is below this is in an outage (the
@@ -112,6 +209,7 @@ impl RoutingSums {
             sent_into_outage: per(self.into_outage as f64),
             uniform_into_outage: per(self.uniform_into_outage),
             during_outages,
+            outage_reaction: None,
         }
     }
 }
@@ -391,6 +489,7 @@ pub fn evaluate(
 
     // Routing on legitimate verifications with a truth for each candidate.
     let (mut all, mut outages) = (RoutingSums::default(), RoutingSums::default());
+    let mut reaction = OutageTracker::default();
     for e in examples
         .iter()
         .filter(|e| !e.is_fraud && !e.p_success.is_empty())
@@ -408,8 +507,14 @@ pub fn evaluate(
         if truth.iter().any(|p| *p < OUTAGE_P_SUCCESS) {
             outages.add(&truth, choice);
         }
+        // Choosing a failing route counts only when a healthy one was there.
+        let healthy = truth.iter().any(|p| *p >= OUTAGE_P_SUCCESS);
+        for (i, (provider, p)) in candidates.iter().zip(&truth).enumerate() {
+            reaction.observe(e, provider, *p < OUTAGE_P_SUCCESS, healthy && i == choice);
+        }
     }
-    let routing = all.report((outages.n > 0).then(|| Box::new(outages.report(None))));
+    let mut routing = all.report((outages.n > 0).then(|| Box::new(outages.report(None))));
+    routing.outage_reaction = reaction.report();
     Ok(Report {
         fraud,
         success,

@@ -348,14 +348,14 @@ impl Simulator {
             }
             (country, prefix)
         };
-        let datacenter_ip = |rng: &mut Rng| {
-            format!(
-                "{}.{}.{}.{}",
-                [45, 185, 193, 91][rng.index(4)],
-                rng.int(0, 255),
-                rng.int(0, 255),
-                rng.int(1, 254)
-            )
+        // Half the time a destination the tenant really serves.
+        let own = TENANTS[tenant].countries;
+        let own_or_premium = |rng: &mut Rng| {
+            if rng.chance(0.5) {
+                own[rng.index(own.len())].0
+            } else {
+                premium(rng)
+            }
         };
         // Sizes keep each shape's share of pumping traffic comparable: an
         // attack sends ~45 s × rate requests on average, whatever its shape.
@@ -374,25 +374,9 @@ impl Simulator {
                 )
             }
             AttackShape::Scatter => {
-                // Half the time a destination the tenant really serves.
-                let own = &TENANTS[tenant].countries;
-                let country = if rng.chance(0.5) {
-                    own[rng.index(own.len())].0
-                } else {
-                    premium(rng)
-                };
+                let country = own_or_premium(rng);
                 let ranges = (0..rng.int(3, 8)).map(|_| range(rng, country)).collect();
-                let ips = (0..rng.int(40, 200))
-                    .map(|_| {
-                        format!(
-                            "{}.{}.{}.{}",
-                            rng.int(100, 199),
-                            rng.int(0, 255),
-                            rng.int(0, 255),
-                            rng.int(1, 254)
-                        )
-                    })
-                    .collect();
+                let ips = (0..rng.int(40, 200)).map(|_| residential_ip(rng)).collect();
                 (
                     ranges,
                     ips,
@@ -420,12 +404,7 @@ impl Simulator {
                 )
             }
             AttackShape::Trickle => {
-                let own = &TENANTS[tenant].countries;
-                let country = if rng.chance(0.5) {
-                    own[rng.index(own.len())].0
-                } else {
-                    premium(rng)
-                };
+                let country = own_or_premium(rng);
                 let ranges = (0..rng.int(5, 20)).map(|_| range(rng, country)).collect();
                 let duration_ms = rng.between(1_800_000.0, 7_200_000.0);
                 // ~45 s × rate requests spread over the whole duration.
@@ -529,13 +508,7 @@ impl Simulator {
         let phone = format!("{prefix}{number:0ATTACK_NUMBER_WIDTH$}");
         let ip = if a.ips.is_empty() {
             // A residential proxy network: a new address every time.
-            format!(
-                "{}.{}.{}.{}",
-                rng.int(100, 199),
-                rng.int(0, 255),
-                rng.int(0, 255),
-                rng.int(1, 254)
-            )
+            residential_ip(rng)
         } else {
             a.ips[rng.index(a.ips.len())].clone()
         };
@@ -878,6 +851,28 @@ fn malformed(payload: &[u8], kind: usize) -> Vec<u8> {
             .into_bytes(),
         _ => format!("[{text}]").into_bytes(),
     }
+}
+
+/// An address in the ranges hosting providers announce.
+fn datacenter_ip(rng: &mut Rng) -> String {
+    format!(
+        "{}.{}.{}.{}",
+        [45, 185, 193, 91][rng.index(4)],
+        rng.int(0, 255),
+        rng.int(0, 255),
+        rng.int(1, 254)
+    )
+}
+
+/// An address among those legitimate users have.
+fn residential_ip(rng: &mut Rng) -> String {
+    format!(
+        "{}.{}.{}.{}",
+        rng.int(100, 199),
+        rng.int(0, 255),
+        rng.int(0, 255),
+        rng.int(1, 254)
+    )
 }
 
 fn phone_number(c: &world::Country, h: u64) -> String {
