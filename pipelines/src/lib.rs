@@ -27,6 +27,7 @@ pub mod reject;
 pub mod routes;
 pub mod scoring;
 pub mod time;
+pub mod time_queue;
 pub mod validate;
 
 pub use engine::{CheckpointReport, Engine, PartitionView, Restored};

@@ -11,8 +11,6 @@
 //! [`crate::lifecycle`]); because nothing at or before the deadline can still arrive
 //! without being late, the decision never depends on arrival order.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use foldhash::{HashMap, HashSet};
@@ -32,6 +30,7 @@ use crate::reject::{RejectReason, Rejected, Rejection};
 use crate::routes::{RouteEvent, RouteSnapshot, RouteStats};
 use crate::scoring::ScorerHandle;
 use crate::time::{EventTime, format_rfc3339};
+use crate::time_queue::TimeQueue;
 use crate::validate::{ValidationLimits, parse_event};
 
 /// Settings of the streaming core. See `[pipeline]` in `veriflow.toml`.
@@ -159,18 +158,18 @@ pub struct PartitionPipeline {
     open: HashMap<VerificationKey, Verification>,
     /// Deadlines, lazily invalidated: an entry is live only if it equals the
     /// verification's current deadline.
-    timers: BinaryHeap<Reverse<(EventTime, VerificationKey)>>,
+    timers: TimeQueue<VerificationKey>,
     decided: HashMap<VerificationKey, EventTime>,
-    decided_expiry: BinaryHeap<Reverse<(EventTime, VerificationKey)>>,
+    decided_expiry: TimeQueue<VerificationKey>,
     /// Where the outputs stood at the last checkpoint (see [`SinkPosition`]).
     sink_positions: Vec<SinkPosition>,
     /// Outputs written by a crashed run that the replay has not reached yet.
     already_written: HashSet<OutputId>,
     /// Accepted requests waiting for the watermark, in event-time order.
-    feature_queue: BinaryHeap<Reverse<(EventTime, VerificationKey, FeatureRequest)>>,
+    feature_queue: TimeQueue<(VerificationKey, FeatureRequest)>,
     /// Sends and receipts waiting for the watermark before they count in the
     /// route statistics.
-    route_queue: BinaryHeap<Reverse<(EventTime, VerificationKey, RouteEvent)>>,
+    route_queue: TimeQueue<(VerificationKey, RouteEvent)>,
     /// Shared with [`crate::LiveFeatures`] readers; only this pipeline writes it.
     features: SharedFeatures,
     routes: RouteStats,
@@ -195,13 +194,13 @@ impl PartitionPipeline {
             max_event_time: None,
             event_time_at_last_record: None,
             open: HashMap::default(),
-            timers: BinaryHeap::new(),
+            timers: TimeQueue::default(),
             decided: HashMap::default(),
-            decided_expiry: BinaryHeap::new(),
+            decided_expiry: TimeQueue::default(),
             sink_positions: Vec::new(),
             already_written: HashSet::default(),
-            feature_queue: BinaryHeap::new(),
-            route_queue: BinaryHeap::new(),
+            feature_queue: TimeQueue::default(),
+            route_queue: TimeQueue::default(),
             features: SharedFeatures::default(),
             routes: RouteStats::default(),
             kpi: None,
@@ -350,13 +349,13 @@ impl PartitionPipeline {
                 self.stats.accepted += 1;
                 let after = verification.deadline(cfg.ttl_ms);
                 if after != before || verification.seen.len() == 1 {
-                    self.timers.push(Reverse((after, key)));
+                    self.timers.push(after, key);
                 }
                 if let Some(request) = request {
-                    self.feature_queue.push(Reverse((request.at, key, request)));
+                    self.feature_queue.push(request.at, (key, request));
                 }
                 if let Some(e) = route_event {
-                    self.route_queue.push(Reverse((occurred_at, key, e)));
+                    self.route_queue.push(occurred_at, (key, e));
                 }
             }
         }
@@ -408,21 +407,9 @@ impl PartitionPipeline {
             self.kpi = Some(KpiWindows::new(window_ms));
         }
         loop {
-            let request = self
-                .feature_queue
-                .peek()
-                .map(|Reverse((t, _, _))| *t)
-                .filter(|t| *t < watermark);
-            let route = self
-                .route_queue
-                .peek()
-                .map(|Reverse((t, _, _))| *t)
-                .filter(|t| *t < watermark);
-            let decision = self
-                .timers
-                .peek()
-                .map(|Reverse((d, _))| *d)
-                .filter(|d| *d < watermark);
+            let request = self.feature_queue.peek_time().filter(|t| *t < watermark);
+            let route = self.route_queue.peek_time().filter(|t| *t < watermark);
+            let decision = self.timers.peek_time().filter(|d| *d < watermark);
             // The earliest of the three; ties in that order.
             let next = [(request, 0), (route, 1), (decision, 2)]
                 .into_iter()
@@ -435,11 +422,12 @@ impl PartitionPipeline {
                 Some(_) => self.decide_next(cfg, out),
             }
         }
-        while let Some(Reverse((forget_at, _))) = self.decided_expiry.peek() {
-            if *forget_at >= watermark {
-                break;
-            }
-            if let Some(Reverse((_, key))) = self.decided_expiry.pop() {
+        while self
+            .decided_expiry
+            .peek_time()
+            .is_some_and(|forget_at| forget_at < watermark)
+        {
+            if let Some((_, key)) = self.decided_expiry.pop() {
                 self.decided.remove(&key);
             }
         }
@@ -461,7 +449,7 @@ impl PartitionPipeline {
     }
 
     fn featurize_next(&mut self, cfg: &PipelineConfig, out: &mut Vec<Output>) {
-        let Some(Reverse((requested_at, key, request))) = self.feature_queue.pop() else {
+        let Some((requested_at, (key, request))) = self.feature_queue.pop() else {
             return;
         };
         if let Some(kpi) = &mut self.kpi {
@@ -488,7 +476,7 @@ impl PartitionPipeline {
     /// verification was decided before it (a receipt after the approval) or
     /// never had a request (an orphan) does not count.
     fn count_route_event(&mut self) {
-        let Some(Reverse((at, key, event))) = self.route_queue.pop() else {
+        let Some((at, (key, event))) = self.route_queue.pop() else {
             return;
         };
         let Some(v) = self.open.get(&key) else { return };
@@ -513,7 +501,7 @@ impl PartitionPipeline {
     }
 
     fn decide_next(&mut self, cfg: &PipelineConfig, out: &mut Vec<Output>) {
-        let Some(Reverse((deadline, key))) = self.timers.pop() else {
+        let Some((deadline, key)) = self.timers.pop() else {
             return;
         };
         let live = self
@@ -571,7 +559,7 @@ impl PartitionPipeline {
         }
         let forget_at = deadline.saturating_add(cfg.retention_after_decision_ms);
         self.decided.insert(key, forget_at);
-        self.decided_expiry.push(Reverse((forget_at, key)));
+        self.decided_expiry.push(forget_at, key);
     }
 
     /// Every output leaves through here: one a crashed run already wrote is dropped.
@@ -648,24 +636,8 @@ impl PartitionPipeline {
                 ids.sort();
                 ids
             },
-            feature_queue: {
-                let mut queued: Vec<_> = self
-                    .feature_queue
-                    .iter()
-                    .map(|Reverse(q)| q.clone())
-                    .collect();
-                queued.sort();
-                queued
-            },
-            route_queue: {
-                let mut queued: Vec<_> = self
-                    .route_queue
-                    .iter()
-                    .map(|Reverse(q)| q.clone())
-                    .collect();
-                queued.sort();
-                queued
-            },
+            feature_queue: queued(&self.feature_queue),
+            route_queue: queued(&self.route_queue),
             features: self
                 .features
                 .read()
@@ -684,21 +656,39 @@ impl PartitionPipeline {
         p.event_time_at_last_record = state.max_event_time;
         p.sink_positions = state.sink_positions;
         p.already_written = state.already_written.into_iter().collect();
-        p.feature_queue = state.feature_queue.into_iter().map(Reverse).collect();
-        p.route_queue = state.route_queue.into_iter().map(Reverse).collect();
+        p.feature_queue = state
+            .feature_queue
+            .into_iter()
+            .map(|(t, k, x)| (t, (k, x)))
+            .collect();
+        p.route_queue = state
+            .route_queue
+            .into_iter()
+            .map(|(t, k, x)| (t, (k, x)))
+            .collect();
         p.features = Arc::new(RwLock::new(state.features));
         p.routes = state.routes;
         p.kpi = state.kpi;
         for (key, v) in state.open {
-            p.timers.push(Reverse((v.deadline(cfg.ttl_ms), key)));
+            p.timers.push(v.deadline(cfg.ttl_ms), key);
             p.open.insert(key, v);
         }
         for (key, forget_at) in state.decided {
-            p.decided_expiry.push(Reverse((forget_at, key)));
+            p.decided_expiry.push(forget_at, key);
             p.decided.insert(key, forget_at);
         }
         p
     }
+}
+
+/// A queue's items in release order, as the checkpoint stores them.
+fn queued<T: Ord + Clone>(
+    q: &TimeQueue<(VerificationKey, T)>,
+) -> Vec<(EventTime, VerificationKey, T)> {
+    q.sorted()
+        .into_iter()
+        .map(|(t, (k, x))| (t, *k, x.clone()))
+        .collect()
 }
 
 /// The checkpointed state of one partition.
