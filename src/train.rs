@@ -195,12 +195,21 @@ fn print_report(r: &Report) {
         ),
         None => println!("         no provider outage in this history"),
     }
-    if let Some(o) = &r.routing.outage_reaction {
-        println!(
-            "         outage reaction (event time): {} outages, {} never chosen; chosen for at most \
-             {:.0} s after the start (median {:.0} s)",
-            o.outages, o.never_chosen, o.max_s, o.median_s
-        );
+    match &r.routing.outage_reaction {
+        Some(o) if o.never_chosen == o.outages => println!(
+            "         outage reaction: the router chose none of the {} failing routes while a \
+             healthy one was there",
+            o.outages
+        ),
+        Some(o) => println!(
+            "         outage reaction (event time): of {} outages, {} on a route the router was \
+             choosing; it left them {:.0} s after the start at the median, {:.0} s at most",
+            o.outages,
+            o.outages - o.never_chosen,
+            o.median_s,
+            o.max_s
+        ),
+        None => {}
     }
 }
 
