@@ -95,6 +95,10 @@ enum Command {
         /// Ground truth; default: beside the events (`<name>.truth.jsonl`).
         #[arg(long)]
         truth: Option<PathBuf>,
+        /// For `kafka://` history: the configuration whose `[kafka] properties`
+        /// the reader uses.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Run the pipeline in-process on simulated traffic and show a live summary.
     Demo {
@@ -253,7 +257,8 @@ fn real_main() -> anyhow::Result<()> {
             models,
             from,
             truth,
-        } => train::run_evaluate(&models, &from, truth.as_deref()),
+            config,
+        } => train::run_evaluate(&models, &from, truth.as_deref(), config.as_deref()),
         Command::Demo {
             duration,
             seed,

@@ -17,6 +17,7 @@ use veriflow_models::evaluate::{Report, evaluate, train};
 use veriflow_models::logistic::TrainConfig;
 use veriflow_pipelines::time::parse_rfc3339;
 
+use crate::config::Config;
 use crate::simulate::{Target, default_truth_path};
 
 /// `veriflow train`'s flags.
@@ -27,6 +28,10 @@ pub struct TrainOptions {
     /// (read from the beginning).
     #[arg(long)]
     pub from: History,
+    /// For `kafka://` history: the configuration whose `[kafka] properties`
+    /// (TLS, SASL, ...) the reader uses; `VERIFLOW_KAFKA__*` variables apply too.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Ground truth; default: `<from without .jsonl>.truth.jsonl`.
     #[arg(long)]
     pub truth: Option<PathBuf>,
@@ -50,7 +55,7 @@ pub fn run_train(o: TrainOptions) -> anyhow::Result<()> {
         .as_deref()
         .map(|t| parse_rfc3339(t).with_context(|| format!("--until {t:?} is not an RFC 3339 time")))
         .transpose()?;
-    let mut examples = load(&o.from, o.truth.as_deref())?;
+    let mut examples = load(&o.from, o.truth.as_deref(), o.config.as_deref())?;
     if let Some(until) = until {
         examples.retain(|e| e.requested_at < until);
     }
@@ -87,10 +92,15 @@ pub fn run_train(o: TrainOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run_evaluate(models: &Path, from: &History, truth: Option<&Path>) -> anyhow::Result<()> {
+pub fn run_evaluate(
+    models: &Path,
+    from: &History,
+    truth: Option<&Path>,
+    config: Option<&Path>,
+) -> anyhow::Result<()> {
     let models = ScoringModels::load(models)
         .with_context(|| format!("loading the models in {}", models.display()))?;
-    let examples = load(from, truth)?;
+    let examples = load(from, truth, config)?;
     let report = evaluate(
         &models,
         &examples,
@@ -262,14 +272,15 @@ impl History {
 
     /// The event payloads in arrival order. A topic's partitions are merged by
     /// record timestamp (producer time), each kept in offset order.
-    fn payloads(&self) -> anyhow::Result<Vec<Vec<u8>>> {
+    fn payloads(&self, config: Option<&Path>) -> anyhow::Result<Vec<Vec<u8>>> {
         match self {
             History::File(path) => read_lines(path),
             History::Kafka { brokers, topic } => {
+                let config = Config::load(config)?;
                 let reader = OffsetsReader::new(&KafkaConfig {
                     brokers: brokers.clone(),
                     group_id: "veriflow-train".into(),
-                    properties: Default::default(),
+                    properties: config.kafka.properties,
                 })?;
                 eprintln!("reading {self} from the beginning ...");
                 let mut records = reader
@@ -307,7 +318,11 @@ fn read_lines(events: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
 }
 
 /// Reads events and their truth, and replays them into examples.
-fn load(history: &History, truth: Option<&Path>) -> anyhow::Result<Vec<Example>> {
+fn load(
+    history: &History,
+    truth: Option<&Path>,
+    config: Option<&Path>,
+) -> anyhow::Result<Vec<Example>> {
     let truth_path = truth
         .map(Path::to_path_buf)
         .unwrap_or_else(|| history.default_truth());
@@ -327,7 +342,7 @@ fn load(history: &History, truth: Option<&Path>) -> anyhow::Result<Vec<Example>>
             .with_context(|| format!("{}:{}: not a truth line", truth_path.display(), i + 1))?;
         lines.insert(t.verification_id.clone(), t);
     }
-    let payloads = history.payloads()?;
+    let payloads = history.payloads(config)?;
     eprintln!(
         "replaying {} events through the pipeline ...",
         payloads.len()

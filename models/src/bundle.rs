@@ -37,11 +37,13 @@ pub struct ModelCard {
     pub version: String,
     /// The pipeline's `FEATURE_SCHEMA_VERSION` when trained.
     pub pipeline_feature_schema: u32,
-    /// `schema_id` of `fraud_features` (checked at load).
+    /// `schema_id` of the inputs (checked at load).
     pub feature_schema: String,
     /// The fraud and approval models' inputs, in order.
     pub fraud_features: Vec<String>,
-    /// The delivery model's inputs, in order.
+    /// The delivery model's inputs, in order (absent from cards written before
+    /// the delivery model existed: those are refused as another schema).
+    #[serde(default)]
     pub delivery_features: Vec<String>,
     /// The candidate providers, and the countries seen in training.
     pub providers: Vec<String>,

@@ -413,9 +413,9 @@ pub struct Report {
 
 /// Scores `examples` (which the models did not train on). `constant` is the
 /// trivial success model's prediction (the training mean); `block_threshold`
-/// the fraud threshold to report blocks at (`None`: the one reaching the best
-/// recall within the false-block budget on these very examples, as training
-/// chooses it).
+/// the fraud threshold to report blocks at (the model's own, as it will run;
+/// `None`: the one reaching the best recall within the false-block budget on
+/// these very examples, an upper bound).
 pub fn evaluate(
     models: &ScoringModels,
     examples: &[Example],

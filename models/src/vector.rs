@@ -148,10 +148,17 @@ pub fn delivery_vector(route: &RouteView) -> Vec<f32> {
 }
 
 /// The feature schema a model was trained on: the pipeline's version plus a
-/// digest of the names in order. Loading checks it.
-pub fn schema_id(names: &[String]) -> String {
+/// digest of the fraud features' names and the delivery inputs' names, in
+/// order. Loading checks it. (Rename a delivery input when its meaning
+/// changes, e.g. another shrinkage: the names are the schema.)
+pub fn schema_id(fraud_names: &[String]) -> String {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(names.join("\n").as_bytes());
+    let all: Vec<&str> = fraud_names
+        .iter()
+        .map(String::as_str)
+        .chain(DELIVERY_FEATURE_NAMES)
+        .collect();
+    let digest = Sha256::digest(all.join("\n").as_bytes());
     let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     format!("v{FEATURE_SCHEMA_VERSION}-{hex}")
 }
