@@ -90,8 +90,8 @@ enum Command {
         #[arg(long)]
         models: PathBuf,
         /// An events file, or `kafka://host:port/topic` (read from the beginning).
-        #[arg(long)]
-        from: train::History,
+        #[arg(long, value_parser = train::parse_history)]
+        from: simulate::Target,
         /// Ground truth; default: beside the events (`<name>.truth.jsonl`).
         #[arg(long)]
         truth: Option<PathBuf>,

@@ -26,8 +26,8 @@ pub struct TrainOptions {
     /// The history: an events file (one JSON per line, in arrival order, as
     /// `veriflow simulate --out file://…` writes) or `kafka://host:port/topic`
     /// (read from the beginning).
-    #[arg(long)]
-    pub from: History,
+    #[arg(long, value_parser = parse_history)]
+    pub from: Target,
     /// For `kafka://` history: the configuration whose `[kafka] properties`
     /// (TLS, SASL, ...) the reader uses; `VERIFLOW_KAFKA__*` variables apply too.
     #[arg(long)]
@@ -94,7 +94,7 @@ pub fn run_train(o: TrainOptions) -> anyhow::Result<()> {
 
 pub fn run_evaluate(
     models: &Path,
-    from: &History,
+    from: &Target,
     truth: Option<&Path>,
     config: Option<&Path>,
 ) -> anyhow::Result<()> {
@@ -223,74 +223,34 @@ fn print_report(r: &Report) {
     }
 }
 
-/// Where history comes from: an events file or a Kafka topic.
-#[derive(Debug, Clone)]
-pub enum History {
-    File(PathBuf),
-    Kafka { brokers: String, topic: String },
-}
-
-impl std::str::FromStr for History {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s.starts_with("kafka://") || s.starts_with("file://") {
-            return Ok(match s.parse::<Target>()? {
-                Target::File(path) => History::File(path),
-                Target::Kafka { brokers, topic } => History::Kafka { brokers, topic },
-            });
-        }
-        Ok(History::File(PathBuf::from(s)))
+/// History for `--from`: `kafka://host:port/topic`, `file://path`, or a plain path.
+pub fn parse_history(s: &str) -> Result<Target, String> {
+    if s.starts_with("kafka://") || s.starts_with("file://") {
+        s.parse()
+    } else {
+        Ok(Target::File(PathBuf::from(s)))
     }
 }
 
-impl std::fmt::Display for History {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            History::File(path) => write!(f, "{}", path.display()),
-            History::Kafka { brokers, topic } => write!(f, "kafka://{brokers}/{topic}"),
-        }
-    }
-}
-
-impl History {
-    /// The ground truth `veriflow simulate` writes beside this history.
-    fn default_truth(&self) -> PathBuf {
-        match self {
-            History::File(path) => {
-                let name = path.to_string_lossy();
-                PathBuf::from(match name.strip_suffix(".jsonl") {
-                    Some(stem) => format!("{stem}.truth.jsonl"),
-                    None => format!("{name}.truth.jsonl"),
-                })
-            }
-            History::Kafka { brokers, topic } => default_truth_path(&Target::Kafka {
+/// The event payloads of `history` in arrival order. A topic's partitions are
+/// merged by record timestamp (producer time), each kept in offset order.
+fn payloads(history: &Target, config: Option<&Path>) -> anyhow::Result<Vec<Vec<u8>>> {
+    match history {
+        Target::File(path) => read_lines(path),
+        Target::Kafka { brokers, topic } => {
+            let config = Config::load(config)?;
+            let reader = OffsetsReader::new(&KafkaConfig {
                 brokers: brokers.clone(),
-                topic: topic.clone(),
-            }),
-        }
-    }
-
-    /// The event payloads in arrival order. A topic's partitions are merged by
-    /// record timestamp (producer time), each kept in offset order.
-    fn payloads(&self, config: Option<&Path>) -> anyhow::Result<Vec<Vec<u8>>> {
-        match self {
-            History::File(path) => read_lines(path),
-            History::Kafka { brokers, topic } => {
-                let config = Config::load(config)?;
-                let reader = OffsetsReader::new(&KafkaConfig {
-                    brokers: brokers.clone(),
-                    group_id: "veriflow-train".into(),
-                    properties: config.kafka.properties,
-                })?;
-                eprintln!("reading {self} from the beginning ...");
-                let mut records = reader
-                    .read_topic(topic)
-                    .with_context(|| format!("reading {self}"))?;
-                anyhow::ensure!(!records.is_empty(), "{self} holds no records");
-                records
-                    .sort_by_key(|r| (r.timestamp_ms.unwrap_or(i64::MAX), r.partition, r.offset));
-                Ok(records.into_iter().map(|r| r.payload).collect())
-            }
+                group_id: "veriflow-train".into(),
+                properties: config.kafka.properties,
+            })?;
+            eprintln!("reading {history} from the beginning ...");
+            let mut records = reader
+                .read_topic(topic)
+                .with_context(|| format!("reading {history}"))?;
+            anyhow::ensure!(!records.is_empty(), "{history} holds no records");
+            records.sort_by_key(|r| (r.timestamp_ms.unwrap_or(i64::MAX), r.partition, r.offset));
+            Ok(records.into_iter().map(|r| r.payload).collect())
         }
     }
 }
@@ -319,13 +279,13 @@ fn read_lines(events: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
 
 /// Reads events and their truth, and replays them into examples.
 fn load(
-    history: &History,
+    history: &Target,
     truth: Option<&Path>,
     config: Option<&Path>,
 ) -> anyhow::Result<Vec<Example>> {
     let truth_path = truth
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| history.default_truth());
+        .unwrap_or_else(|| default_truth_path(history));
     let mut lines: HashMap<String, TruthLine> = HashMap::new();
     let file = std::fs::File::open(&truth_path).with_context(|| {
         format!(
@@ -342,7 +302,7 @@ fn load(
             .with_context(|| format!("{}:{}: not a truth line", truth_path.display(), i + 1))?;
         lines.insert(t.verification_id.clone(), t);
     }
-    let payloads = history.payloads(config)?;
+    let payloads = payloads(history, config)?;
     eprintln!(
         "replaying {} events through the pipeline ...",
         payloads.len()

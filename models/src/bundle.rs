@@ -153,7 +153,7 @@ impl ScoringModels {
     pub fn success(&self, fraud_row: &[f32], routes: &[RouteView]) -> Result<Vec<f32>, ModelError> {
         let approval = self
             .approval
-            .calibrated_logits(&[fraud_row.to_vec()])?
+            .calibrated_logits(&[fraud_row])?
             .first()
             .copied()
             .unwrap_or_default();

@@ -126,13 +126,14 @@ impl Logistic {
         })
     }
 
-    /// The uncalibrated logit of each row, as one batched product.
-    pub fn logits(&self, rows: &[Vec<f32>]) -> Result<Vec<f32>, ModelError> {
+    /// The uncalibrated logit of each row, as one batched product. Rows may
+    /// be owned or borrowed (`&[f32]`: one request's row, without a copy).
+    pub fn logits<R: AsRef<[f32]>>(&self, rows: &[R]) -> Result<Vec<f32>, ModelError> {
         let d = self.weights.len();
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        if let Some(bad) = rows.iter().find(|r| r.len() != d) {
+        if let Some(bad) = rows.iter().map(AsRef::as_ref).find(|r| r.len() != d) {
             return Err(ModelError::Width {
                 expected: d,
                 found: bad.len(),
@@ -144,7 +145,7 @@ impl Logistic {
             return Ok(rows
                 .iter()
                 .map(|r| {
-                    standardize(r, &self.mean, &self.std)
+                    standardize(r.as_ref(), &self.mean, &self.std)
                         .zip(&self.weights)
                         .map(|(x, w)| x * w)
                         .sum::<f32>()
@@ -154,7 +155,7 @@ impl Logistic {
         }
         let flat: Vec<f32> = rows
             .iter()
-            .flat_map(|r| standardize(r, &self.mean, &self.std))
+            .flat_map(|r| standardize(r.as_ref(), &self.mean, &self.std))
             .collect();
         let dev = Device::Cpu;
         let xs = Tensor::from_vec(flat, (rows.len(), d), &dev)?;
@@ -164,13 +165,13 @@ impl Logistic {
     }
 
     /// Calibrated logits: [`Self::predict`] before the sigmoid.
-    pub fn calibrated_logits(&self, rows: &[Vec<f32>]) -> Result<Vec<f32>, ModelError> {
+    pub fn calibrated_logits<R: AsRef<[f32]>>(&self, rows: &[R]) -> Result<Vec<f32>, ModelError> {
         let (a, b) = self.platt;
         Ok(self.logits(rows)?.into_iter().map(|z| a * z + b).collect())
     }
 
     /// Calibrated probabilities.
-    pub fn predict(&self, rows: &[Vec<f32>]) -> Result<Vec<f32>, ModelError> {
+    pub fn predict<R: AsRef<[f32]>>(&self, rows: &[R]) -> Result<Vec<f32>, ModelError> {
         Ok(self
             .calibrated_logits(rows)?
             .into_iter()

@@ -104,7 +104,7 @@ impl RouteView {
 }
 
 /// What a route without history is assumed to deliver.
-pub const DELIVERY_PRIOR: f64 = 0.85;
+const DELIVERY_PRIOR: f64 = 0.85;
 
 /// The posterior mean of a rate: `hits` of `n` plus `weight` pseudo-observations at `prior`.
 fn shrink(hits: f64, n: f64, prior: f64, weight: f64) -> f64 {
@@ -112,7 +112,7 @@ fn shrink(hits: f64, n: f64, prior: f64, weight: f64) -> f64 {
 }
 
 /// ln(p / (1 − p)), kept finite.
-pub fn logit(p: f64) -> f32 {
+fn logit(p: f64) -> f32 {
     let p = p.clamp(1e-4, 1.0 - 1e-4);
     (p / (1.0 - p)).ln() as f32
 }

@@ -166,7 +166,7 @@ pub struct RouteStats {
 
 impl RouteStats {
     /// Counts `c` for the route (`country`, `provider`) at event time `at`.
-    pub fn record(&mut self, country: &Text, provider: &Text, at: EventTime, c: Counts) {
+    fn record(&mut self, country: &Text, provider: &Text, at: EventTime, c: Counts) {
         let key = (country.clone(), provider.clone());
         self.routes.entry(key.clone()).or_default().add(at, c);
         if !self.changed.contains(&key) {
