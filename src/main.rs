@@ -1,20 +1,7 @@
-//! The `veriflow` command line.
+//! The `veriflow` command line: flags parsed into validated options, then
+//! handed to `veriflow-runtime`. CLI and glue only.
 
-mod api_server;
-mod config;
-mod demo;
-mod forecast_eval;
-mod kpi_stage;
-mod live_scoring;
-mod metrics;
-mod pace;
-mod routes_view;
-mod run;
-mod scoring_stage;
-mod simulate;
-mod summary;
 mod train;
-mod webhook_fanout;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,12 +9,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-
-use clap::{Parser, Subcommand};
-use veriflow_pipelines::time::{parse_duration_ms, parse_rfc3339};
+use clap::{Args, Parser, Subcommand};
+use veriflow_common::config::parse_duration;
+use veriflow_connectors::kafka::KafkaBroker;
+use veriflow_pipelines::time::parse_rfc3339;
+use veriflow_runtime::Config;
+use veriflow_runtime::demo::DemoOptions;
+use veriflow_runtime::forecast_eval::EvalOptions;
+use veriflow_runtime::simulate::{SimulateOptions, Target};
 use veriflow_simulator::SimConfig;
-
-use config::Config;
 
 /// Many small, short-lived allocations per event: mimalloc is markedly faster here
 /// than glibc malloc (see bench/REPORT.md).
@@ -49,125 +39,137 @@ struct Cli {
 enum Command {
     /// Consume verification events from Kafka and write outcomes, dead letters and
     /// late events back to Kafka, checkpointing as it goes.
-    Run {
-        /// TOML configuration (see veriflow.toml). Env: VERIFLOW_SECTION__KEY.
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// Overrides kafka.brokers.
-        #[arg(long)]
-        brokers: Option<String>,
-        /// Overrides kafka.group_id.
-        #[arg(long)]
-        group: Option<String>,
-        /// Overrides checkpoint.dir.
-        #[arg(long)]
-        checkpoint_dir: Option<PathBuf>,
-        /// Stop at the end of the input: decide every open verification, commit, exit.
-        #[arg(long)]
-        until_end: bool,
-    },
+    Run(RunArgs),
     /// Serve the HTTP API only (tenants, API keys, templates), until Ctrl-C.
-    Api {
-        /// TOML configuration (see veriflow.toml). Env: VERIFLOW_SECTION__KEY.
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// Overrides api.listen.
-        #[arg(long)]
-        listen: Option<String>,
-        /// Overrides api.database_url.
-        #[arg(long)]
-        database_url: Option<String>,
-    },
+    Api(ApiArgs),
     /// Score the demand forecasts on simulated days (MASE and sMAPE against the
     /// seasonal-naive forecast, by horizon).
-    ForecastEval(forecast_eval::EvalOptions),
+    ForecastEval(ForecastEvalArgs),
     /// Train the scoring models (fraud, delivery success) from history: events
     /// replayed through the pipeline, labelled by their ground truth.
     Train(train::TrainOptions),
     /// Print a trained model version's metrics and routing report on (other) history.
-    Evaluate {
-        /// A model version directory (`models/trained/<version>`).
-        #[arg(long)]
-        models: PathBuf,
-        /// An events file, or `kafka://host:port/topic` (read from the beginning).
-        #[arg(long, value_parser = train::parse_history)]
-        from: simulate::Target,
-        /// Ground truth; default: beside the events (`<name>.truth.jsonl`).
-        #[arg(long)]
-        truth: Option<PathBuf>,
-        /// For `kafka://` history: the configuration whose `[kafka] properties`
-        /// the reader uses.
-        #[arg(long)]
-        config: Option<PathBuf>,
-    },
+    Evaluate(train::EvaluateOptions),
     /// Run the pipeline in-process on simulated traffic and show a live summary.
-    Demo {
-        /// Wall-clock run time (e.g. 30s); runs until Ctrl-C when omitted.
-        #[arg(long, value_parser = parse_std_duration)]
-        duration: Option<Duration>,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Verification requests per simulated second.
-        #[arg(long, default_value_t = 200.0)]
-        rate: f64,
-        /// Simulated seconds per wall second, or `max`.
-        #[arg(long, default_value = "120", value_parser = parse_speed)]
-        speed: Speed,
-        /// Share of verifications that are SMS-pumping attacks.
-        #[arg(long, default_value_t = 0.03)]
-        fraud_share: f64,
-    },
+    Demo(DemoArgs),
     /// Produce simulated contract events (and a ground-truth file) to Kafka or a file.
-    Simulate {
-        /// Verification requests per simulated second.
-        #[arg(long)]
-        rate: f64,
-        /// Span of simulated request times (e.g. 10m, 2h).
-        #[arg(long, value_parser = parse_ms)]
-        duration: i64,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// kafka://host:port/topic or file://path/events.jsonl
-        #[arg(long)]
-        out: simulate::Target,
-        /// Ground-truth JSON lines (default: beside the events, or <topic>.truth.jsonl).
-        #[arg(long)]
-        truth: Option<PathBuf>,
-        /// Simulated start (RFC 3339).
-        #[arg(long, default_value = "2026-01-05T00:00:00Z", value_parser = parse_instant)]
-        start: i64,
-        #[arg(long, default_value_t = 0.02)]
-        fraud_share: f64,
-        /// Attack shapes to draw pumping traffic from, comma-separated: sweep,
-        /// scatter, single-source, trickle (default: all four).
-        #[arg(long, value_delimiter = ',')]
-        attacks: Vec<veriflow_simulator::AttackShape>,
-        /// Hard provider outages per simulated day, fleet-wide.
-        #[arg(long, default_value_t = 8.0)]
-        outages_per_day: f64,
-        /// Slow provider degradations per simulated day, fleet-wide.
-        #[arg(long, default_value_t = 4.0)]
-        degradations_per_day: f64,
-        /// Multiplies every route's slow quality drift (0 = none).
-        #[arg(long, default_value_t = 1.0)]
-        drift_scale: f64,
-        /// Share of events delivered twice.
-        #[arg(long, default_value_t = 0.01)]
-        duplicate_share: f64,
-        /// Share of events followed by a malformed message.
-        #[arg(long, default_value_t = 0.0)]
-        malformed_share: f64,
-        /// Largest delay between an event and its arrival; keep it within the
-        /// engine's allowed lateness.
-        #[arg(long, default_value = "60s", value_parser = parse_ms)]
-        max_delay: i64,
-        /// Partitions if the topic must be created.
-        #[arg(long, default_value_t = 4)]
-        partitions: i32,
-        /// Simulated seconds per wall second, or `max`.
-        #[arg(long, default_value = "max", value_parser = parse_speed)]
-        speed: Speed,
-    },
+    Simulate(SimulateArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// TOML configuration (see veriflow.toml). Env: VERIFLOW_SECTION__KEY.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Overrides kafka.brokers.
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Overrides kafka.group_id.
+    #[arg(long)]
+    group: Option<String>,
+    /// Overrides checkpoint.dir.
+    #[arg(long)]
+    checkpoint_dir: Option<PathBuf>,
+    /// Stop at the end of the input: decide every open verification, commit, exit.
+    #[arg(long)]
+    until_end: bool,
+}
+
+#[derive(Args)]
+struct ApiArgs {
+    /// TOML configuration (see veriflow.toml). Env: VERIFLOW_SECTION__KEY.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Overrides api.listen.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Overrides api.database_url.
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+#[derive(Args)]
+struct ForecastEvalArgs {
+    #[arg(long, default_value_t = 6)]
+    days: u32,
+    /// Verification requests per simulated second.
+    #[arg(long, default_value_t = 2.0)]
+    rate: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Days of history before scoring starts.
+    #[arg(long, default_value_t = 2)]
+    warmup_days: u32,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Wall-clock run time (e.g. 30s); runs until Ctrl-C when omitted.
+    #[arg(long, value_parser = parse_std_duration)]
+    duration: Option<Duration>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Verification requests per simulated second.
+    #[arg(long, default_value_t = 200.0)]
+    rate: f64,
+    /// Simulated seconds per wall second, or `max`.
+    #[arg(long, default_value = "120", value_parser = parse_speed)]
+    speed: Speed,
+    /// Share of verifications that are SMS-pumping attacks.
+    #[arg(long, default_value_t = 0.03)]
+    fraud_share: f64,
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// Verification requests per simulated second.
+    #[arg(long)]
+    rate: f64,
+    /// Span of simulated request times (e.g. 10m, 2h).
+    #[arg(long, value_parser = parse_ms)]
+    duration: i64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// kafka://host:port/topic or file://path/events.jsonl
+    #[arg(long)]
+    out: Target,
+    /// Ground-truth JSON lines (default: beside the events, or <topic>.truth.jsonl).
+    #[arg(long)]
+    truth: Option<PathBuf>,
+    /// Simulated start (RFC 3339).
+    #[arg(long, default_value = "2026-01-05T00:00:00Z", value_parser = parse_instant)]
+    start: i64,
+    #[arg(long, default_value_t = 0.02)]
+    fraud_share: f64,
+    /// Attack shapes to draw pumping traffic from, comma-separated: sweep,
+    /// scatter, single-source, trickle (default: all four).
+    #[arg(long, value_delimiter = ',')]
+    attacks: Vec<veriflow_simulator::AttackShape>,
+    /// Hard provider outages per simulated day, fleet-wide.
+    #[arg(long, default_value_t = 8.0)]
+    outages_per_day: f64,
+    /// Slow provider degradations per simulated day, fleet-wide.
+    #[arg(long, default_value_t = 4.0)]
+    degradations_per_day: f64,
+    /// Multiplies every route's slow quality drift (0 = none).
+    #[arg(long, default_value_t = 1.0)]
+    drift_scale: f64,
+    /// Share of events delivered twice.
+    #[arg(long, default_value_t = 0.01)]
+    duplicate_share: f64,
+    /// Share of events followed by a malformed message.
+    #[arg(long, default_value_t = 0.0)]
+    malformed_share: f64,
+    /// Largest delay between an event and its arrival; keep it within the
+    /// engine's allowed lateness.
+    #[arg(long, default_value = "60s", value_parser = parse_ms)]
+    max_delay: i64,
+    /// Partitions if the topic must be created.
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    /// Simulated seconds per wall second, or `max`.
+    #[arg(long, default_value = "max", value_parser = parse_speed)]
+    speed: Speed,
 }
 
 #[derive(Clone, Copy)]
@@ -183,13 +185,13 @@ fn parse_speed(s: &str) -> Result<Speed, String> {
     }
 }
 
-fn parse_ms(s: &str) -> Result<i64, String> {
-    parse_duration_ms(s)
+fn parse_std_duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s)
         .ok_or_else(|| format!("`{s}` is not a duration (examples: 500ms, 30s, 10m, 2h)"))
 }
 
-fn parse_std_duration(s: &str) -> Result<Duration, String> {
-    parse_ms(s).map(|ms| Duration::from_millis(ms as u64))
+fn parse_ms(s: &str) -> Result<i64, String> {
+    parse_std_duration(s).map(|d| d.as_millis() as i64)
 }
 
 fn parse_instant(s: &str) -> Result<i64, String> {
@@ -215,125 +217,98 @@ fn real_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let shutdown = install_shutdown_handler()?;
     match cli.command {
-        Command::Run {
-            config,
-            brokers,
-            group,
-            checkpoint_dir,
-            until_end,
-        } => {
-            let mut config = Config::load(config.as_deref())?;
-            if let Some(b) = brokers {
+        Command::Run(a) => {
+            let mut config = Config::load(a.config.as_deref())?;
+            if let Some(b) = a.brokers {
                 config.kafka.brokers = b;
             }
-            if let Some(g) = group {
+            if let Some(g) = a.group {
                 config.kafka.group_id = g;
             }
-            if let Some(d) = checkpoint_dir {
+            if let Some(d) = a.checkpoint_dir {
                 config.checkpoint.dir = d;
             }
-            run::run(&config, run::RunOptions { until_end }, shutdown)
+            let broker = KafkaBroker::new(config.kafka.clone());
+            let options = veriflow_runtime::RunOptions {
+                until_end: a.until_end,
+            };
+            Ok(veriflow_runtime::run(&config, &broker, options, shutdown)?)
         }
-        Command::Api {
-            config,
-            listen,
-            database_url,
-        } => {
-            let mut config = Config::load(config.as_deref())?;
-            if let Some(l) = listen {
-                config.api.listen = l;
+        Command::Api(a) => {
+            let mut config = Config::load(a.config.as_deref())?;
+            if let Some(l) = a.listen {
+                config.api.listen = (l != "off").then_some(l);
             }
-            if let Some(d) = database_url {
+            if let Some(d) = a.database_url {
                 config.api.database_url = d;
             }
-            anyhow::ensure!(config.api.listen != "off", "api.listen is \"off\"");
-            let server = api_server::ApiServer::start(&config, shutdown)?;
-            eprintln!("veriflow API on http://{}/ (Ctrl-C stops)", server.addr);
-            server.join()
+            anyhow::ensure!(config.api.listen.is_some(), "api.listen is \"off\"");
+            Ok(veriflow_runtime::serve_api(&config, shutdown)?)
         }
-        Command::ForecastEval(options) => forecast_eval::forecast_eval(options),
+        Command::ForecastEval(a) => Ok(veriflow_runtime::forecast_eval::forecast_eval(
+            EvalOptions {
+                days: a.days,
+                rate: a.rate,
+                seed: a.seed,
+                warmup_days: a.warmup_days,
+            },
+        )?),
         Command::Train(options) => train::run_train(options),
-        Command::Evaluate {
-            models,
-            from,
-            truth,
-            config,
-        } => train::run_evaluate(&models, &from, truth.as_deref(), config.as_deref()),
-        Command::Demo {
-            duration,
-            seed,
-            rate,
-            speed,
-            fraud_share,
-        } => demo::demo(
-            demo::DemoOptions {
-                duration,
-                seed,
-                rate,
-                speed: speed.0,
-                fraud_share,
+        Command::Evaluate(options) => train::run_evaluate(options),
+        Command::Demo(a) => Ok(veriflow_runtime::demo::demo(
+            DemoOptions {
+                duration: a.duration,
+                seed: a.seed,
+                rate: a.rate,
+                speed: a.speed.0,
+                fraud_share: a.fraud_share,
                 partitions: 4,
             },
             shutdown,
-        ),
-        Command::Simulate {
-            rate,
-            duration,
-            seed,
-            out,
-            truth,
-            start,
-            fraud_share,
-            attacks,
-            outages_per_day,
-            degradations_per_day,
-            drift_scale,
-            duplicate_share,
-            malformed_share,
-            max_delay,
-            partitions,
-            speed,
-        } => {
-            anyhow::ensure!(rate > 0.0, "--rate must be positive");
-            for (flag, value) in [
-                ("--outages-per-day", outages_per_day),
-                ("--degradations-per-day", degradations_per_day),
-                ("--drift-scale", drift_scale),
-            ] {
-                anyhow::ensure!(
-                    value >= 0.0 && value.is_finite(),
-                    "{flag} must be a number ≥ 0"
-                );
-            }
-            let defaults = SimConfig::default();
-            let sim = SimConfig {
-                seed,
-                start,
-                duration_ms: Some(duration),
-                rate,
-                fraud_share,
-                attack_shapes: if attacks.is_empty() {
-                    defaults.attack_shapes.clone()
-                } else {
-                    attacks
-                },
-                outages_per_day,
-                degradations_per_day,
-                drift_scale,
-                duplicate_share,
-                malformed_share,
-                max_arrival_delay_ms: max_delay,
-                ..defaults
-            };
-            simulate::simulate(simulate::SimulateOptions {
-                sim,
-                out,
-                truth,
-                partitions,
-                speed: speed.0,
-            })
-        }
+        )?),
+        Command::Simulate(a) => simulate(a),
     }
+}
+
+fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.rate > 0.0, "--rate must be positive");
+    for (flag, value) in [
+        ("--outages-per-day", a.outages_per_day),
+        ("--degradations-per-day", a.degradations_per_day),
+        ("--drift-scale", a.drift_scale),
+    ] {
+        anyhow::ensure!(
+            value >= 0.0 && value.is_finite(),
+            "{flag} must be a number ≥ 0"
+        );
+    }
+    let defaults = SimConfig::default();
+    let sim = SimConfig {
+        seed: a.seed,
+        start: a.start,
+        duration_ms: Some(a.duration),
+        rate: a.rate,
+        fraud_share: a.fraud_share,
+        attack_shapes: if a.attacks.is_empty() {
+            defaults.attack_shapes.clone()
+        } else {
+            a.attacks
+        },
+        outages_per_day: a.outages_per_day,
+        degradations_per_day: a.degradations_per_day,
+        drift_scale: a.drift_scale,
+        duplicate_share: a.duplicate_share,
+        malformed_share: a.malformed_share,
+        max_arrival_delay_ms: a.max_delay,
+        ..defaults
+    };
+    Ok(veriflow_runtime::simulate::simulate(SimulateOptions {
+        sim,
+        out: a.out,
+        truth: a.truth,
+        partitions: a.partitions,
+        speed: a.speed.0,
+    })?)
 }
 
 /// First Ctrl-C / SIGTERM: finish cleanly. Second: leave at once.

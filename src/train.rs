@@ -1,24 +1,18 @@
-//! `veriflow train` and `veriflow evaluate`: the scoring models from history.
-//!
-//! History is an events file in arrival order (what `veriflow simulate --out`
-//! writes) or a Kafka topic read from the beginning, with its ground truth
-//! beside it (`<name>.truth.jsonl`, `<topic>.truth.jsonl`). Events are replayed
-//! through the stream's own pipeline code (`veriflow_models::dataset::replay`).
+//! `veriflow train` and `veriflow evaluate`: the scoring models from history
+//! (read and replayed by `veriflow_runtime::history`), and their reports.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
-use veriflow_connectors::kafka::{KafkaConfig, OffsetsReader};
 use veriflow_models::ScoringModels;
-use veriflow_models::dataset::{Example, TruthLine, replay};
+use veriflow_models::dataset::Example;
 use veriflow_models::evaluate::{Report, evaluate, train};
 use veriflow_models::logistic::TrainConfig;
 use veriflow_pipelines::time::parse_rfc3339;
-
-use crate::config::Config;
-use crate::simulate::{Target, default_truth_path};
+use veriflow_runtime::Config;
+use veriflow_runtime::history::{load, parse_history};
+use veriflow_runtime::scoring::trained_under_other_settings;
+use veriflow_runtime::simulate::Target;
 
 /// `veriflow train`'s flags.
 #[derive(clap::Args)]
@@ -28,8 +22,10 @@ pub struct TrainOptions {
     /// (read from the beginning).
     #[arg(long, value_parser = parse_history)]
     pub from: Target,
-    /// For `kafka://` history: the configuration whose `[kafka] properties`
-    /// (TLS, SASL, ...) the reader uses; `VERIFLOW_KAFKA__*` variables apply too.
+    /// The configuration the stream runs with: its `[pipeline]` settings are
+    /// the ones history is replayed with (recorded in the model card), and
+    /// `kafka://` history uses its `[kafka] properties` (TLS, SASL, ...);
+    /// `VERIFLOW_*` variables apply too.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Ground truth; default: `<from without .jsonl>.truth.jsonl`.
@@ -49,13 +45,32 @@ pub struct TrainOptions {
     pub epochs: usize,
 }
 
+/// `veriflow evaluate`'s flags.
+#[derive(clap::Args)]
+pub struct EvaluateOptions {
+    /// A model version directory (`models/trained/<version>`).
+    #[arg(long)]
+    pub models: PathBuf,
+    /// An events file, or `kafka://host:port/topic` (read from the beginning).
+    #[arg(long, value_parser = parse_history)]
+    pub from: Target,
+    /// Ground truth; default: beside the events (`<name>.truth.jsonl`).
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+    /// The configuration whose `[pipeline]` settings history is replayed with
+    /// (and whose `[kafka] properties` a `kafka://` reader uses).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
 pub fn run_train(o: TrainOptions) -> anyhow::Result<()> {
     let until = o
         .until
         .as_deref()
         .map(|t| parse_rfc3339(t).with_context(|| format!("--until {t:?} is not an RFC 3339 time")))
         .transpose()?;
-    let mut examples = load(&o.from, o.truth.as_deref(), o.config.as_deref())?;
+    let config = Config::load(o.config.as_deref())?;
+    let (mut examples, history) = load(&o.from, o.truth.as_deref(), &config)?;
     if let Some(until) = until {
         examples.retain(|e| e.requested_at < until);
     }
@@ -78,11 +93,11 @@ pub fn run_train(o: TrainOptions) -> anyhow::Result<()> {
         examples.len(),
         o.epochs
     );
-    let config = TrainConfig {
+    let train_config = TrainConfig {
         epochs: o.epochs,
         ..TrainConfig::default()
     };
-    let models = train(&examples, &o.from.to_string(), &version, o.seed, &config)?;
+    let models = train(&examples, &history, &version, o.seed, &train_config)?;
     let dir = o.out.join(&version);
     models
         .save(&dir)
@@ -92,15 +107,11 @@ pub fn run_train(o: TrainOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run_evaluate(
-    models: &Path,
-    from: &Target,
-    truth: Option<&Path>,
-    config: Option<&Path>,
-) -> anyhow::Result<()> {
-    let models = ScoringModels::load(models)
-        .with_context(|| format!("loading the models in {}", models.display()))?;
-    let examples = load(from, truth, config)?;
+pub fn run_evaluate(o: EvaluateOptions) -> anyhow::Result<()> {
+    let models = ScoringModels::load(&o.models)
+        .with_context(|| format!("loading the models in {}", o.models.display()))?;
+    let config = Config::load(o.config.as_deref())?;
+    let (examples, _) = load(&o.from, o.truth.as_deref(), &config)?;
     let report = evaluate(
         &models,
         &examples,
@@ -111,9 +122,12 @@ pub fn run_evaluate(
         "model {} {} on {} ({} verifications)",
         models.card.name,
         models.card.version,
-        from,
+        o.from,
         examples.len()
     );
+    for difference in trained_under_other_settings(&models, &config.pipeline) {
+        println!("warning  {difference}");
+    }
     print_report(&report);
     Ok(())
 }
@@ -221,103 +235,4 @@ fn print_report(r: &Report) {
         ),
         None => {}
     }
-}
-
-/// History for `--from`: `kafka://host:port/topic`, `file://path`, or a plain path.
-pub fn parse_history(s: &str) -> Result<Target, String> {
-    if s.starts_with("kafka://") || s.starts_with("file://") {
-        s.parse()
-    } else {
-        Ok(Target::File(PathBuf::from(s)))
-    }
-}
-
-/// The event payloads of `history` in arrival order. A topic's partitions are
-/// merged by record timestamp (producer time), each kept in offset order.
-fn payloads(history: &Target, config: Option<&Path>) -> anyhow::Result<Vec<Vec<u8>>> {
-    match history {
-        Target::File(path) => read_lines(path),
-        Target::Kafka { brokers, topic } => {
-            let config = Config::load(config)?;
-            let reader = OffsetsReader::new(&KafkaConfig {
-                brokers: brokers.clone(),
-                group_id: "veriflow-train".into(),
-                properties: config.kafka.properties,
-            })?;
-            eprintln!("reading {history} from the beginning ...");
-            let mut records = reader
-                .read_topic(topic)
-                .with_context(|| format!("reading {history}"))?;
-            anyhow::ensure!(!records.is_empty(), "{history} holds no records");
-            records.sort_by_key(|r| (r.timestamp_ms.unwrap_or(i64::MAX), r.partition, r.offset));
-            Ok(records.into_iter().map(|r| r.payload).collect())
-        }
-    }
-}
-
-fn read_lines(events: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
-    let file =
-        std::fs::File::open(events).with_context(|| format!("reading {}", events.display()))?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0).max(1);
-    let mut payloads = Vec::new();
-    let mut read = 0u64;
-    let mut shown = 0;
-    for line in BufReader::new(file).lines() {
-        let line = line?;
-        read += line.len() as u64 + 1;
-        let pct = (read * 100 / size) as usize;
-        if pct >= shown + 5 {
-            shown = pct;
-            progress("reading", pct);
-        }
-        payloads.push(line.into_bytes());
-    }
-    progress("reading", 100);
-    eprintln!();
-    Ok(payloads)
-}
-
-/// Reads events and their truth, and replays them into examples.
-fn load(
-    history: &Target,
-    truth: Option<&Path>,
-    config: Option<&Path>,
-) -> anyhow::Result<Vec<Example>> {
-    let truth_path = truth
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| default_truth_path(history));
-    let mut lines: HashMap<String, TruthLine> = HashMap::new();
-    let file = std::fs::File::open(&truth_path).with_context(|| {
-        format!(
-            "reading the ground truth {} (give it with --truth)",
-            truth_path.display()
-        )
-    })?;
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let t: TruthLine = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{}: not a truth line", truth_path.display(), i + 1))?;
-        lines.insert(t.verification_id.clone(), t);
-    }
-    let payloads = payloads(history, config)?;
-    eprintln!(
-        "replaying {} events through the pipeline ...",
-        payloads.len()
-    );
-    let examples = replay(payloads.iter().map(Vec::as_slice), &lines);
-    eprintln!("{} verifications with ground truth", examples.len());
-    Ok(examples)
-}
-
-fn progress(what: &str, pct: usize) {
-    let filled = pct.min(100) / 5;
-    eprint!(
-        "\r{what} [{}{}] {pct:>3}%",
-        "#".repeat(filled),
-        ".".repeat(20 - filled)
-    );
-    let _ = std::io::stderr().flush();
 }

@@ -374,9 +374,15 @@ fn sigkill_at_random_points_loses_nothing_and_duplicates_nothing() {
         x
     };
     let kills = 10;
+    // Scored records too: trained models score every request.
+    let models_dir = tempfile::tempdir().unwrap();
+    let models = trained(models_dir.path(), "kill9");
+    let scored_topic = format!("{}.scored", d.input);
     let env = [
         ("VERIFLOW_CHECKPOINT__INTERVAL", "300ms"),
         ("VERIFLOW_KAFKA__PROPERTIES__SESSION.TIMEOUT.MS", "6000"),
+        ("VERIFLOW_SCORING__MODELS", models.to_str().unwrap()),
+        ("VERIFLOW_TOPICS__SCORED", scored_topic.as_str()),
     ];
     let mut logs = Vec::new();
     for life in 0..kills {
@@ -410,6 +416,20 @@ fn sigkill_at_random_points_loses_nothing_and_duplicates_nothing() {
     assert_outcomes_match_truth(&outcomes, &truth);
     let features = consume(&d.brokers, &d.features, truth.len(), READ_TIMEOUT, LINGER);
     assert_one_feature_record_each(&features, &truth);
+    let scored = consume(&d.brokers, &scored_topic, truth.len(), READ_TIMEOUT, LINGER);
+    let mut scored_ids: Vec<&str> = scored
+        .iter()
+        .map(|r| r.headers["veriflow.scored_id"].as_str())
+        .collect();
+    scored_ids.sort();
+    let before = scored_ids.len();
+    scored_ids.dedup();
+    assert_eq!(before, scored_ids.len(), "a scored record written twice");
+    assert_eq!(
+        scored_ids.len(),
+        truth.len(),
+        "one scored record per request"
+    );
     let dead = consume(&d.brokers, &d.dlq, malformed, READ_TIMEOUT, LINGER);
     let mut positions: Vec<(String, String)> = dead
         .iter()

@@ -22,13 +22,41 @@ use sha2::{Digest, Sha256};
 
 /// Topic role → (records, SHA-256 of its sorted, normalized records).
 const EXPECTED: &[(&str, usize, &str)] = &[
-    ("alerts", 5, "3f7773980bba7c84bbd21181667dee2a4ec00fbfafa3dd542ee4ab2b0b95ec1b"),
-    ("dlq", 139, "e38eba1a9a04622157b975009e8cc9c352ea69cd89d866360e9276dfba9b5768"),
-    ("features", 16499, "90cb3a5438ab7c51e26c1f5c88afa9fd7424b3dfb34f22440af4ef5a9d124cd3"),
-    ("late", 3628, "6177f8542ea69ed4b5bac255cefe10b759ddf94f4c912945e80c2a9991fb192a"),
-    ("outcomes", 16499, "61d67071bd512996bd393585573cd4f5d612f044949e44ad952c8cf51dfaa226"),
-    ("route_stats", 116, "9be1aea592910ecf0e89a696d238f86b9c307d6dbcbc121c991e651f1081aaef"),
-    ("scored", 16499, "741e9a0c41133c665ed14db24ce6d1cc454dd3e3cd55464878e8e3191a16e297"),
+    (
+        "alerts",
+        5,
+        "3f7773980bba7c84bbd21181667dee2a4ec00fbfafa3dd542ee4ab2b0b95ec1b",
+    ),
+    (
+        "dlq",
+        139,
+        "e38eba1a9a04622157b975009e8cc9c352ea69cd89d866360e9276dfba9b5768",
+    ),
+    (
+        "features",
+        16499,
+        "90cb3a5438ab7c51e26c1f5c88afa9fd7424b3dfb34f22440af4ef5a9d124cd3",
+    ),
+    (
+        "late",
+        3628,
+        "6177f8542ea69ed4b5bac255cefe10b759ddf94f4c912945e80c2a9991fb192a",
+    ),
+    (
+        "outcomes",
+        16499,
+        "61d67071bd512996bd393585573cd4f5d612f044949e44ad952c8cf51dfaa226",
+    ),
+    (
+        "route_stats",
+        116,
+        "9be1aea592910ecf0e89a696d238f86b9c307d6dbcbc121c991e651f1081aaef",
+    ),
+    (
+        "scored",
+        16499,
+        "741e9a0c41133c665ed14db24ce6d1cc454dd3e3cd55464878e8e3191a16e297",
+    ),
 ];
 
 fn train(dir: &std::path::Path) -> std::path::PathBuf {
@@ -72,7 +100,11 @@ fn normalized(c: &Consumed, input: &str) -> String {
         .headers
         .iter()
         .filter(|(k, _)| {
-            !(rejected && matches!(k.as_str(), "veriflow.source.partition" | "veriflow.source.offset"))
+            !(rejected
+                && matches!(
+                    k.as_str(),
+                    "veriflow.source.partition" | "veriflow.source.offset"
+                ))
         })
         .map(|(k, v)| format!("{k}={}", v.replace(input, "<input>")))
         .collect();

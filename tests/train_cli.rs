@@ -9,39 +9,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// Trains models on 40 simulated minutes (seed 21) into `dir/models/<version>`.
-fn trained(dir: &std::path::Path, version: &str) -> std::path::PathBuf {
-    let history = dir.join(format!("history-{version}"));
-    std::fs::create_dir_all(&history).unwrap();
-    let (events, _) = simulate_to_file(
-        &history,
-        &[
-            "--rate",
-            "10",
-            "--duration",
-            "40m",
-            "--fraud-share",
-            "0.03",
-            "--seed",
-            "21",
-        ],
-    );
-    let out = veriflow()
-        .args(["train", "--from"])
-        .arg(&events)
-        .arg("--out")
-        .arg(dir.join("models"))
-        .args(["--version", version, "--epochs", "150"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "train failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir.join("models").join(version)
-}
-
 #[test]
 fn the_stream_scores_every_request_with_the_trained_models() {
     let dir = tempfile::tempdir().unwrap();
@@ -806,4 +773,76 @@ fn request_event(
         e["ip"] = ip.into();
     }
     e.to_string().into_bytes()
+}
+
+/// The `[pipeline]` settings a history was replayed with travel in the model
+/// card; evaluating (or serving) under other settings says so.
+#[test]
+fn training_records_its_pipeline_settings_and_evaluate_reports_a_difference() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, _) = simulate_to_file(
+        dir.path(),
+        &[
+            "--rate",
+            "10",
+            "--duration",
+            "20m",
+            "--seed",
+            "23",
+            "--max-delay",
+            "30s",
+        ],
+    );
+    let config = dir.path().join("short.toml");
+    std::fs::write(
+        &config,
+        "[pipeline]\nttl = \"5m\"\nallowed_lateness = \"1m\"\n",
+    )
+    .unwrap();
+    let out = veriflow()
+        .args(["train", "--from"])
+        .arg(&events)
+        .arg("--config")
+        .arg(&config)
+        .arg("--out")
+        .arg(dir.path().join("models"))
+        .args(["--version", "short", "--epochs", "60"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let card: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("models/short/card.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(card["training"]["pipeline"]["ttl"], "5m");
+    assert_eq!(card["training"]["pipeline"]["allowed_lateness"], "1m");
+    let evaluate = |config: Option<&std::path::Path>| {
+        let mut cmd = veriflow();
+        cmd.args(["evaluate", "--models"])
+            .arg(dir.path().join("models/short"))
+            .arg("--from")
+            .arg(&events);
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let default = evaluate(None);
+    assert!(
+        default.contains("pipeline.ttl: trained 5m, here 10m")
+            && default.contains("pipeline.allowed_lateness: trained 1m, here 2m"),
+        "{default}"
+    );
+    let same = evaluate(Some(&config));
+    assert!(!same.contains("warning"), "{same}");
 }

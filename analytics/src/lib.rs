@@ -18,13 +18,60 @@ mod points;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SQLOptions, SessionContext};
+use serde::{Deserialize, Serialize};
+use veriflow_common::config::{ConfigError, Validate, duration_or_off, empty_as_none, ensure};
 use veriflow_connectors::influx::Point;
 use veriflow_pipelines::kpi::KpiWindowBatch;
 
 pub use facts::{TABLE, schema, to_record_batch};
+
+/// `[kpi]`: the KPI windows and their queries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KpiConfig {
+    /// Width of the KPI windows; `"off"` computes no KPIs (nor does an empty
+    /// `influx.url`).
+    #[serde(with = "duration_or_off")]
+    pub window: Option<Duration>,
+    /// Directory of KPI `.sql` files; empty uses the built-in `sql/kpi/`.
+    #[serde(with = "empty_as_none")]
+    pub sql_dir: Option<PathBuf>,
+    /// Emit each window when it closes and as its verifications are decided
+    /// (true), or once, when final (false).
+    pub provisional: bool,
+}
+
+impl Default for KpiConfig {
+    fn default() -> Self {
+        KpiConfig {
+            window: Some(Duration::from_secs(60)),
+            sql_dir: None,
+            provisional: true,
+        }
+    }
+}
+
+impl Validate for KpiConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        ensure(
+            self.window.is_none_or(|w| w >= Duration::from_secs(1)),
+            "window",
+            "must be at least 1s (or \"off\")",
+        )?;
+        if let Some(dir) = &self.sql_dir {
+            ensure(
+                dir.is_dir(),
+                "sql_dir",
+                format!("{} is not a directory", dir.display()),
+            )?;
+        }
+        Ok(())
+    }
+}
 
 /// The KPI files built into the binary (the repository's `sql/kpi/`).
 const BUILTIN: [(&str, &str); 2] = [
@@ -83,7 +130,11 @@ fn parse_hop(path: &str, sql: &str) -> Result<Option<(i64, i64)>, AnalyticsError
             ),
         };
         let (size, every) = spec.split_once(" every ").ok_or_else(bad)?;
-        let ms = |t: &str| veriflow_pipelines::time::parse_duration_ms(t.trim()).filter(|v| *v > 0);
+        let ms = |t: &str| {
+            veriflow_common::config::parse_duration(t)
+                .map(|d| d.as_millis() as i64)
+                .filter(|v| *v > 0)
+        };
         let (Some(size), Some(every)) = (ms(size), ms(every)) else {
             return Err(bad());
         };

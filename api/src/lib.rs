@@ -12,7 +12,8 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = veriflow_api::ApiConfig::default();
-//! let api = veriflow_api::Api::start(config).await?;
+//! let hooks = veriflow_api::webhooks::WebhooksConfig::default();
+//! let api = veriflow_api::Api::start(config, hooks).await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! api.serve(listener, std::future::pending()).await?;
 //! # Ok(()) }
@@ -30,6 +31,8 @@ pub mod scoring;
 pub mod state;
 pub mod store;
 pub mod templates;
+pub mod tenant_settings;
+pub mod time;
 pub mod usage;
 pub mod webhooks;
 
@@ -114,16 +117,20 @@ pub struct Api {
 
 impl Api {
     /// Connects the store (applying migrations), loads the template catalog and
-    /// builds the router.
-    pub async fn start(config: ApiConfig) -> Result<Api, ApiError> {
+    /// builds the router. An empty `webhooks.instance_id` becomes the host
+    /// name and `config.listen`.
+    pub async fn start(
+        config: ApiConfig,
+        mut webhooks: webhooks::WebhooksConfig,
+    ) -> Result<Api, ApiError> {
+        webhooks.instance_id = webhooks.instance_id_for(config.listen.as_deref());
         let store = Store::connect(&config.database_url).await?;
         let catalog = match &config.locales_dir {
             Some(dir) => templates::Catalog::load_dir(dir)?,
             None => templates::Catalog::builtin()?,
         };
         let usage = Arc::new(usage::Usage::default());
-        let webhooks =
-            webhooks::Webhooks::new(store.clone(), config.webhooks.clone(), usage.clone())?;
+        let webhooks = webhooks::Webhooks::new(store.clone(), webhooks, usage.clone())?;
         let scoring_settings = Arc::new(scoring::TenantScoring::default());
         scoring_settings.refresh(&store).await?;
         let state = AppState {
@@ -209,8 +216,8 @@ impl Api {
         };
         let engine = self
             .state
-            .config
             .webhooks
+            .config()
             .enabled
             .then(|| self.state.webhooks.start_engine());
         // In-flight requests get the request timeout (plus a second) to finish

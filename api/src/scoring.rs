@@ -14,11 +14,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
-use serde::Serialize;
-use utoipa::ToSchema;
+pub use veriflow_common::scoring::{
+    FraudDecision, FraudThresholds, ModelName, ModelVersions, ProviderPolicy, RankedProvider,
+    ScoringSettings, Verdict,
+};
 
-use crate::routes::tenants::{FraudThresholds, ProviderPolicy};
 use crate::store::{Store, StoreError};
+use crate::tenant_settings::TenantSettings;
 
 /// A verification about to be sent, as the synchronous calls describe it.
 #[derive(Debug, Clone)]
@@ -36,80 +38,6 @@ pub struct Prospect {
     pub requested_at: i64,
     /// Providers already tried for this verification (a retry goes elsewhere).
     pub tried: Vec<String>,
-}
-
-/// A tenant's settings that scoring applies.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ScoringSettings {
-    /// `None`: the model card's suggested thresholds.
-    pub fraud_thresholds: Option<FraudThresholds>,
-    pub providers: ProviderPolicy,
-}
-
-/// What scoring decided about one request: the part of a
-/// `verifications.scored` record and of the synchronous answers that comes
-/// from the models.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Verdict {
-    /// Calibrated probability that the request is SMS pumping.
-    pub fraud_score: f32,
-    pub fraud_decision: FraudDecision,
-    /// The features that pushed the score up most, strongest first.
-    pub fraud_reasons: Vec<String>,
-    /// The thresholds the decision used: the tenant's, else the model's.
-    pub fraud_thresholds: FraudThresholds,
-    /// The providers the tenant's policy allows, best first.
-    pub routes: Vec<RankedProvider>,
-    /// The provider to send through: Thompson sampling over the success
-    /// model's uncertainty, so little-used routes keep being measured. Usually
-    /// `routes[0]`; `null` when no provider is allowed.
-    pub choice: Option<String>,
-    pub model: ModelVersions,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum FraudDecision {
-    Allow,
-    /// Informative: worth a look.
-    Review,
-    /// The upstream should not send.
-    Block,
-}
-
-impl FraudDecision {
-    pub fn at(score: f32, thresholds: &FraudThresholds) -> FraudDecision {
-        let score = f64::from(score);
-        if score >= thresholds.block {
-            FraudDecision::Block
-        } else if score >= thresholds.review {
-            FraudDecision::Review
-        } else {
-            FraudDecision::Allow
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct RankedProvider {
-    pub provider: String,
-    /// Calibrated probability that a verification sent through this provider
-    /// now is approved.
-    pub p_success: f32,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ModelVersions {
-    pub fraud: ModelName,
-    pub success: ModelName,
-    /// The feature schema both read.
-    pub feature_schema: String,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ModelName {
-    pub name: String,
-    pub version: String,
 }
 
 /// A prospect scored against live state.
@@ -172,9 +100,12 @@ impl TenantScoring {
         let tenants = store.tenants().await?;
         let map: HashMap<String, Arc<ScoringSettings>> = tenants
             .iter()
-            .filter_map(|row| {
-                let settings = crate::routes::tenants::scoring_settings(row)?;
-                Some((row.id.clone(), Arc::new(settings)))
+            .filter_map(|row| match TenantSettings::of(row) {
+                Ok(settings) => Some((row.id.clone(), Arc::new(settings.scoring()))),
+                Err(e) => {
+                    tracing::error!(tenant = %row.id, error = %e, "stored tenant settings are corrupt");
+                    None
+                }
             })
             .collect();
         *self

@@ -154,7 +154,7 @@ fn requests_by_key(measurement: &str) -> std::collections::BTreeMap<(String, i64
 #[test]
 fn points_are_written_in_batches_and_read_back() {
     let m = unique("vf_sink");
-    let sink = InfluxSink::start(config(format!("http://{}", vm_addr()))).unwrap();
+    let mut sink = InfluxSink::start(config(format!("http://{}", vm_addr()))).unwrap();
     let start = 1_767_225_600_000; // 2026-01-01T00:00:00Z
     sink.send(points(&m, 120, start));
     assert!(sink.flush(Duration::from_secs(30)), "flushed");
@@ -182,7 +182,7 @@ fn points_are_written_in_batches_and_read_back() {
 fn an_outage_loses_nothing_and_back_pressure_shows() {
     let relay = Relay::start();
     let m = unique("vf_outage");
-    let sink = InfluxSink::start(config(relay.url())).unwrap();
+    let mut sink = InfluxSink::start(config(relay.url())).unwrap();
     let start = 1_767_225_600_000;
     relay.up.store(false, Ordering::SeqCst);
     sink.send(points(&m, 150, start));

@@ -22,14 +22,15 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 use veriflow_pipelines::features::{FEATURE_SCHEMA_VERSION, Features};
 
+use crate::ModelError;
 use crate::logistic::{Logistic, Stack};
-use crate::metrics::{FraudMetrics, SuccessMetrics};
-use crate::router::{RoutePolicy, candidates};
+use crate::metrics::{FraudMetrics, RoutingReport, SuccessMetrics};
+use crate::router::candidates;
 use crate::vector::{
     DELIVERY_FEATURE_NAMES, RouteView, delivery_vector, fraud_feature_names, fraud_vector,
     schema_id,
 };
-use crate::{ModelError, evaluate::RoutingReport};
+use veriflow_common::scoring::ProviderPolicy;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelCard {
@@ -64,6 +65,10 @@ pub struct ModelCard {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingInfo {
     pub source: String,
+    /// The `[pipeline]` settings the history was replayed with (absent from
+    /// cards written before they were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<veriflow_pipelines::PipelineSettings>,
     pub seed: u64,
     /// Request times covered (RFC 3339), and where the holdout starts.
     pub from: String,
@@ -172,7 +177,7 @@ impl ScoringModels {
         &self,
         features: &Features,
         country: &str,
-        policy: &RoutePolicy,
+        policy: &ProviderPolicy,
         tried: &[String],
         route: impl Fn(&str) -> RouteView,
     ) -> Result<Score, ModelError> {

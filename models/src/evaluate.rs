@@ -7,7 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use veriflow_pipelines::PipelineSettings;
 use veriflow_pipelines::features::FEATURE_SCHEMA_VERSION;
 use veriflow_pipelines::time::format_rfc3339;
 
@@ -16,8 +17,8 @@ use crate::bundle::{ModelCard, ScoringModels, TrainingInfo};
 use crate::dataset::Example;
 use crate::logistic::{Direction, Logistic, Stack, TrainConfig};
 use crate::metrics::{
-    AttackMetrics, FraudMetrics, SuccessMetrics, average_precision, brier, ece, recall_at_fpr,
-    threshold_above,
+    AttackMetrics, FraudMetrics, OutageReaction, RoutingReport, SuccessMetrics, average_precision,
+    brier, ece, recall_at_fpr, threshold_above,
 };
 use crate::router::route_key;
 use crate::vector::{
@@ -34,52 +35,6 @@ pub const MAX_FALSE_BLOCK_RATE: f64 = 0.005;
 pub const BLOCK_SHARE: f64 = MAX_FALSE_BLOCK_RATE / 2.0;
 /// The same for the review threshold (`review` is informative).
 pub const REVIEW_SHARE: f64 = 0.01;
-
-/// Expected first-attempt success of routing policies on legitimate traffic.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RoutingReport {
-    pub verifications: usize,
-    /// Picking a candidate uniformly at random.
-    pub baseline_success: f64,
-    /// The router: the highest predicted P(success).
-    pub router_success: f64,
-    /// Always the truly best provider.
-    pub oracle_success: f64,
-    /// (router − baseline) / (oracle − baseline).
-    pub uplift_captured: f64,
-    /// Expected failed first attempts per 1,000 verifications (contract: a
-    /// `sent` of a verification that does not succeed).
-    pub failed_per_1000_baseline: f64,
-    pub failed_per_1000_router: f64,
-    /// Share of verifications the router sent to a route in an outage (its true
-    /// P(success) below [`OUTAGE_P_SUCCESS`]) while another candidate was not.
-    #[serde(default)]
-    pub sent_into_outage: f64,
-    /// The same share for uniform routing.
-    #[serde(default)]
-    pub uniform_into_outage: f64,
-    /// The same report over the verifications requested while one of their
-    /// candidate routes was in an outage: how well the live route statistics
-    /// steer around a failing provider. `None` when history has no outage.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub during_outages: Option<Box<RoutingReport>>,
-    /// How fast the router leaves a route that fails, in event time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outage_reaction: Option<OutageReaction>,
-}
-
-/// For each outage (a route's true P(success) under [`OUTAGE_P_SUCCESS`] for a
-/// run of requests), how long after it began the router last chose that route.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OutageReaction {
-    pub outages: usize,
-    /// Outages the router never chose the failing route in.
-    pub never_chosen: usize,
-    /// Over the others: the median and the longest time from the outage's
-    /// start to the router's last choice of it, in seconds.
-    pub median_s: f64,
-    pub max_s: f64,
-}
 
 /// Outages as the requests see them, per (country, provider).
 #[derive(Default)]
@@ -214,11 +169,20 @@ impl RoutingSums {
     }
 }
 
+/// Where training examples came from: the history's name, and the pipeline
+/// settings it was replayed with (recorded in the card, so that serving under
+/// other settings can be told apart).
+#[derive(Debug, Clone)]
+pub struct History {
+    pub source: String,
+    pub pipeline: PipelineSettings,
+}
+
 /// Trains both models on the examples before the holdout, calibrates and
 /// scores them on the holdout.
 pub fn train(
     examples: &[Example],
-    source: &str,
+    history: &History,
     version: &str,
     seed: u64,
     config: &TrainConfig,
@@ -308,7 +272,8 @@ pub fn train(
             countries,
             route_costs,
             training: TrainingInfo {
-                source: source.into(),
+                source: history.source.clone(),
+                pipeline: Some(history.pipeline.clone()),
                 seed,
                 from: format_rfc3339(examples[0].requested_at),
                 until: format_rfc3339(examples[examples.len() - 1].requested_at),
@@ -394,12 +359,6 @@ fn placeholder_fraud() -> FraudMetrics {
         recall_at_block_threshold: 0.0,
         false_block_rate: 0.0,
         by_attack: BTreeMap::new(),
-    }
-}
-
-impl Default for RoutingReport {
-    fn default() -> Self {
-        RoutingSums::default().report(None)
     }
 }
 

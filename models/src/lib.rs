@@ -4,13 +4,16 @@
 //!
 //! - [`vector`]: `Features` + live route statistics → model inputs (shared by
 //!   training and serving: no skew).
-//! - [`dataset`]: replays history through the very pipeline code the stream runs
-//!   and joins outcomes (and, from the simulator, fraud truth) as labels.
+//! - [`dataset`]: examples from the outputs of the very pipeline code the
+//!   stream runs, replayed over history (the runtime drives the replay), with
+//!   outcomes (and, from the simulator, fraud truth) as labels.
 //! - [`logistic`]: training (candle, AdamW), Platt calibration, batched inference.
 //! - [`bundle`]: the two models with their card; save/load as safetensors + JSON,
 //!   refusing a model whose feature schema differs from this build's.
 //! - [`evaluate`]: time-split holdout metrics and the routing report.
-//! - [`router`]: a tenant's allow/deny lists, cost ceiling and retries → candidates.
+//! - [`router`]: a tenant's allow/deny lists, cost ceiling and retries → candidates;
+//!   exploration.
+//! - [`metrics`]: the metrics and reports (fraud, success, routing).
 
 pub mod bundle;
 pub mod dataset;

@@ -4,6 +4,71 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// Expected first-attempt success of routing policies on legitimate traffic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoutingReport {
+    pub verifications: usize,
+    /// Picking a candidate uniformly at random.
+    pub baseline_success: f64,
+    /// The router: the highest predicted P(success).
+    pub router_success: f64,
+    /// Always the truly best provider.
+    pub oracle_success: f64,
+    /// (router − baseline) / (oracle − baseline).
+    pub uplift_captured: f64,
+    /// Expected failed first attempts per 1,000 verifications (contract: a
+    /// `sent` of a verification that does not succeed).
+    pub failed_per_1000_baseline: f64,
+    pub failed_per_1000_router: f64,
+    /// Share of verifications the router sent to a route in an outage (its true
+    /// P(success) below [`crate::evaluate::OUTAGE_P_SUCCESS`]) while another candidate was not.
+    #[serde(default)]
+    pub sent_into_outage: f64,
+    /// The same share for uniform routing.
+    #[serde(default)]
+    pub uniform_into_outage: f64,
+    /// The same report over the verifications requested while one of their
+    /// candidate routes was in an outage: how well the live route statistics
+    /// steer around a failing provider. `None` when history has no outage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub during_outages: Option<Box<RoutingReport>>,
+    /// How fast the router leaves a route that fails, in event time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outage_reaction: Option<OutageReaction>,
+}
+
+/// For each outage (a route's true P(success) under [`crate::evaluate::OUTAGE_P_SUCCESS`] for a
+/// run of requests), how long after it began the router last chose that route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutageReaction {
+    pub outages: usize,
+    /// Outages the router never chose the failing route in.
+    pub never_chosen: usize,
+    /// Over the others: the median and the longest time from the outage's
+    /// start to the router's last choice of it, in seconds.
+    pub median_s: f64,
+    pub max_s: f64,
+}
+
+impl Default for RoutingReport {
+    /// The report of no verifications.
+    fn default() -> Self {
+        RoutingReport {
+            verifications: 0,
+            baseline_success: 0.0,
+            router_success: 0.0,
+            oracle_success: 0.0,
+            uplift_captured: 0.0,
+            failed_per_1000_baseline: 1000.0,
+            failed_per_1000_router: 1000.0,
+            sent_into_outage: 0.0,
+            uniform_into_outage: 0.0,
+            during_outages: None,
+            outage_reaction: None,
+        }
+    }
+}
+
 /// Average precision: the area under the precision-recall curve, as the mean of
 /// the precision at each positive in score order (ties broken pessimistically).
 pub fn average_precision(scores: &[f32], labels: &[bool]) -> f64 {

@@ -4,21 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
-/// A tenant's provider settings (the API's `providers` object).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RoutePolicy {
-    /// When not empty, only these providers.
-    #[serde(default)]
-    pub allow: Vec<String>,
-    #[serde(default)]
-    pub deny: Vec<String>,
-    /// Providers whose known cost per message in the destination exceeds this are
-    /// left out; a provider without a known cost is kept (nothing to judge by).
-    #[serde(default)]
-    pub max_cost_per_message: Option<f64>,
-}
+use veriflow_common::scoring::ProviderPolicy;
 
 /// The candidates among `providers` for `country`, in their given order.
 /// Providers in `tried` are left out unless nothing else remains (a retry goes
@@ -26,14 +12,13 @@ pub struct RoutePolicy {
 pub fn candidates(
     providers: &[String],
     country: &str,
-    policy: &RoutePolicy,
+    policy: &ProviderPolicy,
     costs: &BTreeMap<String, f64>,
     tried: &[String],
 ) -> Vec<String> {
     let allowed: Vec<String> = providers
         .iter()
-        .filter(|p| policy.allow.is_empty() || policy.allow.contains(p))
-        .filter(|p| !policy.deny.contains(p))
+        .filter(|p| policy.admits(p))
         .filter(|p| {
             match (
                 policy.max_cost_per_message,
@@ -96,6 +81,12 @@ pub fn route_key(country: &str, provider: &str) -> String {
 mod tests {
     use super::*;
 
+    fn providers(v: &[&str]) -> Vec<veriflow_common::scoring::ProviderName> {
+        v.iter()
+            .map(|s| veriflow_common::scoring::ProviderName(s.to_string()))
+            .collect()
+    }
+
     fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
     }
@@ -146,27 +137,27 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let open = RoutePolicy::default();
+        let open = ProviderPolicy::default();
         assert_eq!(candidates(&all, "BR", &open, &costs, &[]), all);
-        let allow = RoutePolicy {
-            allow: names(&["sinch", "twilio"]),
-            ..RoutePolicy::default()
+        let allow = ProviderPolicy {
+            allow: providers(&["sinch", "twilio"]),
+            ..ProviderPolicy::default()
         };
         assert_eq!(
             candidates(&all, "BR", &allow, &costs, &[]),
             names(&["sinch", "twilio"])
         );
-        let deny = RoutePolicy {
-            deny: names(&["twilio"]),
-            ..RoutePolicy::default()
+        let deny = ProviderPolicy {
+            deny: providers(&["twilio"]),
+            ..ProviderPolicy::default()
         };
         assert_eq!(
             candidates(&all, "BR", &deny, &costs, &[]),
             names(&["infobip", "sinch", "vonage"])
         );
-        let ceiling = RoutePolicy {
+        let ceiling = ProviderPolicy {
             max_cost_per_message: Some(0.05),
-            ..RoutePolicy::default()
+            ..ProviderPolicy::default()
         };
         assert_eq!(
             candidates(&all, "BR", &ceiling, &costs, &[]),
@@ -178,9 +169,9 @@ mod tests {
             all,
             "costs are per destination"
         );
-        let both = RoutePolicy {
-            allow: names(&["sinch", "twilio"]),
-            deny: names(&["twilio"]),
+        let both = ProviderPolicy {
+            allow: providers(&["sinch", "twilio"]),
+            deny: providers(&["twilio"]),
             max_cost_per_message: Some(0.05),
         };
         assert!(

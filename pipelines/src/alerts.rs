@@ -11,12 +11,16 @@
 
 use std::collections::BTreeMap;
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
+use veriflow_common::config::{ConfigError, Validate, duration, ensure};
 
 use crate::Text;
 use crate::time::EventTime;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Metric {
     Requests,
     ConversionRate,
@@ -34,6 +38,7 @@ impl Metric {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Scope {
     Tenant,
     TenantCountry,
@@ -44,6 +49,7 @@ pub enum Scope {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Comparison {
     /// Fires below `baseline × (1 − threshold)`.
     Drop,
@@ -55,7 +61,9 @@ pub enum Comparison {
     Above,
 }
 
+/// One rule, as written in `[[alerts.rules]]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AlertRule {
     pub name: String,
     pub metric: Metric,
@@ -63,9 +71,83 @@ pub struct AlertRule {
     pub comparison: Comparison,
     pub threshold: f64,
     /// Requests (or receipts, for delivery rate) a key needs in a window to count.
+    #[serde(default)]
     pub min_volume: u32,
-    pub cooldown_ms: i64,
+    /// After firing, the key stays quiet this long (event time).
+    #[serde(with = "duration", default = "default_cooldown")]
+    pub cooldown: Duration,
+    #[serde(default = "default_severity")]
     pub severity: String,
+}
+
+fn default_cooldown() -> Duration {
+    Duration::from_secs(10 * 60)
+}
+
+fn default_severity() -> String {
+    "warning".into()
+}
+
+/// `[alerts]`: rules over the KPI windows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Evaluate alert rules on the KPI windows (needs KPIs on).
+    pub enabled: bool,
+    /// Replaces the built-in rules ([`AlertRule::defaults`]) when non-empty.
+    pub rules: Vec<AlertRule>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            enabled: true,
+            rules: Vec::new(),
+        }
+    }
+}
+
+impl AlertsConfig {
+    /// The rules in force (none when alerts are off).
+    pub fn rules(&self) -> Vec<AlertRule> {
+        match (self.enabled, self.rules.is_empty()) {
+            (false, _) => Vec::new(),
+            (true, true) => AlertRule::defaults(),
+            (true, false) => self.rules.clone(),
+        }
+    }
+}
+
+impl Validate for AlertsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            let key = format!("rules[{i}]");
+            let within = |e: ConfigError| e.within(&key);
+            ensure(!rule.name.trim().is_empty(), "name", "must not be empty").map_err(within)?;
+            ensure(
+                names.insert(rule.name.as_str()),
+                "name",
+                format!("{:?} is used by two rules", rule.name),
+            )
+            .map_err(within)?;
+            ensure(rule.threshold.is_finite(), "threshold", "must be a number").map_err(within)?;
+            let ratio = matches!(rule.comparison, Comparison::Drop);
+            ensure(
+                !ratio || (0.0..1.0).contains(&rule.threshold),
+                "threshold",
+                "a drop's threshold is the share lost, between 0 and 1",
+            )
+            .map_err(within)?;
+            ensure(
+                !matches!(rule.comparison, Comparison::Spike) || rule.threshold > 1.0,
+                "threshold",
+                "a spike's threshold is a multiple of the baseline, above 1",
+            )
+            .map_err(within)?;
+        }
+        Ok(())
+    }
 }
 
 impl AlertRule {
@@ -88,7 +170,7 @@ impl AlertRule {
                 comparison: Comparison::Drop,
                 threshold: 0.5,
                 min_volume: 20,
-                cooldown_ms: 10 * 60_000,
+                cooldown: default_cooldown(),
                 severity: "critical".into(),
             },
             AlertRule {
@@ -98,7 +180,7 @@ impl AlertRule {
                 comparison: Comparison::Drop,
                 threshold: 0.5,
                 min_volume: 8,
-                cooldown_ms: 10 * 60_000,
+                cooldown: default_cooldown(),
                 severity: "warning".into(),
             },
             AlertRule {
@@ -108,7 +190,7 @@ impl AlertRule {
                 comparison: Comparison::Spike,
                 threshold: 4.0,
                 min_volume: 30,
-                cooldown_ms: 10 * 60_000,
+                cooldown: default_cooldown(),
                 severity: "warning".into(),
             },
         ]
@@ -309,7 +391,7 @@ impl AlertState {
                     state.healthy_streak = 0;
                     if !state.firing && at >= state.quiet_until {
                         state.firing = true;
-                        state.quiet_until = at + rule.cooldown_ms;
+                        state.quiet_until = at + rule.cooldown.as_millis() as i64;
                         let (tenant, country, provider) = key.clone();
                         let scope = [country.as_str(), provider.as_str()]
                             .into_iter()

@@ -246,7 +246,8 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<PartitionState, CheckpointError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::partition::{InputRecord, PartitionPipeline, PipelineConfig};
+    use crate::config::PipelineConfig;
+    use crate::partition::{InputRecord, PartitionPipeline};
 
     fn some_state() -> PartitionState {
         let cfg = PipelineConfig {

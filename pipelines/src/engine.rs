@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::{CheckpointError, CheckpointStore};
+use crate::config::PipelineConfig;
 use crate::live::LiveFeatures;
 use crate::partition::{
-    InputRecord, Output, OutputId, PartitionPipeline, PartitionStats, PipelineConfig, SinkPosition,
+    InputRecord, Output, OutputId, PartitionPipeline, PartitionStats, SinkPosition,
 };
 use crate::routes::RouteSnapshot;
 use crate::time::EventTime;

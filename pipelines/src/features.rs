@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::lifecycle::verification_key;
+use crate::key::verification_key;
 use crate::time::{EventTime, MILLIS_PER_MINUTE};
 
 const HOUR: i64 = 60 * MILLIS_PER_MINUTE;
@@ -312,7 +312,7 @@ pub struct FeatureRequest {
 }
 
 /// The feature vector of one request. Field names are public (the features topic).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Features {
     pub phone_attempts_10m: u32,
     pub phone_attempts_24h: u32,
@@ -364,8 +364,6 @@ pub struct FeatureRecord {
     pub partition: i32,
     pub request: FeatureRequest,
     pub features: Features,
-    /// The models' verdict, when a scorer is configured.
-    pub scored: Option<Box<crate::scoring::Scored>>,
 }
 
 #[derive(Serialize)]

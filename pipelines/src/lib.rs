@@ -13,11 +13,13 @@
 
 pub mod alerts;
 pub mod checkpoint;
+pub mod config;
 pub mod country;
 pub mod engine;
 pub mod event;
 pub mod features;
 pub mod forecast;
+pub mod key;
 pub mod kpi;
 pub mod lifecycle;
 pub mod live;
@@ -30,13 +32,13 @@ pub mod time;
 pub mod time_queue;
 pub mod validate;
 
+pub use config::{PipelineConfig, PipelineSettings};
 pub use engine::{CheckpointReport, Engine, PartitionView, Restored};
 pub use event::{Channel, Event, EventKind, EventType};
 pub use live::{LiveFeatures, Peeked, SharedFeatures};
 pub use outcome::{Outcome, OutcomeKind};
 pub use partition::{
-    InputRecord, Output, OutputId, PartitionPipeline, PartitionState, PartitionStats,
-    PipelineConfig, SinkPosition,
+    InputRecord, Output, OutputId, PartitionPipeline, PartitionState, PartitionStats, SinkPosition,
 };
 pub use reject::{RejectReason, Rejected, Rejection};
 pub use validate::ValidationLimits;

@@ -93,7 +93,7 @@ impl Verification {
 
     /// Folds one event in. A second event with the same `event_id` changes nothing.
     pub fn apply(&mut self, event: Event, held: impl FnOnce() -> HeldRecord) -> Applied {
-        let id_hash = fnv1a64(event.event_id.as_bytes());
+        let id_hash = veriflow_common::hash::fnv1a64(event.event_id.as_bytes());
         if self.seen.contains(&id_hash) {
             return Applied::Duplicate;
         }
@@ -227,25 +227,4 @@ impl Verification {
             currency: if mixed { None } else { currency },
         })
     }
-}
-
-/// The state key of a verification: a 128-bit hash of (tenant, verification id).
-/// `0xff` never occurs in UTF-8, so the separator makes the pair unambiguous; at 128
-/// bits a collision among even billions of keys is beyond practical concern.
-pub fn verification_key(tenant_id: &str, verification_id: &str) -> u128 {
-    let mut h = xxhash_rust::xxh3::Xxh3Default::new();
-    h.update(tenant_id.as_bytes());
-    h.update(&[0xff]);
-    h.update(verification_id.as_bytes());
-    h.digest128()
-}
-
-/// FNV-1a, 64 bit: stable across builds and platforms, so checkpoints stay readable.
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
 }

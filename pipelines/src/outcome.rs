@@ -1,5 +1,7 @@
 //! The `verifications.outcomes` record (contract §2): one per verification, when final.
 
+use std::borrow::Cow;
+
 use crate::Text;
 use serde::{Deserialize, Serialize};
 
@@ -53,31 +55,39 @@ pub struct Outcome {
     pub scored: Option<ScoreNote>,
 }
 
-/// The wire form. Field names are part of the public contract.
-#[derive(Serialize)]
-struct OutcomeJson<'a> {
+/// A `verifications.outcomes` record as written and read: the wire form.
+/// Field names are part of the public contract. Writers borrow from an
+/// [`Outcome`]; readers (the webhook fan-out) get owned values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutcomeRecord<'a> {
     /// Deterministic id: a replayed outcome carries the same id.
-    outcome_id: String,
-    verification_id: &'a str,
-    tenant_id: &'a str,
-    outcome: OutcomeKind,
-    requested_at: String,
-    decided_at: String,
-    time_to_approve_ms: Option<i64>,
-    country: &'a str,
-    channel: Channel,
-    service: &'a str,
-    providers: &'a [Text],
-    attempts: u32,
-    failed_attempts: u32,
-    delivered: u32,
-    undelivered: u32,
-    check_failed: u32,
-    cost: Option<f64>,
-    currency: Option<&'a str>,
+    #[serde(borrow)]
+    pub outcome_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub verification_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub tenant_id: Cow<'a, str>,
+    pub outcome: OutcomeKind,
+    pub requested_at: String,
+    pub decided_at: String,
+    pub time_to_approve_ms: Option<i64>,
+    #[serde(borrow)]
+    pub country: Cow<'a, str>,
+    pub channel: Channel,
+    #[serde(borrow)]
+    pub service: Cow<'a, str>,
+    pub providers: Cow<'a, [Text]>,
+    pub attempts: u32,
+    pub failed_attempts: u32,
+    pub delivered: u32,
+    pub undelivered: u32,
+    pub check_failed: u32,
+    pub cost: Option<f64>,
+    #[serde(borrow)]
+    pub currency: Option<Cow<'a, str>>,
     /// The scores the verification was given at request time (`variant`,
     /// `fraud_score`, `fraud_decision`); `null` when no models are deployed.
-    scores: Option<&'a ScoreNote>,
+    pub scores: Option<Cow<'a, ScoreNote>>,
 }
 
 impl Outcome {
@@ -94,29 +104,33 @@ impl Outcome {
         format!("{}:{}", self.tenant_id, self.verification_id)
     }
 
-    pub fn to_json_bytes(&self) -> Vec<u8> {
-        let json = OutcomeJson {
-            outcome_id: self.outcome_id(),
-            verification_id: &self.verification_id,
-            tenant_id: &self.tenant_id,
+    /// The record as written to `verifications.outcomes`.
+    pub fn record(&self) -> OutcomeRecord<'_> {
+        OutcomeRecord {
+            outcome_id: Cow::Owned(self.outcome_id()),
+            verification_id: Cow::Borrowed(&self.verification_id),
+            tenant_id: Cow::Borrowed(&self.tenant_id),
             outcome: self.outcome,
             requested_at: format_rfc3339(self.requested_at),
             decided_at: format_rfc3339(self.decided_at),
             time_to_approve_ms: self.time_to_approve_ms,
-            country: &self.country,
+            country: Cow::Borrowed(&self.country),
             channel: self.channel,
-            service: &self.service,
-            providers: &self.providers,
+            service: Cow::Borrowed(&self.service),
+            providers: Cow::Borrowed(&self.providers),
             attempts: self.attempts,
             failed_attempts: self.failed_attempts(),
             delivered: self.delivered,
             undelivered: self.undelivered,
             check_failed: self.check_failed,
             cost: self.cost,
-            currency: self.currency.as_deref(),
-            scores: self.scored.as_ref(),
-        };
+            currency: self.currency.as_deref().map(Cow::Borrowed),
+            scores: self.scored.as_ref().map(Cow::Borrowed),
+        }
+    }
+
+    pub fn to_json_bytes(&self) -> Vec<u8> {
         // Serializing plain structs of strings and numbers cannot fail.
-        serde_json::to_vec(&json).unwrap_or_default()
+        serde_json::to_vec(&self.record()).unwrap_or_default()
     }
 }

@@ -18,57 +18,22 @@ use foldhash::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::Text;
-use crate::alerts::{Alert, AlertRule};
+use crate::alerts::Alert;
+use crate::config::PipelineConfig;
 use crate::event::EventKind;
 use crate::features::{FeatureRecord, FeatureRequest, FeatureState};
 use crate::forecast::Forecast;
+use crate::key::verification_key;
 use crate::kpi::{KpiWindowBatch, KpiWindows};
-use crate::lifecycle::{Applied, HeldRecord, Verification, verification_key};
+use crate::lifecycle::{Applied, HeldRecord, Verification};
 use crate::live::SharedFeatures;
 use crate::outcome::Outcome;
 use crate::reject::{RejectReason, Rejected, Rejection};
 use crate::routes::{RouteEvent, RouteSnapshot, RouteStats};
-use crate::scoring::ScorerHandle;
+use crate::scoring::{ScoredRequest, ScorerHandle};
 use crate::time::{EventTime, format_rfc3339};
 use crate::time_queue::TimeQueue;
-use crate::validate::{ValidationLimits, parse_event};
-
-/// Settings of the streaming core. See `[pipeline]` in `veriflow.toml`.
-#[derive(Debug, Clone)]
-pub struct PipelineConfig {
-    /// A verification not approved this long after `requested` has expired.
-    pub ttl_ms: i64,
-    /// How far behind the newest event of a partition an event may arrive.
-    pub allowed_lateness_ms: i64,
-    /// How long after its deadline a decided verification is remembered, so that its
-    /// stragglers (a late delivery receipt) are recognised instead of becoming orphans.
-    pub retention_after_decision_ms: i64,
-    pub limits: ValidationLimits,
-    /// Width of the KPI windows ([`crate::kpi`]); `None` keeps no KPI facts.
-    pub kpi_window_ms: Option<i64>,
-    /// Alert rules evaluated on the KPI windows (none without KPI windows).
-    pub alert_rules: Vec<AlertRule>,
-    /// Hopping KPI windows to build from the tumbling ones: (size, every) in ms,
-    /// both multiples of `kpi_window_ms`.
-    pub kpi_hops: Vec<(i64, i64)>,
-    /// Scores each request as its features are computed ([`crate::scoring`]).
-    pub scorer: Option<ScorerHandle>,
-}
-
-impl Default for PipelineConfig {
-    fn default() -> Self {
-        PipelineConfig {
-            ttl_ms: 10 * 60 * 1000,
-            allowed_lateness_ms: 2 * 60 * 1000,
-            retention_after_decision_ms: 10 * 60 * 1000,
-            limits: ValidationLimits::default(),
-            kpi_window_ms: None,
-            alert_rules: Vec::new(),
-            kpi_hops: Vec::new(),
-            scorer: None,
-        }
-    }
-}
+use crate::validate::parse_event;
 
 /// One input record as the source hands it over.
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +49,8 @@ pub enum Output {
     Outcome(Outcome),
     Rejected(Rejected),
     Features(FeatureRecord),
+    /// A request's verdict, when a scorer is configured (before its features).
+    Scored(ScoredRequest),
     /// A KPI window's facts (idempotent downstream: never suppressed).
     Kpi(KpiWindowBatch),
     /// An alert rule fired.
@@ -108,6 +75,8 @@ pub enum OutputId {
     Alert(String),
     /// Tenant, country and the instant the forecast was made.
     Forecast(String, String, EventTime),
+    /// The scored record of a request: its `features_id`.
+    Scored(String),
 }
 
 impl Output {
@@ -116,6 +85,7 @@ impl Output {
             Output::Outcome(o) => OutputId::Outcome(o.outcome_id()),
             Output::Rejected(r) => OutputId::Rejected(r.offset),
             Output::Features(f) => OutputId::Features(f.features_id()),
+            Output::Scored(s) => OutputId::Scored(s.scored_id.clone()),
             Output::Kpi(k) => OutputId::Kpi(k.window_start, k.as_of),
             Output::Alert(a) => OutputId::Alert(a.alert_id()),
             Output::Forecast(f) => {
@@ -457,17 +427,26 @@ impl PartitionPipeline {
         }
         let features = self.features_mut().on_request(&request);
         self.stats.featurized += 1;
-        let mut record = FeatureRecord {
+        let record = FeatureRecord {
             partition: self.partition,
             request,
             features,
-            scored: None,
         };
-        if let Some(ScorerHandle(scorer)) = &cfg.scorer {
-            record.scored = scorer.score(&record).map(Box::new);
-            if let (Some(scored), Some(v)) = (&record.scored, self.open.get_mut(&key)) {
-                v.scored = Some(scored.note.clone());
+        // Scored first: a crash between the two writes re-sends the missing one
+        // (each has its own id), never loses the score.
+        if let Some(ScorerHandle(scorer)) = &cfg.scorer
+            && let Some(scored) = scorer.score(&record)
+        {
+            if let Some(v) = self.open.get_mut(&key) {
+                v.scored = Some(scored.note);
             }
+            let scored = ScoredRequest {
+                partition: self.partition,
+                tenant_id: record.request.tenant_id.clone(),
+                scored_id: record.features_id(),
+                record: scored.record,
+            };
+            self.emit(out, Output::Scored(scored));
         }
         self.emit(out, Output::Features(record));
     }
@@ -712,6 +691,7 @@ pub struct PartitionState {
 mod tests {
     use super::*;
     use crate::OutcomeKind;
+    use crate::validate::ValidationLimits;
 
     fn cfg() -> PipelineConfig {
         PipelineConfig {

@@ -40,22 +40,20 @@ pub struct ScoreNote {
     pub fraud_decision: FraudDecision,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FraudDecision {
-    Allow,
-    Review,
-    Block,
-}
+pub use veriflow_common::scoring::FraudDecision;
 
-impl FraudDecision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FraudDecision::Allow => "allow",
-            FraudDecision::Review => "review",
-            FraudDecision::Block => "block",
-        }
-    }
+/// A scored request as the pipeline emits it ([`crate::Output::Scored`]),
+/// just before the request's feature record: the runtime writes it to
+/// `verifications.scored`. Its id is the feature record's, so a replay
+/// after a crash recognises it on its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredRequest {
+    pub partition: i32,
+    pub tenant_id: Text,
+    /// `features_id` of the request.
+    pub scored_id: String,
+    /// The record bytes the scorer built (opaque here).
+    pub record: Vec<u8>,
 }
 
 /// A scorer in the pipeline's configuration.

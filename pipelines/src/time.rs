@@ -32,23 +32,6 @@ pub fn now_millis() -> EventTime {
     Utc::now().timestamp_millis()
 }
 
-/// Parses a human duration such as `10m`, `30s`, `1500ms`, `2h`, `1d`.
-pub fn parse_duration_ms(text: &str) -> Option<i64> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = text.split_at(split);
-    let n: i64 = number.parse().ok()?;
-    let unit_ms = match unit.trim() {
-        "ms" => 1,
-        "s" => MILLIS_PER_SECOND,
-        "m" | "min" => MILLIS_PER_MINUTE,
-        "h" => 60 * MILLIS_PER_MINUTE,
-        "d" => 24 * 60 * MILLIS_PER_MINUTE,
-        _ => return None,
-    };
-    n.checked_mul(unit_ms)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,14 +44,5 @@ mod tests {
         assert_eq!(format_rfc3339(z), "2026-03-01T10:00:00.250Z");
         assert!(parse_rfc3339("2026-03-01 10:00").is_none());
         assert!(parse_rfc3339("yesterday").is_none());
-    }
-
-    #[test]
-    fn parses_durations() {
-        assert_eq!(parse_duration_ms("10m"), Some(600_000));
-        assert_eq!(parse_duration_ms("1500ms"), Some(1500));
-        assert_eq!(parse_duration_ms("2h"), Some(7_200_000));
-        assert_eq!(parse_duration_ms("10"), None);
-        assert_eq!(parse_duration_ms("m"), None);
     }
 }

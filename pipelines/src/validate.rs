@@ -32,10 +32,13 @@ pub struct ValidationLimits {
     pub max_future_skew_ms: Option<i64>,
 }
 
+/// `[pipeline] max_event_bytes` unless configured.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 64 * 1024;
+
 impl Default for ValidationLimits {
     fn default() -> Self {
         ValidationLimits {
-            max_event_bytes: 64 * 1024,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             min_event_time: 946_684_800_000,   // 2000-01-01T00:00:00Z
             max_event_time: 4_102_444_800_000, // 2100-01-01T00:00:00Z
             max_future_skew_ms: None,

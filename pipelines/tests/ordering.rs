@@ -73,6 +73,7 @@ fn run(events: &[(i64, Vec<u8>)], restore_at: Option<usize>) -> Vec<Vec<u8>> {
         match o {
             Output::Outcome(o) => records.push(o.to_json_bytes()),
             Output::Features(f) => records.push(f.to_json_bytes()),
+            Output::Scored(s) => records.push(s.record),
             // Provisional KPI emissions depend on when the watermark moved and are
             // overwritten downstream; the final ones must not depend on anything
             // (when they come relative to other outputs may: they go elsewhere).

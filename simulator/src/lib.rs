@@ -136,30 +136,14 @@ pub struct SimEvent {
     pub payload: Vec<u8>,
 }
 
-/// What really happened to one verification.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Truth {
-    pub verification_id: String,
-    pub tenant_id: String,
-    pub requested_at: String,
-    pub country: String,
-    pub channel: String,
-    pub is_fraud: bool,
-    /// The attack's shape, for pumping traffic.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub attack: Option<&'static str>,
-    pub outcome: &'static str,
-    pub approved_at: Option<String>,
-    pub time_to_approve_ms: Option<i64>,
-    pub attempts: u32,
-    pub providers: Vec<String>,
-    /// True P(approved) had the first attempt gone through each provider, at request time.
-    pub p_success: BTreeMap<&'static str, f64>,
-}
+/// What really happened to one verification (the one truth type, shared
+/// with training, which reads it back).
+pub use veriflow_common::truth::TruthRecord as Truth;
 
 pub enum SimItem {
     Event(SimEvent),
-    Truth(Truth),
+    /// Boxed: a truth is several times an event's size, and rarer.
+    Truth(Box<Truth>),
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -215,7 +199,7 @@ pub struct Simulator {
     attack_gap_ms: f64,
     attacks: Vec<Attack>,
     pending: BinaryHeap<Reverse<Pending>>,
-    truths: VecDeque<Truth>,
+    truths: VecDeque<Box<Truth>>,
     seq: u64,
     verifications: u64,
 }
@@ -564,12 +548,12 @@ impl Simulator {
         let tenant = &TENANTS[tenant_idx];
         let c = &COUNTRIES[country];
         let expiry = t + self.cfg.ttl_ms;
-        let p_success: BTreeMap<&'static str, f64> = PROVIDERS
+        let p_success: BTreeMap<veriflow_common::truth::Label, f64> = PROVIDERS
             .iter()
             .enumerate()
             .map(|(p, name)| {
                 (
-                    *name,
+                    (*name).into(),
                     self.quality.delivery_probability(country, p, t) * b.converts,
                 )
             })
@@ -683,25 +667,25 @@ impl Simulator {
                 }));
             }
         }
-        self.truths.push_back(Truth {
+        self.truths.push_back(Box::new(Truth {
             verification_id: vid,
             tenant_id: tenant.id.to_owned(),
             requested_at: rfc3339(t),
             country: c.code.to_owned(),
             channel: req.channel.to_owned(),
             is_fraud: b.attack.is_some(),
-            attack: b.attack.map(AttackShape::name),
+            attack: b.attack.map(|a| a.name().into()),
             outcome: if approved_at.is_some() {
-                "approved"
+                "approved".into()
             } else {
-                "expired"
+                "expired".into()
             },
             approved_at: approved_at.map(rfc3339),
             time_to_approve_ms: approved_at.map(|a| a - t),
             attempts: tried.len() as u32,
             providers: tried.iter().map(|&p| PROVIDERS[p].to_owned()).collect(),
             p_success,
-        });
+        }));
     }
 
     /// The tenant's static preference among providers not tried yet.
@@ -902,7 +886,7 @@ mod tests {
         while let Some(item) = sim.next() {
             match item {
                 SimItem::Event(e) => events.push(e),
-                SimItem::Truth(t) => truths.push(t),
+                SimItem::Truth(t) => truths.push(*t),
             }
         }
         (events, truths)
@@ -972,7 +956,9 @@ mod tests {
         );
         for shape in AttackShape::ALL {
             assert!(
-                fraud.iter().any(|t| t.attack == Some(shape.name())),
+                fraud
+                    .iter()
+                    .any(|t| t.attack.as_deref() == Some(shape.name())),
                 "no {} attack in three hours",
                 shape.name()
             );

@@ -826,3 +826,36 @@ pub fn schemathesis(port: u16, key: &str, extra: &[&str]) -> String {
     assert!(report.contains("Tested:"), "{report}");
     report
 }
+
+/// Trains models on 40 simulated minutes (seed 21) into `dir/models/<version>`.
+pub fn trained(dir: &std::path::Path, version: &str) -> std::path::PathBuf {
+    let history = dir.join(format!("history-{version}"));
+    std::fs::create_dir_all(&history).unwrap();
+    let (events, _) = simulate_to_file(
+        &history,
+        &[
+            "--rate",
+            "10",
+            "--duration",
+            "40m",
+            "--fraud-share",
+            "0.03",
+            "--seed",
+            "21",
+        ],
+    );
+    let out = veriflow()
+        .args(["train", "--from"])
+        .arg(&events)
+        .arg("--out")
+        .arg(dir.join("models"))
+        .args(["--version", version, "--epochs", "150"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "train failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join("models").join(version)
+}

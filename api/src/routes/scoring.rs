@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::patterns::{self, matches};
-use super::tenants::{FraudThresholds, ProviderName};
 use super::{parse_time, rfc3339};
 use crate::auth::{Caller, Permission};
 use crate::extract::ApiJson;
@@ -21,6 +20,7 @@ use crate::scoring::{
 use crate::state::AppState;
 use crate::store::now_ms;
 use crate::usage::Counter;
+use veriflow_common::scoring::{FraudThresholds, ProviderName};
 
 /// A verification about to be sent.
 #[derive(Debug, Deserialize, ToSchema)]

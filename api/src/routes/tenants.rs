@@ -14,91 +14,11 @@ use super::{keys, rfc3339};
 use crate::auth::{Caller, Permission, Role};
 use crate::extract::{ApiJson, ApiPath};
 use crate::problem::{CommonProblems, Problem};
-use crate::scoring::ScoringSettings;
 use crate::state::AppState;
 use crate::store::{TenantRow, now_ms};
-
-/// How end-user facing output (rendered templates, hosted pages) is branded.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Branding {
-    /// Shown to end users; defaults to the tenant's name.
-    #[schema(max_length = 200, pattern = "^\\S(.*\\S)?$")]
-    pub company_name: Option<String>,
-    #[schema(max_length = 2048, pattern = "^https?://[^\\s<>\"]+$")]
-    pub logo_url: Option<String>,
-    /// `#RRGGBB`.
-    #[schema(pattern = "^#[0-9a-fA-F]{6}$")]
-    pub primary_color: Option<String>,
-    /// CSS for hosted pages; `<` and `>` are refused so it cannot close its
-    /// `<style>` element.
-    #[schema(max_length = 16384, pattern = "^[^<>]*$")]
-    pub custom_css: Option<String>,
-}
-
-/// Scores at or above `block` are blocked, else at or above `review` reviewed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FraudThresholds {
-    #[schema(minimum = 0.0, maximum = 1.0)]
-    pub review: f64,
-    #[schema(minimum = 0.0, maximum = 1.0)]
-    pub block: f64,
-}
-
-impl Default for FraudThresholds {
-    fn default() -> Self {
-        FraudThresholds {
-            review: 0.5,
-            block: 0.9,
-        }
-    }
-}
-
-/// Which delivery providers the router may pick for this tenant.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ProviderPolicy {
-    /// When non-empty, only these providers are used.
-    #[serde(default)]
-    #[schema(max_items = 50, inline)]
-    pub allow: Vec<ProviderName>,
-    /// Never used; wins over `allow`.
-    #[serde(default)]
-    #[schema(max_items = 50, inline)]
-    pub deny: Vec<ProviderName>,
-    /// Providers costing more per message are not used.
-    #[schema(minimum = 0.0)]
-    pub max_cost_per_message: Option<f64>,
-}
-
-/// A delivery provider's route name.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
-pub struct ProviderName(pub String);
-
-/// A tenant's stored settings (one JSON document in the store).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Settings {
-    branding: Branding,
-    feature_flags: BTreeMap<String, bool>,
-    fraud_thresholds: Option<FraudThresholds>,
-    providers: ProviderPolicy,
-}
-
-/// The scoring part of a stored tenant's settings; `None` when they are corrupt.
-pub(crate) fn scoring_settings(row: &TenantRow) -> Option<ScoringSettings> {
-    match serde_json::from_str::<Settings>(&row.settings) {
-        Ok(s) => Some(ScoringSettings {
-            fraud_thresholds: s.fraud_thresholds,
-            providers: s.providers,
-        }),
-        Err(e) => {
-            tracing::error!(tenant = %row.id, error = %e, "stored tenant settings are corrupt");
-            None
-        }
-    }
-}
+pub use crate::tenant_settings::Branding;
+use crate::tenant_settings::TenantSettings;
+use veriflow_common::scoring::{FraudThresholds, ProviderPolicy};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Tenant {
@@ -120,7 +40,7 @@ pub struct Tenant {
 
 impl Tenant {
     fn from_row(row: TenantRow) -> Result<Tenant, Problem> {
-        let settings: Settings = serde_json::from_str(&row.settings).map_err(|e| {
+        let settings = TenantSettings::of(&row).map_err(|e| {
             tracing::error!(tenant = %row.id, error = %e, "stored tenant settings are corrupt");
             Problem::internal()
         })?;
@@ -139,10 +59,10 @@ impl Tenant {
     }
 
     fn to_row(&self, created_at: i64, updated_at: i64) -> Result<TenantRow, Problem> {
-        let settings = Settings {
+        let settings = TenantSettings {
             branding: self.branding.clone(),
             feature_flags: self.feature_flags.clone(),
-            fraud_thresholds: self.fraud_thresholds.clone(),
+            fraud_thresholds: self.fraud_thresholds,
             providers: self.providers.clone(),
         };
         Ok(TenantRow {

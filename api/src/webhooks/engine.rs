@@ -23,8 +23,8 @@ use veriflow_connectors::webhooks::client::{Outgoing, SendError};
 
 use super::schedule::jitter_unit;
 use super::{Event, Webhooks};
-use crate::routes::rfc3339;
 use crate::store::{AttemptRecord, Claimed, EndpointRow, NextState, OutcomeWrite, now_ms};
+use crate::time::rfc3339;
 use crate::usage::Counter;
 
 /// How long a worker trusts its copy of the endpoint (URL, secrets, limits).
@@ -356,7 +356,6 @@ async fn deliver(
         NextState::Failed
     } else {
         match inner
-            .config
             .schedule
             .wait(c.step as usize, retry_after, jitter_unit())
         {

@@ -30,9 +30,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
+use veriflow_common::config::{
+    ConfigError, Validate, duration, duration_list, empty_as_none, ensure,
+};
 use veriflow_connectors::webhooks::client::{ClientConfig, WebhookClient};
 
 pub use engine::EngineHandle;
@@ -55,19 +59,32 @@ pub const EVENT_TYPES: [&str; 7] = [
     "endpoint.disabled",
 ];
 
-/// The `[webhooks]` settings (documented in `veriflow.toml`).
-#[derive(Debug, Clone)]
+/// `[webhooks]`: delivery of events to tenants' endpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct WebhooksConfig {
-    /// Run the delivery engine in this process.
+    /// Run the delivery engine in this process (`veriflow api` and `veriflow run`).
     pub enabled: bool,
+    /// `veriflow run` fans the pipeline's outcomes, alerts and fraud flags out
+    /// to webhooks (needs the API: its database holds the queue).
+    pub fan_out: bool,
     /// This instance's lease owner name; unique among instances sharing a
     /// database, stable across restarts (so a restart frees its own leases).
+    /// Empty: the host name and `api.listen`.
     pub instance_id: String,
-    /// Base64 of 32 bytes; when `None`, `key_file` is used (created if missing).
+    /// Base64 of 32 bytes encrypting stored secrets; empty: `key_file` (created
+    /// when missing).
+    #[serde(with = "empty_as_none")]
     pub encryption_key: Option<String>,
     pub key_file: PathBuf,
-    pub schedule: RetrySchedule,
+    /// The wait after each failed attempt (Svix's schedule by default).
+    #[serde(with = "duration_list")]
+    pub retry_schedule: Vec<Duration>,
+    /// 0.2 spreads each wait over ±20 %.
+    pub retry_jitter: f64,
+    #[serde(with = "duration")]
     pub timeout: Duration,
+    #[serde(with = "duration")]
     pub connect_timeout: Duration,
     /// Concurrent requests per endpoint.
     pub max_in_flight: usize,
@@ -76,26 +93,35 @@ pub struct WebhooksConfig {
     /// Rows claimed per query.
     pub claim_batch: usize,
     /// How often due deliveries are looked for when nothing wakes the engine.
+    #[serde(with = "duration")]
     pub poll_interval: Duration,
     /// How long a claim holds; renewed while the instance lives.
+    #[serde(with = "duration")]
     pub lease: Duration,
     /// An endpoint failing without a success for this long is disabled.
+    #[serde(with = "duration")]
     pub disable_after: Duration,
-    /// Networks reachable although not public (tests, internal deployments).
+    /// Networks reachable although not public (tests, internal deployments):
+    /// CIDR networks or single addresses.
+    #[serde(deserialize_with = "networks", serialize_with = "networks_text")]
     pub allow_networks: Vec<ipnet::IpNet>,
     pub https_only: bool,
     /// Default overlap of old and new secret after a rotation.
+    #[serde(with = "duration")]
     pub rotation_overlap: Duration,
 }
 
 impl Default for WebhooksConfig {
     fn default() -> Self {
+        let schedule = RetrySchedule::svix();
         WebhooksConfig {
             enabled: true,
-            instance_id: default_instance_id(),
+            fan_out: true,
+            instance_id: String::new(),
             encryption_key: None,
             key_file: PathBuf::from("var/webhooks.key"),
-            schedule: RetrySchedule::svix(),
+            retry_schedule: schedule.delays,
+            retry_jitter: schedule.jitter,
             timeout: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(5),
             max_in_flight: 32,
@@ -109,6 +135,77 @@ impl Default for WebhooksConfig {
             rotation_overlap: Duration::from_secs(24 * 3600),
         }
     }
+}
+
+impl WebhooksConfig {
+    pub fn schedule(&self) -> RetrySchedule {
+        RetrySchedule {
+            delays: self.retry_schedule.clone(),
+            jitter: self.retry_jitter,
+        }
+    }
+
+    /// `instance_id`, or the host name and `listen` when it is empty.
+    pub fn instance_id_for(&self, listen: Option<&str>) -> String {
+        if self.instance_id.is_empty() {
+            format!("{}/{}", default_instance_id(), listen.unwrap_or("off"))
+        } else {
+            self.instance_id.clone()
+        }
+    }
+}
+
+impl Validate for WebhooksConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        ensure(
+            (0.0..1.0).contains(&self.retry_jitter),
+            "retry_jitter",
+            "must be in [0, 1)",
+        )?;
+        ensure(self.max_in_flight > 0, "max_in_flight", "must be positive")?;
+        ensure(self.claim_batch > 0, "claim_batch", "must be positive")?;
+        ensure(
+            self.queue_per_endpoint > 0,
+            "queue_per_endpoint",
+            "must be positive",
+        )?;
+        ensure(
+            self.lease >= Duration::from_secs(1),
+            "lease",
+            "must be at least 1s",
+        )?;
+        ensure(!self.timeout.is_zero(), "timeout", "must be positive")?;
+        ensure(
+            !self.poll_interval.is_zero(),
+            "poll_interval",
+            "must be positive",
+        )?;
+        if let Some(key) = &self.encryption_key {
+            crypto::SecretBox::from_base64(key)
+                .map_err(|e| ConfigError::new("encryption_key", e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// CIDR networks or single addresses (a /32 or /128), as a list or one
+/// comma-separated string.
+fn networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    let items: Vec<String> = veriflow_common::config::string_list::deserialize(d)?;
+    items
+        .iter()
+        .map(|n| {
+            n.parse::<ipnet::IpNet>()
+                .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!("{n:?} is not a CIDR network or an address"))
+                })
+        })
+        .collect()
+}
+
+fn networks_text<S: serde::Serializer>(v: &[ipnet::IpNet], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|n| n.to_string()))
 }
 
 /// The host name: unique per machine, stable across restarts.
@@ -196,6 +293,8 @@ pub struct Webhooks {
 struct Inner {
     store: Store,
     config: WebhooksConfig,
+    /// `config`'s retry schedule, built once.
+    schedule: RetrySchedule,
     client: WebhookClient,
     secrets: SecretBox,
     wake: Notify,
@@ -228,6 +327,7 @@ impl Webhooks {
         Ok(Webhooks {
             inner: Arc::new(Inner {
                 store,
+                schedule: config.schedule(),
                 config,
                 client,
                 secrets,

@@ -9,6 +9,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use sqlx::Connection;
 use tower::ServiceExt;
+use veriflow_api::webhooks::WebhooksConfig;
 use veriflow_api::{Api, ApiConfig};
 
 pub const OPERATOR: &str = "operator-secret-for-tests";
@@ -108,10 +109,12 @@ impl TestApi {
             ..ApiConfig::default()
         };
         // Secrets encrypted with a fixed test key, not a key file in the tree.
-        config.webhooks.encryption_key =
-            Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into());
+        let hooks = WebhooksConfig {
+            encryption_key: Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into()),
+            ..WebhooksConfig::default()
+        };
         tweak(&mut config);
-        let api = Api::start(config).await.expect("api starts");
+        let api = Api::start(config, hooks).await.expect("api starts");
         TestApi { api, _dir: dir }
     }
 

@@ -1,10 +1,12 @@
 //! Scoring benchmarks.
 //!
 //! 1. **Throughput per core** (in-process, one thread): requests of a simulated
-//!    stream featurized by the pipeline (the baseline, run side by side), then
-//!    scored by both models one request at a time as the stream does, and in
-//!    batches of 1,024 requests (one fraud product and one success product per
-//!    batch).
+//!    stream featurized by the pipeline through the runtime's driver (the
+//!    baseline, run side by side); then the stream's real verdict path (the
+//!    runtime's `StreamScorer`: rollout arm, tenant policy and thresholds,
+//!    route ranking, the exploration draw, the scored record's JSON), beside
+//!    the bare model products one request at a time and in batches of 1,024
+//!    requests (one fraud product and one success product per batch).
 //! 2. **`POST /v1/route` latency under load** (with `--brokers`): a release
 //!    `veriflow run` with the trained models serves the API beside the pipeline
 //!    after the simulated history went through it; an open-loop load generator
@@ -28,7 +30,13 @@ use clap::Parser;
 use veriflow_models::ScoringModels;
 use veriflow_models::vector::{RouteView, delivery_vector, fraud_vector};
 use veriflow_pipelines::features::FeatureRecord;
-use veriflow_pipelines::{Output, PartitionPipeline, PipelineConfig, ValidationLimits};
+use veriflow_pipelines::scoring::RequestScorer;
+use veriflow_pipelines::{Output, PipelineConfig, PipelineSettings};
+use veriflow_runtime::driver::{BATCH, Stage};
+use veriflow_runtime::replay::Replay;
+use veriflow_runtime::routes::GlobalRouteStats;
+use veriflow_runtime::scoring::stream::StreamScorer;
+use veriflow_runtime::scoring::{ScoringConfig, ScoringStage};
 
 #[derive(Parser)]
 struct Args {
@@ -76,6 +84,22 @@ fn main() -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     let (records, featurize) = best_of(3, || featurize(&payloads));
     let n = records.len() as f64;
+    let stage = ScoringStage::load(
+        &ScoringConfig {
+            models: Some(models_dir.clone()),
+            reload_interval: None,
+            ..ScoringConfig::default()
+        },
+        &PipelineSettings::default(),
+    )?
+    .context("scoring configured")?;
+    let scorer = StreamScorer {
+        stage: Arc::new(stage),
+        routes: Arc::new(GlobalRouteStats::default()),
+        topic: "bench".into(),
+        settings: None,
+    };
+    let verdicts = best_of(3, || ((), score_verdicts(&scorer, &records))).1;
     let one = best_of(3, || ((), score_each(&models, &records))).1;
     let batched = best_of(3, || ((), score_batched(&models, &records, 1024))).1;
     println!(
@@ -87,6 +111,12 @@ fn main() -> anyhow::Result<()> {
     println!(
         "| featurize (pipeline replay) | {:.0} | baseline |",
         n / featurize
+    );
+    println!(
+        "| the stream's verdict path (policy, thresholds, exploration, record JSON) | {:.0} | {:.2}× featurize; {:.2}× the bare products |",
+        n / verdicts,
+        featurize / verdicts,
+        one / verdicts
     );
     println!(
         "| score one by one (fraud + success × providers) | {:.0} | {:.2}× featurize |",
@@ -123,32 +153,45 @@ fn best_of<T>(n: usize, mut f: impl FnMut() -> (T, f64)) -> (T, f64) {
     (value, best)
 }
 
+/// Keeps every feature record a replay emits.
+#[derive(Default)]
+struct Records(Vec<FeatureRecord>);
+
+impl Stage for Records {
+    fn observe(&mut self, output: &Output) {
+        if let Output::Features(f) = output {
+            self.0.push(f.clone());
+        }
+    }
+}
+
 fn featurize(payloads: &[Vec<u8>]) -> (Vec<FeatureRecord>, f64) {
-    let cfg = PipelineConfig {
-        limits: ValidationLimits {
-            max_future_skew_ms: None,
-            ..ValidationLimits::default()
-        },
-        ..PipelineConfig::default()
+    let replay = Replay {
+        pipeline: PipelineConfig::default(),
+        partitions: 1,
+        batch: BATCH,
     };
     let started = Instant::now();
-    let mut p = PartitionPipeline::new(0);
-    let mut out = Vec::new();
-    let mut records = Vec::new();
-    for payload in payloads {
-        p.replay_next(&cfg, payload, 4096, &mut out);
-        records.extend(out.drain(..).filter_map(|o| match o {
-            Output::Features(f) => Some(f),
-            _ => None,
-        }));
+    let records = payloads.iter().map(|p| (None::<&[u8]>, p.as_slice()));
+    let (Records(records), _) = replay
+        .run(
+            records,
+            Records::default(),
+            &std::sync::atomic::AtomicBool::new(false),
+        )
+        .expect("replay");
+    (records, started.elapsed().as_secs_f64())
+}
+
+/// What the stream does per featurized request when models are deployed.
+fn score_verdicts(scorer: &StreamScorer, records: &[FeatureRecord]) -> f64 {
+    let started = Instant::now();
+    let mut bytes = 0usize;
+    for r in records {
+        bytes += scorer.score(r).map_or(0, |s| s.record.len());
     }
-    p.drain(&cfg, &mut out);
-    records.extend(out.drain(..).filter_map(|o| match o {
-        Output::Features(f) => Some(f),
-        _ => None,
-    }));
-    let seconds = started.elapsed().as_secs_f64();
-    (records, seconds)
+    std::hint::black_box(bytes);
+    started.elapsed().as_secs_f64()
 }
 
 fn score_each(models: &ScoringModels, records: &[FeatureRecord]) -> f64 {

@@ -27,10 +27,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub use line_protocol::{FieldValue, Point};
+use serde::{Deserialize, Serialize};
+use veriflow_common::config::{ConfigError, Validate, duration, ensure};
 
-#[derive(Debug, Clone)]
+/// `[influx]`: where KPI, forecast and alert points go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct InfluxConfig {
     /// Base URL, e.g. `http://127.0.0.1:8086`; `/api/v2/write` is appended.
+    /// Empty: no InfluxDB, so no KPIs are computed.
     pub url: String,
     pub org: String,
     pub bucket: String,
@@ -41,15 +46,34 @@ pub struct InfluxConfig {
     /// Queued points at which [`InfluxSink::pressure`] turns true.
     pub buffer_points: usize,
     /// Per-request timeout.
+    #[serde(with = "duration")]
     pub timeout: Duration,
     /// Longest wait between retries.
+    #[serde(with = "duration")]
     pub max_backoff: Duration,
+}
+
+impl Validate for InfluxConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let base = self.url.trim_end_matches('/');
+        ensure(
+            self.url.is_empty() || base.starts_with("http://") || base.starts_with("https://"),
+            "url",
+            format!(
+                "{:?} must start with http:// or https:// (or be empty: no KPIs)",
+                self.url
+            ),
+        )?;
+        ensure(self.batch_points > 0, "batch_points", "must be positive")?;
+        ensure(self.buffer_points > 0, "buffer_points", "must be positive")?;
+        ensure(!self.timeout.is_zero(), "timeout", "must be positive")
+    }
 }
 
 impl Default for InfluxConfig {
     fn default() -> Self {
         InfluxConfig {
-            url: "http://127.0.0.1:8086".into(),
+            url: String::new(),
             org: "veriflow".into(),
             bucket: "veriflow".into(),
             token: String::new(),
@@ -218,7 +242,7 @@ impl InfluxSink {
     }
 
     /// Flushes (up to `timeout`) and stops the writer; false if points were left.
-    pub fn close(mut self, timeout: Duration) -> bool {
+    pub fn close(&mut self, timeout: Duration) -> bool {
         let flushed = self.flush(timeout);
         let left = {
             let mut state = lock(&self.shared.state);

@@ -5,15 +5,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 
 use super::{KafkaConfig, KafkaConnectorError};
-
-/// A topic veriflow reads or writes.
-#[derive(Debug, Clone)]
-pub struct TopicSpec {
-    pub name: String,
-    pub partitions: i32,
-    /// `cleanup.policy=compact` (state and changelog topics).
-    pub compacted: bool,
-}
+use crate::stream::TopicSpec;
 
 /// Creates the topics that do not exist yet; existing ones are left as they are.
 pub fn ensure_topics(cfg: &KafkaConfig, topics: &[TopicSpec]) -> Result<(), KafkaConnectorError> {

@@ -10,30 +10,13 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use super::{KafkaConfig, KafkaConnectorError};
+use crate::stream::{TailRecord, TopicRecord};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a partition must stay silent past its reported end to count as read.
 const QUIET: Duration = Duration::from_millis(500);
 /// How long a read may go without a record while partitions are still unread.
 const STALL: Duration = Duration::from_secs(30);
-
-/// A record read back from an output topic: where it is, and its headers.
-#[derive(Debug, Clone)]
-pub struct TailRecord {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub headers: Vec<(String, Vec<u8>)>,
-}
-
-impl TailRecord {
-    pub fn header(&self, key: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == key)
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
-    }
-}
 
 pub struct OffsetsReader {
     consumer: BaseConsumer,
@@ -177,14 +160,4 @@ impl OffsetsReader {
         let _ = self.consumer.unassign();
         Ok(())
     }
-}
-
-/// A record of a topic read whole: where it is, when it was produced, its value.
-#[derive(Debug, Clone)]
-pub struct TopicRecord {
-    pub partition: i32,
-    pub offset: i64,
-    /// The record's timestamp (producer create time, or log append time).
-    pub timestamp_ms: Option<i64>,
-    pub payload: Vec<u8>,
 }

@@ -124,3 +124,21 @@ impl KafkaSink {
         Ok(())
     }
 }
+
+impl crate::stream::RecordSink for KafkaSink {
+    fn send(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: &[(&str, &[u8])],
+    ) -> Result<(), crate::stream::StreamError> {
+        KafkaSink::send(self, topic, key, value, headers)
+            .map_err(|e| crate::stream::StreamError::new("producing", e))
+    }
+
+    fn flush(&self, timeout: Duration) -> Result<(), crate::stream::StreamError> {
+        KafkaSink::flush(self, timeout)
+            .map_err(|e| crate::stream::StreamError::new("flushing the producer", e))
+    }
+}

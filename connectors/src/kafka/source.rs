@@ -12,17 +12,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use super::{KafkaConfig, KafkaConnectorError};
-
-/// Told about partitions coming and going, from inside the consumer's poll.
-pub trait PartitionListener: Send + Sync {
-    /// Partitions newly assigned to this instance (restore their state here).
-    /// Returns `(partition, offset)` for partitions that must start somewhere other
-    /// than their committed offset.
-    fn assigned(&self, partitions: &[i32]) -> Vec<(i32, i64)>;
-    /// Partitions about to be taken away. Make their effects durable and return the
-    /// offsets to commit for them; they are committed before the partitions go.
-    fn revoked(&self, partitions: &[i32]) -> Vec<(i32, i64)>;
-}
+use crate::stream::{PartitionListener, SourceEvent, StreamError};
 
 struct SourceContext {
     topic: String,
@@ -125,30 +115,21 @@ fn commit(
 }
 
 /// One consumed record.
-pub struct Record<'a>(BorrowedMessage<'a>);
+pub struct KafkaMessage<'a>(BorrowedMessage<'a>);
 
-impl Record<'_> {
-    pub fn partition(&self) -> i32 {
+impl crate::stream::Message for KafkaMessage<'_> {
+    fn partition(&self) -> i32 {
         self.0.partition()
     }
-    pub fn offset(&self) -> i64 {
+    fn offset(&self) -> i64 {
         self.0.offset()
     }
-    pub fn key(&self) -> Option<&[u8]> {
+    fn key(&self) -> Option<&[u8]> {
         self.0.key()
     }
-    /// An empty message (a tombstone) is an empty payload.
-    pub fn payload(&self) -> &[u8] {
+    fn payload(&self) -> &[u8] {
         self.0.payload().unwrap_or_default()
     }
-}
-
-pub enum SourceEvent<'a> {
-    Record(Record<'a>),
-    /// The consumer reached the current end of a partition.
-    EndOfPartition(i32),
-    /// Nothing arrived within the poll timeout.
-    Idle,
 }
 
 pub struct KafkaSource {
@@ -194,10 +175,13 @@ impl KafkaSource {
         })
     }
 
-    pub fn poll(&self, timeout: Duration) -> Result<SourceEvent<'_>, KafkaConnectorError> {
+    pub fn poll(
+        &self,
+        timeout: Duration,
+    ) -> Result<SourceEvent<KafkaMessage<'_>>, KafkaConnectorError> {
         match self.consumer.poll(timeout) {
             None => Ok(SourceEvent::Idle),
-            Some(Ok(message)) => Ok(SourceEvent::Record(Record(message))),
+            Some(Ok(message)) => Ok(SourceEvent::Record(KafkaMessage(message))),
             Some(Err(KafkaError::PartitionEOF(partition))) => {
                 Ok(SourceEvent::EndOfPartition(partition))
             }
@@ -227,5 +211,25 @@ impl KafkaSource {
     /// Leaves the group; the revoke callback runs for the remaining partitions.
     pub fn close(self) {
         self.consumer.unsubscribe();
+    }
+}
+
+impl crate::stream::Source for KafkaSource {
+    type Message<'a> = KafkaMessage<'a>;
+
+    fn poll(&self, timeout: Duration) -> Result<SourceEvent<KafkaMessage<'_>>, StreamError> {
+        KafkaSource::poll(self, timeout).map_err(|e| StreamError::new("consuming", e))
+    }
+
+    fn commit(&self, offsets: &[(i32, i64)]) -> Result<(), StreamError> {
+        KafkaSource::commit(self, offsets).map_err(|e| StreamError::new("committing offsets", e))
+    }
+
+    fn rejoin(&self) -> Result<(), StreamError> {
+        KafkaSource::rejoin(self).map_err(|e| StreamError::new("rejoining the group", e))
+    }
+
+    fn close(self) {
+        KafkaSource::close(self)
     }
 }

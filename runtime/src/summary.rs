@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use veriflow_pipelines::{OutcomeKind, Output, RejectReason};
+use veriflow_pipelines::{Engine, OutcomeKind, Output, RejectReason};
+
+use crate::driver::Stage;
 
 #[derive(Default, Clone, Copy)]
 struct Conversion {
@@ -97,7 +99,7 @@ impl Summary {
                     self.alerts.remove(0);
                 }
             }
-            Output::Features(_) | Output::Kpi(_) | Output::Forecast(_) => {}
+            Output::Features(_) | Output::Scored(_) | Output::Kpi(_) | Output::Forecast(_) => {}
         }
     }
 
@@ -196,5 +198,61 @@ impl Summary {
             let _ = writeln!(s, "  dead letters by reason: {}", reasons.join(" "));
         }
         s
+    }
+}
+
+impl Gauges {
+    pub fn of(engine: &Engine) -> Gauges {
+        let stats = engine.stats();
+        Gauges {
+            received: stats.received,
+            in_flight: engine.in_flight() as u64,
+            duplicates: stats.duplicates,
+        }
+    }
+}
+
+/// The driver's stage that logs the summary line every few seconds, and a
+/// final one.
+pub struct SummaryLog {
+    summary: Summary,
+    last_log: Instant,
+}
+
+const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Default for SummaryLog {
+    fn default() -> Self {
+        SummaryLog {
+            summary: Summary::default(),
+            last_log: Instant::now(),
+        }
+    }
+}
+
+impl Stage for SummaryLog {
+    fn observe(&mut self, output: &Output) {
+        self.summary.observe(output);
+    }
+
+    fn tick(&mut self, engine: &Engine) {
+        if self.last_log.elapsed() >= LOG_EVERY {
+            let gauges = Gauges::of(engine);
+            let rate = self.summary.tick_rate(gauges.received);
+            tracing::info!("{}", self.summary.line(gauges, rate));
+            self.last_log = Instant::now();
+        }
+    }
+
+    fn finish(&mut self, engine: &Engine) {
+        let gauges = Gauges::of(engine);
+        let rate = self.summary.tick_rate(gauges.received);
+        let stats = engine.stats();
+        tracing::info!(
+            "final: {} suppressed_replays={} skipped_offsets={}",
+            self.summary.line(gauges, rate),
+            stats.suppressed,
+            stats.skipped_offsets
+        );
     }
 }

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use anyhow::Context;
+use crate::error::{Context, Result};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -22,8 +22,15 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::collections::HashMap;
 use veriflow_pipelines::routes::{HALF_LIVES, RouteSnapshot};
-use veriflow_pipelines::{OutcomeKind, Output, PartitionStats};
+
+use veriflow_connectors::stream::OutputLog;
+use veriflow_pipelines::time::now_millis;
+use veriflow_pipelines::{CheckpointReport, Engine, OutcomeKind, Output, PartitionStats};
+
+use crate::driver::Stage;
+use crate::routes::GlobalRouteStats;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PartitionLabel {
@@ -85,6 +92,21 @@ pub struct Metrics {
     /// Engine totals at the last publish, to turn totals into counter increments.
     last: std::sync::Mutex<PartitionStats>,
     kpi: KpiMetrics,
+}
+
+/// The KPI stage's totals, as it publishes them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KpiTotals {
+    pub windows: u64,
+    pub query_errors: u64,
+    pub written: u64,
+    pub retries: u64,
+    pub rejected: u64,
+    pub queued: usize,
+    /// InfluxDB's last attempt failed with a retryable error.
+    pub down: bool,
+    /// Input waits for InfluxDB (back-pressure).
+    pub input_paused: bool,
 }
 
 /// The KPI stage and its InfluxDB sink.
@@ -276,6 +298,7 @@ impl Metrics {
             Output::Features(_) => {
                 self.features.inc();
             }
+            Output::Scored(_) => {}
         }
     }
 
@@ -339,16 +362,8 @@ impl Metrics {
         self.checkpoint_bytes.set(bytes as i64);
     }
 
-    pub fn publish_kpi(&self, kpi: &crate::kpi_stage::KpiStage) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let s = kpi.stats();
-        let now = [
-            kpi.windows_emitted,
-            kpi.errors,
-            s.written.load(Relaxed),
-            s.retries.load(Relaxed),
-            s.rejected.load(Relaxed),
-        ];
+    pub fn publish_kpi(&self, t: &KpiTotals) {
+        let now = [t.windows, t.query_errors, t.written, t.retries, t.rejected];
         let k = &self.kpi;
         let mut last = k.last.lock().unwrap_or_else(|e| e.into_inner());
         let counters = [
@@ -362,12 +377,9 @@ impl Metrics {
             c.inc_by(n.saturating_sub(*l));
         }
         *last = now;
-        k.queued.set(kpi.queued() as i64);
-        k.down.set(i64::from(s.down.load(Relaxed)));
-    }
-
-    pub fn set_input_paused(&self, paused: bool) {
-        self.kpi.input_paused.set(i64::from(paused));
+        k.queued.set(t.queued as i64);
+        k.down.set(i64::from(t.down));
+        k.input_paused.set(i64::from(t.input_paused));
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -381,31 +393,112 @@ impl Metrics {
     }
 }
 
-/// Serves the endpoints on `listen` from a background thread. Fails early (bind
-/// errors) so a port clash is reported at start, not lost in a thread.
-pub fn serve(listen: &str, metrics: Arc<Metrics>) -> anyhow::Result<SocketAddr> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .context("starting the metrics runtime")?;
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind(listen))
-        .with_context(|| format!("binding metrics.listen = {listen}"))?;
-    let addr = listener.local_addr()?;
-    let app = Router::new()
-        .route("/metrics", get(metrics_text))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
-        .with_state(metrics);
-    std::thread::Builder::new()
-        .name("metrics-http".into())
-        .spawn(move || {
-            if let Err(e) = runtime.block_on(async { axum::serve(listener, app).await }) {
-                tracing::error!(error = %e, "metrics endpoint stopped");
-            }
+/// The driver's stage that keeps [`Metrics`] current: output counters as
+/// outputs pass, engine gauges (lag, watermark delay, state) and the global
+/// route view every tick, checkpoint timings.
+pub struct MetricsStage {
+    pub metrics: Arc<Metrics>,
+    /// Where the input's ends are read for lag.
+    pub log: Option<Arc<dyn OutputLog>>,
+    pub input: String,
+    pub routes: Option<Arc<GlobalRouteStats>>,
+}
+
+impl Stage for MetricsStage {
+    fn observe(&mut self, output: &Output) {
+        self.metrics.observe(output);
+    }
+
+    fn tick(&mut self, engine: &Engine) {
+        let ends: HashMap<i32, i64> = self
+            .log
+            .as_ref()
+            .and_then(|log| log.high_watermarks(&self.input).ok())
+            .map(|v| v.into_iter().collect())
+            .unwrap_or_default();
+        let now = now_millis();
+        let views: Vec<PartitionGauges> = engine
+            .partition_views()
+            .into_iter()
+            .map(|v| PartitionGauges {
+                partition: v.partition,
+                lag: ends.get(&v.partition).map_or(0, |end| end - v.next_offset),
+                watermark_delay_s: v.watermark.map(|w| (now - w) as f64 / 1000.0),
+                open: v.open as i64,
+                decided: v.decided as i64,
+            })
+            .collect();
+        self.metrics.publish(&engine.stats(), &views);
+        if let Some(routes) = &self.routes {
+            self.metrics.publish_routes(&routes.merged(&self.input));
+        }
+        self.metrics.set_ready(!views.is_empty());
+    }
+
+    fn checkpointed(&mut self, report: &CheckpointReport) {
+        self.metrics
+            .checkpointed(report.duration.as_secs_f64(), report.bytes);
+    }
+}
+
+/// The metrics endpoints, served on a thread of their own until stopped.
+pub struct MetricsServer {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MetricsServer {
+    /// Binds `listen` now (a port clash is reported at start, not lost in a
+    /// thread) and serves `metrics` from a background thread.
+    pub fn start(listen: &str, metrics: Arc<Metrics>) -> Result<MetricsServer> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .context("starting the metrics runtime")?;
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(listen))
+            .with_context(|| format!("binding metrics.listen = {listen}"))?;
+        let addr = listener
+            .local_addr()
+            .context("reading the metrics address")?;
+        let app = Router::new()
+            .route("/metrics", get(metrics_text))
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/readyz", get(ready))
+            .with_state(metrics);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("metrics-http".into())
+            .spawn(move || {
+                let served = runtime.block_on(async {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async {
+                            let _ = stopped.await;
+                        })
+                        .await
+                });
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "metrics endpoint stopped");
+                }
+            })
+            .context("starting the metrics thread")?;
+        Ok(MetricsServer {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
         })
-        .context("starting the metrics thread")?;
-    Ok(addr)
+    }
+
+    /// Stops serving and waits for the thread.
+    pub fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 async fn metrics_text(State(m): State<Arc<Metrics>>) -> impl IntoResponse {

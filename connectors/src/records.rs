@@ -6,13 +6,17 @@
 //! `veriflow.source.topic`, `veriflow.source.partition`, `veriflow.source.offset`),
 //! so a consumer can inspect, fix and re-produce the original message as it was.
 
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 use veriflow_pipelines::alerts::Alert;
 use veriflow_pipelines::features::FeatureRecord;
 use veriflow_pipelines::routes::{Counts, HALF_LIVES, RouteSnapshot};
+use veriflow_pipelines::scoring::ScoredRequest;
 use veriflow_pipelines::time::format_rfc3339;
 use veriflow_pipelines::{Outcome, OutputId, Rejected};
 
-use super::{KafkaConnectorError, KafkaSink};
+use crate::stream::{RecordSink, StreamError};
 
 pub const HEADER_REASON: &str = "veriflow.reason";
 pub const HEADER_FIELD: &str = "veriflow.field";
@@ -28,11 +32,11 @@ pub const HEADER_SCORED_ID: &str = "veriflow.scored_id";
 /// An outcome: key `tenant_id`, JSON value; its deterministic id and the input
 /// partition that decided it in headers.
 pub fn send_outcome(
-    sink: &KafkaSink,
+    sink: &dyn RecordSink,
     topic: &str,
     source_topic: &str,
     outcome: &Outcome,
-) -> Result<(), KafkaConnectorError> {
+) -> Result<(), StreamError> {
     let identity = Identity {
         header: HEADER_OUTCOME_ID,
         id: outcome.outcome_id(),
@@ -50,11 +54,11 @@ pub fn send_outcome(
 
 /// A feature record: key `tenant_id`, JSON value, its id and source in headers.
 pub fn send_features(
-    sink: &KafkaSink,
+    sink: &dyn RecordSink,
     topic: &str,
     source_topic: &str,
     record: &FeatureRecord,
-) -> Result<(), KafkaConnectorError> {
+) -> Result<(), StreamError> {
     let identity = Identity {
         header: HEADER_FEATURES_ID,
         id: record.features_id(),
@@ -73,57 +77,101 @@ pub fn send_features(
 /// A scored request (`verifications.scored`): key `tenant`, the JSON built by
 /// the scoring stage, its id (the features id) in the headers.
 pub fn send_scored(
-    sink: &KafkaSink,
+    sink: &dyn RecordSink,
     topic: &str,
     source_topic: &str,
-    record: &FeatureRecord,
-    value: &[u8],
-) -> Result<(), KafkaConnectorError> {
+    scored: &ScoredRequest,
+) -> Result<(), StreamError> {
     let identity = Identity {
         header: HEADER_SCORED_ID,
-        id: record.features_id(),
+        id: scored.scored_id.clone(),
         source_topic,
-        partition: record.partition,
+        partition: scored.partition,
     };
-    send_identified(sink, topic, &record.request.tenant_id, value, identity)
+    send_identified(sink, topic, &scored.tenant_id, &scored.record, identity)
+}
+
+/// A `veriflow.alerts` record as written and read: the Standard Webhooks
+/// body shape `{type, timestamp, data}`, so the fan-out passes `data` on as is.
+/// Fields are in alphabetical order, the order the record has always had on
+/// the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord<'a> {
+    #[serde(borrow)]
+    pub data: AlertData<'a>,
+    pub timestamp: String,
+    /// `kpi.alert` or `route.degraded`.
+    #[serde(rename = "type", borrow)]
+    pub event_type: Cow<'a, str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertData<'a> {
+    /// Deterministic: rule, key and window.
+    #[serde(borrow)]
+    pub alert_id: Cow<'a, str>,
+    pub baseline: Option<f64>,
+    #[serde(borrow)]
+    pub country: Cow<'a, str>,
+    #[serde(borrow)]
+    pub message: Cow<'a, str>,
+    #[serde(borrow)]
+    pub metric: Cow<'a, str>,
+    #[serde(borrow)]
+    pub provider: Cow<'a, str>,
+    #[serde(borrow)]
+    pub rule: Cow<'a, str>,
+    #[serde(borrow)]
+    pub severity: Cow<'a, str>,
+    /// `*` for a rule across tenants.
+    #[serde(borrow)]
+    pub tenant: Cow<'a, str>,
+    pub threshold: f64,
+    pub value: f64,
+    pub volume: u32,
+    pub window_start: String,
+}
+
+impl<'a> AlertRecord<'a> {
+    pub fn of(alert: &'a Alert) -> Self {
+        AlertRecord {
+            event_type: Cow::Borrowed(&alert.event_type),
+            timestamp: format_rfc3339(alert.at),
+            data: AlertData {
+                alert_id: Cow::Owned(alert.alert_id()),
+                rule: Cow::Borrowed(&alert.rule),
+                severity: Cow::Borrowed(&alert.severity),
+                tenant: Cow::Borrowed(&alert.tenant),
+                country: Cow::Borrowed(&alert.country),
+                provider: Cow::Borrowed(&alert.provider),
+                metric: Cow::Borrowed(alert.metric.as_str()),
+                value: alert.value,
+                baseline: alert.baseline,
+                threshold: alert.threshold,
+                volume: alert.volume,
+                window_start: format_rfc3339(alert.window_start),
+                message: Cow::Borrowed(&alert.message),
+            },
+        }
+    }
 }
 
 /// An alert, for the webhook fan-out: key `tenant` (`*` for a rule across tenants),
-/// the Standard Webhooks body shape `{type, timestamp, data}`, its deterministic
-/// `alert_id` in the headers (and in `data`).
+/// an [`AlertRecord`], its deterministic `alert_id` in the headers (and in `data`).
 pub fn send_alert(
-    sink: &KafkaSink,
+    sink: &dyn RecordSink,
     topic: &str,
     source_topic: &str,
     alert: &Alert,
-) -> Result<(), KafkaConnectorError> {
-    let id = alert.alert_id();
-    let body = serde_json::json!({
-        "type": alert.event_type,
-        "timestamp": format_rfc3339(alert.at),
-        "data": {
-            "alert_id": id,
-            "rule": alert.rule,
-            "severity": alert.severity,
-            "tenant": alert.tenant.as_str(),
-            "country": alert.country.as_str(),
-            "provider": alert.provider.as_str(),
-            "metric": alert.metric.as_str(),
-            "value": alert.value,
-            "baseline": alert.baseline,
-            "threshold": alert.threshold,
-            "volume": alert.volume,
-            "window_start": format_rfc3339(alert.window_start),
-            "message": alert.message,
-        }
-    });
+) -> Result<(), StreamError> {
+    let record = AlertRecord::of(alert);
+    let value = serde_json::to_vec(&record).unwrap_or_default();
     let identity = Identity {
         header: HEADER_ALERT_ID,
-        id,
+        id: record.data.alert_id.into_owned(),
         source_topic,
         partition: alert.partition,
     };
-    let value = serde_json::to_vec(&body).unwrap_or_default();
     send_identified(sink, topic, &alert.tenant, &value, identity)
 }
 
@@ -136,12 +184,12 @@ struct Identity<'a> {
 }
 
 fn send_identified(
-    sink: &KafkaSink,
+    sink: &dyn RecordSink,
     topic: &str,
     tenant: &str,
     value: &[u8],
     identity: Identity<'_>,
-) -> Result<(), KafkaConnectorError> {
+) -> Result<(), StreamError> {
     let partition = identity.partition.to_string();
     sink.send(
         topic,
@@ -168,6 +216,9 @@ pub fn output_identity(
     if let Some(id) = header(HEADER_FEATURES_ID) {
         return Some((partition, OutputId::Features(id)));
     }
+    if let Some(id) = header(HEADER_SCORED_ID) {
+        return Some((partition, OutputId::Scored(id)));
+    }
     if let Some(id) = header(HEADER_ALERT_ID) {
         return Some((partition, OutputId::Alert(id)));
     }
@@ -182,11 +233,11 @@ pub fn output_identity(
 
 /// A rejected input: original key and bytes, context in headers.
 pub fn send_rejected(
-    sink: &KafkaSink,
+    sink: &dyn RecordSink,
     topic: &str,
     source_topic: &str,
     rejected: &Rejected,
-) -> Result<(), KafkaConnectorError> {
+) -> Result<(), StreamError> {
     let partition = rejected.partition.to_string();
     let offset = rejected.offset.to_string();
     let r = &rejected.rejection;
@@ -262,10 +313,10 @@ impl RouteStatsRecord {
 }
 
 pub fn send_route_stats(
-    sink: &KafkaSink,
+    sink: &dyn RecordSink,
     topic: &str,
     record: &RouteStatsRecord,
-) -> Result<(), KafkaConnectorError> {
+) -> Result<(), StreamError> {
     let value = serde_json::to_vec(record).unwrap_or_default();
     sink.send(topic, Some(record.key().as_bytes()), &value, &[])
 }

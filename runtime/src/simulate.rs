@@ -3,11 +3,12 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
 use veriflow_connectors::file::JsonLinesWriter;
-use veriflow_connectors::kafka::{KafkaConfig, KafkaSink, TopicSpec, ensure_topics};
+use veriflow_connectors::kafka::{KafkaConfig, KafkaSink, ensure_topics};
+use veriflow_connectors::stream::TopicSpec;
 use veriflow_simulator::{SimConfig, SimItem, Simulator};
 
+use crate::error::{Context, Result};
 use crate::pace::Pacer;
 
 /// Where events go: `kafka://host:port[,host:port]/topic` or `file://path`.
@@ -83,21 +84,23 @@ enum Writer {
     File(JsonLinesWriter),
 }
 
-pub fn simulate(options: SimulateOptions) -> anyhow::Result<()> {
-    if options.sim.duration_ms.is_none() {
-        bail!("simulate needs a --duration");
-    }
+pub fn simulate(options: SimulateOptions) -> Result<()> {
+    crate::ensure!(
+        options.sim.duration_ms.is_some(),
+        "simulate needs a --duration"
+    );
     let truth_path = options
         .truth
         .clone()
         .unwrap_or_else(|| default_truth_path(&options.out));
-    let mut truth = JsonLinesWriter::create(&truth_path)?;
+    let mut truth = JsonLinesWriter::create(&truth_path)
+        .with_context(|| format!("creating {}", truth_path.display()))?;
     let mut writer = match &options.out {
         Target::Kafka { brokers, topic } => {
             let cfg = KafkaConfig {
                 brokers: brokers.clone(),
                 group_id: "veriflow-simulate".into(),
-                properties: Default::default(),
+                ..KafkaConfig::default()
             };
             ensure_topics(
                 &cfg,
@@ -109,11 +112,14 @@ pub fn simulate(options: SimulateOptions) -> anyhow::Result<()> {
             )
             .with_context(|| format!("creating topic {topic} on {brokers}"))?;
             Writer::Kafka {
-                sink: KafkaSink::new(&cfg)?,
+                sink: KafkaSink::new(&cfg).context("starting the producer")?,
                 topic: topic.clone(),
             }
         }
-        Target::File(path) => Writer::File(JsonLinesWriter::create(path)?),
+        Target::File(path) => Writer::File(
+            JsonLinesWriter::create(path)
+                .with_context(|| format!("creating {}", path.display()))?,
+        ),
     };
     let pacer = Pacer::new(options.sim.start, options.speed);
     let mut sim = Simulator::new(options.sim);
@@ -125,15 +131,16 @@ pub fn simulate(options: SimulateOptions) -> anyhow::Result<()> {
             SimItem::Event(e) => {
                 pacer.wait_for(e.arrival);
                 match &mut writer {
-                    Writer::Kafka { sink, topic } => {
-                        sink.send(topic, Some(e.key.as_bytes()), &e.payload, &[])?
-                    }
-                    Writer::File(w) => w.write_line(&e.payload)?,
+                    Writer::Kafka { sink, topic } => sink
+                        .send(topic, Some(e.key.as_bytes()), &e.payload, &[])
+                        .context("producing")?,
+                    Writer::File(w) => w.write_line(&e.payload).context("writing events")?,
                 }
                 events += 1;
             }
             SimItem::Truth(t) => {
-                truth.write_line(&serde_json::to_vec(&t)?)?;
+                let line = serde_json::to_vec(&t).context("encoding the truth")?;
+                truth.write_line(&line).context("writing the truth")?;
                 verifications += 1;
             }
         }
@@ -146,9 +153,9 @@ pub fn simulate(options: SimulateOptions) -> anyhow::Result<()> {
         Writer::Kafka { sink, .. } => sink
             .flush(Duration::from_secs(120))
             .context("waiting for the broker to acknowledge")?,
-        Writer::File(w) => w.finish()?,
+        Writer::File(w) => w.finish().context("writing events")?,
     }
-    truth.finish()?;
+    truth.finish().context("writing the truth")?;
     eprintln!(
         "simulate: wrote {events} events for {verifications} verifications in {:.1} s; ground truth in {}",
         started.elapsed().as_secs_f64(),

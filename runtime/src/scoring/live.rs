@@ -10,13 +10,14 @@ use veriflow_pipelines::LiveFeatures;
 use veriflow_pipelines::country::is_assigned_alpha2 as is_assigned;
 use veriflow_pipelines::features::FeatureRequest;
 
-use crate::routes_view::RouteView;
-use crate::scoring_stage::{Request, ScoringStage, seed_of, verdict};
+use super::ScoringStage;
+use super::verdict::{Request, seed_of, verdict};
+use crate::routes::GlobalRouteStats;
 
 pub struct LiveScoring {
     pub stage: Arc<ScoringStage>,
     pub features: Arc<LiveFeatures>,
-    pub routes: Arc<RouteView>,
+    pub routes: Arc<GlobalRouteStats>,
     /// The input topic (route statistics are kept per source topic).
     pub topic: String,
 }
@@ -69,7 +70,7 @@ impl LiveScorer for LiveScoring {
         };
         let routes = self.routes.merged(&self.topic);
         let verdict = verdict(&assignment.decides, &scoring, &routes, settings)
-            .map_err(|e| ScoringError::Failed(format!("{e:#}")))?;
+            .map_err(|e| ScoringError::Failed(e.to_string()))?;
         Ok(Scored {
             features: serde_json::to_value(&peeked.features)
                 .map_err(|e| ScoringError::Failed(e.to_string()))?,

@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anyhow::Context;
+use veriflow_api::ApiConfig;
+use veriflow_api::webhooks::WebhooksConfig;
 
-use crate::config::Config;
+use crate::error::{Context, Result};
 
 pub struct ApiServer {
     pub addr: SocketAddr,
@@ -21,21 +22,26 @@ pub struct ApiServer {
     pub scoring_settings: Arc<veriflow_api::scoring::TenantScoring>,
     scorer: veriflow_api::scoring::ScorerSlot,
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<anyhow::Result<()>>,
+    thread: JoinHandle<Result<()>>,
 }
 
 impl ApiServer {
     /// Connects the store, binds `api.listen` and serves until `shutdown` is set.
     /// Errors in start-up (bad database URL, port taken) are returned here.
-    pub fn start(config: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<ApiServer> {
-        let api_config = config.api()?;
+    pub fn start(
+        api_config: &ApiConfig,
+        webhooks: &WebhooksConfig,
+        shutdown: Arc<AtomicBool>,
+    ) -> Result<ApiServer> {
+        let Some(listen) = api_config.listen.clone() else {
+            return Err(crate::invalid!("api.listen is \"off\""));
+        };
         if api_config.operator_token.is_none() {
             tracing::warn!(
                 "api.operator_token is empty: tenant administration is closed \
                  (set VERIFLOW_API__OPERATOR_TOKEN)"
             );
         }
-        let listen = config.api.listen.clone();
         let database = redact(&api_config.database_url);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -44,15 +50,15 @@ impl ApiServer {
             .build()
             .context("starting the API runtime")?;
         let (api, listener) = runtime.block_on(async {
-            let api = veriflow_api::Api::start(api_config)
+            let api = veriflow_api::Api::start(api_config.clone(), webhooks.clone())
                 .await
                 .with_context(|| format!("starting the API on database {database}"))?;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding api.listen = {listen}"))?;
-            anyhow::Ok((api, listener))
+            Ok::<_, crate::RuntimeError>((api, listener))
         })?;
-        let addr = listener.local_addr()?;
+        let addr = listener.local_addr().context("reading the API's address")?;
         let webhooks = api.webhooks().clone();
         let scoring_settings = api.scoring_settings();
         let scorer = api.scorer_slot();
@@ -92,16 +98,16 @@ impl ApiServer {
     }
 
     /// Stops serving (in-flight requests finish) and waits for it.
-    pub fn stop_and_join(self) -> anyhow::Result<()> {
+    pub fn stop_and_join(self) -> Result<()> {
         self.stop.store(true, Ordering::Relaxed);
         self.join()
     }
 
     /// Waits for the server to drain (after shutdown was set).
-    pub fn join(self) -> anyhow::Result<()> {
+    pub fn join(self) -> Result<()> {
         self.thread
             .join()
-            .map_err(|_| anyhow::anyhow!("the API thread panicked"))?
+            .map_err(|_| crate::invalid!("the API thread panicked"))?
     }
 }
 

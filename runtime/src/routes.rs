@@ -1,17 +1,19 @@
 //! The global route statistics: every partition's latest snapshot, read from the
 //! compacted route-statistics topic by every instance, summed per route.
+//! (One route's statistics at one instant, as a model reads them, is
+//! `veriflow_models::vector::RouteView`.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use veriflow_connectors::kafka::records::RouteStatsRecord;
+use veriflow_connectors::records::RouteStatsRecord;
 use veriflow_pipelines::routes::RouteSnapshot;
 
 /// Per (country, provider), summed over partitions.
 pub type Routes = BTreeMap<(String, String), RouteSnapshot>;
 
 #[derive(Default)]
-pub struct RouteView {
+pub struct GlobalRouteStats {
     inner: Mutex<Inner>,
 }
 
@@ -24,7 +26,7 @@ struct Inner {
     merged: Option<(String, Arc<Routes>)>,
 }
 
-impl RouteView {
+impl GlobalRouteStats {
     /// Takes one record of the topic; records that do not parse are skipped.
     pub fn update(&self, value: &[u8]) {
         let Ok(record) = serde_json::from_slice::<RouteStatsRecord>(value) else {

@@ -8,23 +8,35 @@
 //! forecast in the same period: < 1 beats it) and sMAPE, by horizon.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
 
 use veriflow_pipelines::forecast::{Forecast, HOUR_MS};
-use veriflow_pipelines::{Output, PartitionPipeline, PipelineConfig, ValidationLimits};
+use veriflow_pipelines::{Output, PipelineConfig};
 use veriflow_simulator::{SimConfig, SimItem, Simulator};
 
-/// `veriflow forecast-eval`'s flags.
-#[derive(clap::Args)]
+use crate::driver::Stage;
+use crate::error::Result;
+use crate::replay::Replay;
+
+/// Collects every forecast a replay makes.
+#[derive(Default)]
+struct Forecasts(Vec<Forecast>);
+
+impl Stage for Forecasts {
+    fn observe(&mut self, output: &Output) {
+        if let Output::Forecast(f) = output {
+            self.0.push(f.clone());
+        }
+    }
+}
+
+/// What to simulate and score.
 pub struct EvalOptions {
-    #[arg(long, default_value_t = 6)]
     pub days: u32,
     /// Verification requests per simulated second.
-    #[arg(long, default_value_t = 2.0)]
     pub rate: f64,
-    #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Days of history before scoring starts.
-    #[arg(long, default_value_t = 2)]
     pub warmup_days: u32,
 }
 
@@ -37,16 +49,12 @@ struct Errors {
     n: f64,
 }
 
-pub fn forecast_eval(o: EvalOptions) -> anyhow::Result<()> {
-    anyhow::ensure!(
+pub fn forecast_eval(o: EvalOptions) -> Result<()> {
+    crate::ensure!(
         o.days > o.warmup_days + 1,
         "--days must exceed --warmup-days by 2 or more"
     );
-    let cfg = PipelineConfig {
-        limits: ValidationLimits {
-            max_future_skew_ms: None,
-            ..ValidationLimits::default()
-        },
+    let pipeline = PipelineConfig {
         kpi_window_ms: Some(60_000),
         ..PipelineConfig::default()
     };
@@ -58,29 +66,22 @@ pub fn forecast_eval(o: EvalOptions) -> anyhow::Result<()> {
         ..SimConfig::default()
     };
     let start = sim.start;
-    let mut sim = Simulator::new(sim);
-    let mut p = PartitionPipeline::new(0);
-    let mut out = Vec::new();
-    let mut forecasts: Vec<Forecast> = Vec::new();
     eprintln!(
         "forecast-eval: simulating {} days at {} requests/s ...",
         o.days, o.rate
     );
-    let mut collect = |out: &mut Vec<Output>| {
-        for x in out.drain(..) {
-            if let Output::Forecast(f) = x {
-                forecasts.push(f);
-            }
-        }
+    let mut sim = Simulator::new(sim);
+    let events = std::iter::from_fn(move || sim.next()).filter_map(|item| match item {
+        SimItem::Event(e) => Some((None::<Vec<u8>>, e.payload)),
+        SimItem::Truth(_) => None,
+    });
+    let replay = Replay {
+        pipeline,
+        partitions: 1,
+        batch: 4096,
     };
-    while let Some(item) = sim.next() {
-        if let SimItem::Event(e) = item {
-            p.replay_next(&cfg, &e.payload, 4096, &mut out);
-            collect(&mut out);
-        }
-    }
-    p.drain(&cfg, &mut out);
-    collect(&mut out);
+    let (Forecasts(forecasts), _) =
+        replay.run(events, Forecasts::default(), &AtomicBool::new(false))?;
 
     // Observed count per (tenant, country, hour start), from the forecasts' own
     // record of each completed hour.
@@ -122,7 +123,7 @@ pub fn forecast_eval(o: EvalOptions) -> anyhow::Result<()> {
         }
         total.add(e);
     }
-    anyhow::ensure!(
+    crate::ensure!(
         total.n > 0.0,
         "no forecast could be scored; try more --days"
     );

@@ -1,5 +1,6 @@
-//! `veriflow run`'s webhook fan-out: reads what the pipeline wrote (outcomes,
-//! alerts) back from Kafka and publishes it to tenants' webhooks.
+//! The webhook fan-out: reads what the pipeline wrote (outcomes, alerts,
+//! flagged requests) back from the broker and publishes it to tenants'
+//! webhooks. Each record is read through the type that wrote it.
 //!
 //! Why from the topics rather than from the processing loop: the topics are the
 //! durable record of what happened, a consumer group of its own spreads the
@@ -16,13 +17,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use crate::error::{Context, Result};
+use serde::Deserialize;
 use serde_json::Value;
 use veriflow_api::store::FanOutProgress;
 use veriflow_api::webhooks::{Event, Webhooks};
-use veriflow_connectors::kafka::{KafkaConfig, KafkaSource, PartitionListener, SourceEvent};
+use veriflow_common::scoring::FraudDecision;
+use veriflow_connectors::records::AlertRecord;
+use veriflow_connectors::stream::{Broker, Message, PartitionListener, Source, SourceEvent};
+use veriflow_pipelines::outcome::OutcomeRecord;
 
-use crate::config::Config;
+use crate::scoring::verdict::ScoredRecord;
+use crate::topics::{OutputTopic, TopicsConfig};
 
 /// Records published per database transaction at most.
 const BATCH: usize = 500;
@@ -46,37 +52,52 @@ pub struct FanOut {
     threads: Vec<JoinHandle<()>>,
 }
 
+impl Kind {
+    /// The output topics the fan-out reads, and what each becomes.
+    fn of(topic: OutputTopic) -> Option<Kind> {
+        match topic {
+            OutputTopic::Outcomes => Some(Kind::Outcome),
+            OutputTopic::Alerts => Some(Kind::Alert),
+            OutputTopic::Scored => Some(Kind::Scored),
+            _ => None,
+        }
+    }
+}
+
 impl FanOut {
-    pub fn start(
-        config: &Config,
+    /// One consumer group per topic (`<group>-webhooks-<topic>`), so the
+    /// fan-out spreads over instances by partition like the engine does.
+    pub fn start<B: Broker>(
+        broker: &B,
+        group: &str,
+        topics: &TopicsConfig,
+        rewind: i64,
         webhooks: Webhooks,
         runtime: tokio::runtime::Handle,
-    ) -> anyhow::Result<FanOut> {
+    ) -> Result<FanOut> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
-        for (topic, kind) in [
-            (config.topics.outcomes.clone(), Kind::Outcome),
-            (config.topics.alerts.clone(), Kind::Alert),
-            (config.topics.scored.clone(), Kind::Scored),
-        ] {
-            let consumer = format!("{}-webhooks-{topic}", config.kafka.group_id);
-            let kafka = KafkaConfig {
-                group_id: consumer.clone(),
-                ..config.kafka()
-            };
+        let mut names = Vec::new();
+        for (topic, kind) in OutputTopic::ALL
+            .into_iter()
+            .filter_map(|t| Some((topics.name(t).to_owned(), Kind::of(t)?)))
+        {
+            let consumer = format!("{group}-webhooks-{topic}");
             let worker = Worker {
-                consumer,
+                consumer: consumer.clone(),
                 topic: topic.clone(),
                 kind,
                 webhooks: webhooks.clone(),
                 runtime: runtime.clone(),
-                rewind: config.kafka.resume_rewind.max(0),
+                rewind: rewind.max(0),
             };
             let listener = Arc::new(Positions {
                 worker: worker.clone(),
             });
-            let source = KafkaSource::subscribe(&kafka, &topic, listener)
+            let source = broker
+                .subscribe(&consumer, &topic, listener)
                 .with_context(|| format!("subscribing the webhook fan-out to {topic}"))?;
+            names.push(topic.clone());
             let stop = stop.clone();
             threads.push(
                 std::thread::Builder::new()
@@ -85,10 +106,7 @@ impl FanOut {
                     .context("starting a webhook fan-out thread")?,
             );
         }
-        tracing::info!(
-            topics = ?[&config.topics.outcomes, &config.topics.alerts, &config.topics.scored],
-            "webhook fan-out started"
-        );
+        tracing::info!(topics = ?names, "webhook fan-out started");
         Ok(FanOut { stop, threads })
     }
 
@@ -143,7 +161,7 @@ impl PartitionListener for Positions {
 }
 
 impl Worker {
-    fn run(self, source: KafkaSource, stop: &AtomicBool) {
+    fn run<S: Source>(self, source: S, stop: &AtomicBool) {
         let mut events: Vec<Event> = Vec::with_capacity(BATCH);
         let mut next: BTreeMap<i32, i64> = BTreeMap::new();
         let mut oldest: Option<Instant> = None;
@@ -201,7 +219,7 @@ impl Worker {
         events: &[Event],
         next: &BTreeMap<i32, i64>,
         stop: &AtomicBool,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let progress: Vec<FanOutProgress> = next
             .iter()
             .map(|(partition, offset)| FanOutProgress {
@@ -223,48 +241,49 @@ impl Worker {
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e).context("publishing to webhooks"),
             }
         }
     }
 }
 
 /// A pipeline output record as a webhook event; `None` for anything else (and
-/// for scored requests that were allowed).
+/// for scored requests that were allowed). The record is read through the
+/// type that wrote it; `data` is the record as JSON.
 fn to_event(kind: Kind, payload: &[u8]) -> Option<Event> {
     let value: Value = serde_json::from_slice(payload).ok()?;
     match kind {
         Kind::Outcome => {
-            let outcome = value.get("outcome")?.as_str()?;
+            let o = OutcomeRecord::deserialize(&value).ok()?;
             Some(Event {
-                id: value.get("outcome_id")?.as_str()?.to_string(),
-                tenant_id: value.get("tenant_id")?.as_str()?.to_string(),
-                event_type: format!("verification.{outcome}"),
-                timestamp: value.get("decided_at")?.as_str()?.to_string(),
+                id: o.outcome_id.into_owned(),
+                tenant_id: o.tenant_id.into_owned(),
+                event_type: format!("verification.{}", o.outcome.as_str()),
+                timestamp: o.decided_at,
                 data: value,
             })
         }
         Kind::Scored => {
-            let decision = value.get("fraud_decision")?.as_str()?;
-            if decision == "allow" {
+            let s = ScoredRecord::deserialize(&value).ok()?;
+            if s.verdict.fraud_decision == FraudDecision::Allow {
                 return None;
             }
             Some(Event {
-                id: format!("fraud.flagged/{}", value.get("scored_id")?.as_str()?),
-                tenant_id: value.get("tenant_id")?.as_str()?.to_string(),
+                id: format!("fraud.flagged/{}", s.scored_id),
+                tenant_id: s.tenant_id.into_owned(),
                 event_type: "fraud.flagged".into(),
-                timestamp: value.get("requested_at")?.as_str()?.to_string(),
+                timestamp: s.requested_at,
                 data: value,
             })
         }
         Kind::Alert => {
-            let data = value.get("data")?;
+            let a = AlertRecord::deserialize(&value).ok()?;
             Some(Event {
-                id: data.get("alert_id")?.as_str()?.to_string(),
-                tenant_id: data.get("tenant")?.as_str()?.to_string(),
-                event_type: value.get("type")?.as_str()?.to_string(),
-                timestamp: value.get("timestamp")?.as_str()?.to_string(),
-                data: data.clone(),
+                id: a.data.alert_id.into_owned(),
+                tenant_id: a.data.tenant.into_owned(),
+                event_type: a.event_type.into_owned(),
+                timestamp: a.timestamp,
+                data: value.get("data")?.clone(),
             })
         }
     }
@@ -272,29 +291,117 @@ fn to_event(kind: Kind, payload: &[u8]) -> Option<Event> {
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+
+    use veriflow_common::scoring::{FraudThresholds, ModelName, ModelVersions, Verdict};
+    use veriflow_connectors::records::AlertData;
+    use veriflow_pipelines::event::Channel;
+    use veriflow_pipelines::features::Features;
+    use veriflow_pipelines::outcome::OutcomeKind;
+
     use super::*;
 
+    fn outcome() -> Vec<u8> {
+        let o = OutcomeRecord {
+            outcome_id: "acme:v1".into(),
+            verification_id: "v1".into(),
+            tenant_id: "acme".into(),
+            outcome: OutcomeKind::Approved,
+            requested_at: "2026-01-01T00:00:00.000Z".into(),
+            decided_at: "2026-01-01T00:00:20.000Z".into(),
+            time_to_approve_ms: Some(20_000),
+            country: "BR".into(),
+            channel: Channel::Sms,
+            service: "login".into(),
+            providers: Cow::Owned(vec!["sinch".into()]),
+            attempts: 1,
+            failed_attempts: 0,
+            delivered: 1,
+            undelivered: 0,
+            check_failed: 0,
+            cost: Some(0.01),
+            currency: Some("USD".into()),
+            scores: None,
+        };
+        serde_json::to_vec(&o).unwrap()
+    }
+
+    fn scored(decision: FraudDecision) -> Vec<u8> {
+        let verdict = Verdict {
+            fraud_score: 0.97,
+            fraud_decision: decision,
+            fraud_reasons: vec!["ip_requests_10m".into()],
+            fraud_thresholds: FraudThresholds {
+                review: 0.5,
+                block: 0.9,
+            },
+            routes: Vec::new(),
+            choice: None,
+            model: ModelVersions {
+                fraud: ModelName {
+                    name: "m-fraud".into(),
+                    version: "1".into(),
+                },
+                success: ModelName {
+                    name: "m-success".into(),
+                    version: "1".into(),
+                },
+                feature_schema: "s".into(),
+            },
+        };
+        let features = Features::default();
+        let r = ScoredRecord {
+            scored_id: "acme:v1:e1".into(),
+            verification_id: "v1".into(),
+            tenant_id: "acme".into(),
+            event_id: "e1".into(),
+            requested_at: "2026-01-01T00:00:00.000Z".into(),
+            country: "GN".into(),
+            features: Cow::Borrowed(&features),
+            variant: "champion".into(),
+            verdict: Cow::Borrowed(&verdict),
+            shadow: None,
+        };
+        serde_json::to_vec(&r).unwrap()
+    }
+
     #[test]
-    fn pipeline_records_become_events() {
-        let outcome = br#"{"outcome_id":"o1","verification_id":"v1","tenant_id":"acme","outcome":"approved","decided_at":"2026-01-01T00:00:00.000Z","country":"BR"}"#;
-        let e = to_event(Kind::Outcome, outcome).unwrap();
+    fn pipeline_records_become_events_through_their_writers_types() {
+        let e = to_event(Kind::Outcome, &outcome()).unwrap();
         assert_eq!(
             (e.id.as_str(), e.tenant_id.as_str(), e.event_type.as_str()),
-            ("o1", "acme", "verification.approved")
+            ("acme:v1", "acme", "verification.approved")
         );
         assert_eq!(e.data["country"], "BR");
-        let alert = br#"{"type":"route.degraded","timestamp":"2026-01-01T00:01:00.000Z","data":{"alert_id":"a1","tenant":"*","rule":"route_degraded"}}"#;
-        let e = to_event(Kind::Alert, alert).unwrap();
+        let alert = AlertRecord {
+            data: AlertData {
+                alert_id: "a1".into(),
+                baseline: Some(0.9),
+                country: "BR".into(),
+                message: "m".into(),
+                metric: "delivery_rate".into(),
+                provider: "sinch".into(),
+                rule: "route_degraded".into(),
+                severity: "warning".into(),
+                tenant: "*".into(),
+                threshold: 0.5,
+                value: 0.1,
+                volume: 20,
+                window_start: "2026-01-01T00:00:00.000Z".into(),
+            },
+            timestamp: "2026-01-01T00:01:00.000Z".into(),
+            event_type: "route.degraded".into(),
+        };
+        let e = to_event(Kind::Alert, &serde_json::to_vec(&alert).unwrap()).unwrap();
         assert_eq!(
             (e.id.as_str(), e.tenant_id.as_str(), e.event_type.as_str()),
             ("a1", "*", "route.degraded")
         );
-        let scored = br#"{"scored_id":"acme:v1:e1","tenant_id":"acme","requested_at":"2026-01-01T00:00:00.000Z","fraud_score":0.97,"fraud_decision":"block","country":"GN"}"#;
-        let e = to_event(Kind::Scored, scored).unwrap();
+        assert_eq!(e.data["provider"], "sinch");
+        let e = to_event(Kind::Scored, &scored(FraudDecision::Block)).unwrap();
         assert_eq!(e.event_type, "fraud.flagged");
-        assert_eq!(e.data["fraud_score"], 0.97);
-        let allowed = br#"{"scored_id":"acme:v2:e2","tenant_id":"acme","requested_at":"2026-01-01T00:00:00.000Z","fraud_decision":"allow"}"#;
-        assert!(to_event(Kind::Scored, allowed).is_none());
+        assert_eq!(e.data["fraud_score"], 0.97, "the record's own number");
+        assert!(to_event(Kind::Scored, &scored(FraudDecision::Allow)).is_none());
         assert!(to_event(Kind::Outcome, b"not json").is_none());
         assert!(to_event(Kind::Alert, br#"{"type":"x"}"#).is_none());
     }

@@ -1,12 +1,14 @@
-//! Training and evaluation on the simulator's ground truth, in-process.
+//! Training and evaluation on the simulator's ground truth, in-process: the
+//! history replayed through the runtime's driver, as `veriflow train` does.
 
 use std::collections::HashMap;
 
 use veriflow_models::ScoringModels;
-use veriflow_models::dataset::{Example, TruthLine, replay};
-use veriflow_models::evaluate::train;
+use veriflow_models::dataset::Example;
+use veriflow_models::evaluate::{History, train};
 use veriflow_models::logistic::TrainConfig;
 use veriflow_models::{ModelError, Registry};
+use veriflow_pipelines::{PipelineConfig, PipelineSettings};
 use veriflow_simulator::{SimConfig, SimItem, Simulator};
 
 /// `minutes` of simulated traffic replayed into examples.
@@ -33,23 +35,23 @@ fn examples_of(cfg: SimConfig) -> Vec<Example> {
         match item {
             SimItem::Event(e) => events.push(e.payload),
             SimItem::Truth(t) => {
-                truth.insert(
-                    t.verification_id.clone(),
-                    TruthLine {
-                        verification_id: t.verification_id,
-                        is_fraud: t.is_fraud,
-                        attack: t.attack.map(String::from),
-                        p_success: t
-                            .p_success
-                            .iter()
-                            .map(|(k, v)| (k.to_string(), *v))
-                            .collect(),
-                    },
-                );
+                truth.insert(t.verification_id.clone(), *t);
             }
         }
     }
-    replay(events.iter().map(Vec::as_slice), &truth)
+    veriflow_runtime::replay::examples(
+        events.iter().map(Vec::as_slice),
+        truth,
+        PipelineConfig::default(),
+    )
+    .unwrap()
+}
+
+fn history(name: &str) -> History {
+    History {
+        source: name.into(),
+        pipeline: PipelineSettings::default(),
+    }
 }
 
 fn quick() -> TrainConfig {
@@ -63,7 +65,7 @@ fn quick() -> TrainConfig {
 fn trained_models_beat_trivial_baselines_on_held_out_data_and_training_is_deterministic() {
     let data = examples(7, 60);
     assert!(data.len() > 20_000, "{} examples", data.len());
-    let a = train(&data, "simulator seed 7", "test-1", 7, &quick()).unwrap();
+    let a = train(&data, &history("simulator seed 7"), "test-1", 7, &quick()).unwrap();
     let card = &a.card;
     eprintln!("{}", serde_json::to_string_pretty(card).unwrap());
     // Fraud: far better than the base rate (what a random ranking scores).
@@ -93,7 +95,7 @@ fn trained_models_beat_trivial_baselines_on_held_out_data_and_training_is_determ
         card.routing
     );
 
-    let b = train(&data, "simulator seed 7", "test-1", 7, &quick()).unwrap();
+    let b = train(&data, &history("simulator seed 7"), "test-1", 7, &quick()).unwrap();
     assert_eq!(a.fraud, b.fraud, "same data, same fraud model");
     assert_eq!(a.delivery, b.delivery, "same data, same delivery model");
     assert_eq!(a.approval, b.approval, "same data, same approval model");
@@ -108,7 +110,7 @@ fn trained_models_beat_trivial_baselines_on_held_out_data_and_training_is_determ
 #[test]
 fn the_router_steers_around_provider_outages() {
     let data = examples_with(11, 60, 400.0);
-    let models = train(&data, "simulator seed 11", "outage", 11, &quick()).unwrap();
+    let models = train(&data, &history("simulator seed 11"), "outage", 11, &quick()).unwrap();
     let routing = &models.card.routing;
     eprintln!("{}", serde_json::to_string_pretty(routing).unwrap());
     let o = routing
@@ -171,7 +173,7 @@ fn the_models_carry_over_to_unseen_attack_shapes_and_provider_dynamics() {
         ..SimConfig::default()
     };
     let train_on = examples_of(sim(21, vec![AttackShape::Sweep, AttackShape::Scatter], 8.0));
-    let models = train(&train_on, "seed 21", "carry-over", 21, &quick()).unwrap();
+    let models = train(&train_on, &history("seed 21"), "carry-over", 21, &quick()).unwrap();
     let held_out = examples_of(sim(
         22,
         vec![AttackShape::SingleSource, AttackShape::Trickle],
@@ -221,7 +223,7 @@ fn the_models_carry_over_to_unseen_attack_shapes_and_provider_dynamics() {
 #[test]
 fn a_model_with_another_feature_schema_is_refused_and_the_old_one_stays() {
     let data = examples(3, 20);
-    let models = train(&data, "simulator seed 3", "v1", 3, &quick()).unwrap();
+    let models = train(&data, &history("simulator seed 3"), "v1", 3, &quick()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("v1");
     models.save(&good).unwrap();
@@ -262,16 +264,16 @@ fn a_model_with_another_feature_schema_is_refused_and_the_old_one_stays() {
 
 #[test]
 fn the_router_honours_allow_deny_lists_and_cost_ceilings() {
-    use veriflow_models::router::RoutePolicy;
+    use veriflow_common::scoring::{ProviderName, ProviderPolicy};
     use veriflow_models::vector::RouteView;
     use veriflow_pipelines::features::Features;
     let data = examples(5, 20);
-    let models = train(&data, "simulator seed 5", "r1", 5, &quick()).unwrap();
+    let models = train(&data, &history("simulator seed 5"), "r1", 5, &quick()).unwrap();
     let card = &models.card;
     assert!(!card.route_costs.is_empty(), "costs learned from history");
     let features = Features::default();
     let no_stats = |_: &str| RouteView::at(None, 0);
-    let providers = |policy: &RoutePolicy, tried: &[String]| -> Vec<String> {
+    let providers = |policy: &ProviderPolicy, tried: &[String]| -> Vec<String> {
         let mut p: Vec<String> = models
             .route(&features, "BR", policy, tried, no_stats)
             .unwrap()
@@ -282,12 +284,12 @@ fn the_router_honours_allow_deny_lists_and_cost_ceilings() {
         p.sort();
         p
     };
-    assert_eq!(providers(&RoutePolicy::default(), &[]), card.providers);
+    assert_eq!(providers(&ProviderPolicy::default(), &[]), card.providers);
     let first = card.providers[0].clone();
     let second = card.providers[1].clone();
-    let allow = RoutePolicy {
-        allow: vec![first.clone(), second.clone()],
-        ..RoutePolicy::default()
+    let allow = ProviderPolicy {
+        allow: vec![ProviderName(first.clone()), ProviderName(second.clone())],
+        ..ProviderPolicy::default()
     };
     assert_eq!(providers(&allow, &[]), vec![first.clone(), second.clone()]);
     assert_eq!(
@@ -295,9 +297,9 @@ fn the_router_honours_allow_deny_lists_and_cost_ceilings() {
         vec![second.clone()],
         "retry elsewhere"
     );
-    let deny = RoutePolicy {
-        deny: vec![first.clone()],
-        ..RoutePolicy::default()
+    let deny = ProviderPolicy {
+        deny: vec![ProviderName(first.clone())],
+        ..ProviderPolicy::default()
     };
     assert!(!providers(&deny, &[]).contains(&first));
     // A ceiling under the cheapest known BR price leaves only providers without
@@ -313,9 +315,9 @@ fn the_router_honours_allow_deny_lists_and_cost_ceilings() {
         "BR prices known: {:?}",
         card.route_costs
     );
-    let ceiling = RoutePolicy {
+    let ceiling = ProviderPolicy {
         max_cost_per_message: Some(cheapest * 0.5),
-        ..RoutePolicy::default()
+        ..ProviderPolicy::default()
     };
     for p in providers(&ceiling, &[]) {
         assert!(

@@ -1,0 +1,158 @@
+//! The one verdict on a request — what the stream's scored record and both
+//! synchronous answers carry — and the `verifications.scored` record.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use veriflow_common::hash::mixed64;
+use veriflow_common::scoring::{
+    FraudDecision, FraudThresholds, ModelName, ModelVersions, RankedProvider, ScoringSettings,
+    Verdict,
+};
+use veriflow_models::ScoringModels;
+use veriflow_models::router::thompson_choice;
+use veriflow_models::vector::RouteView;
+use veriflow_pipelines::features::{FeatureRecord, Features};
+use veriflow_pipelines::time::{EventTime, format_rfc3339};
+
+use super::Assignment;
+use crate::routes::Routes;
+
+/// What scoring one request reads: its features and where it goes.
+pub struct Request<'a> {
+    pub features: &'a Features,
+    pub country: &'a str,
+    pub at: EventTime,
+    /// Decides the exploration draw (stable for a verification).
+    pub seed: u64,
+    /// Providers already tried (a retry goes elsewhere).
+    pub tried: &'a [String],
+}
+
+/// One model's verdict on a request, under the tenant's settings (`None`: the
+/// card's thresholds and every provider).
+pub fn verdict(
+    models: &ScoringModels,
+    request: &Request<'_>,
+    routes: &Routes,
+    settings: Option<&ScoringSettings>,
+) -> Result<Verdict, veriflow_models::ModelError> {
+    let card = &models.card;
+    let default_policy = Default::default();
+    let policy = settings.map_or(&default_policy, |s| &s.providers);
+    // Each candidate's live statistics, read once for ranking and exploration.
+    let views: Vec<(&str, RouteView)> = card
+        .providers
+        .iter()
+        .map(|p| {
+            let key = (request.country.to_string(), p.clone());
+            (p.as_str(), RouteView::at(routes.get(&key), request.at))
+        })
+        .collect();
+    let live = |provider: &str| {
+        views
+            .iter()
+            .find(|(p, _)| *p == provider)
+            .map_or_else(|| RouteView::at(None, request.at), |(_, v)| *v)
+    };
+    let score = models.route(
+        request.features,
+        request.country,
+        policy,
+        request.tried,
+        live,
+    )?;
+    let thresholds = settings
+        .and_then(|s| s.fraud_thresholds)
+        .unwrap_or(FraudThresholds {
+            review: f64::from(card.review_threshold),
+            block: f64::from(card.block_threshold),
+        });
+    let choice = thompson_choice(&score.routes, |p| live(p).sent_1h(), request.seed);
+    let model = |kind: &str| ModelName {
+        name: format!("{}-{kind}", card.name),
+        version: card.version.clone(),
+    };
+    Ok(Verdict {
+        fraud_score: score.fraud_score,
+        fraud_decision: FraudDecision::at(score.fraud_score, &thresholds),
+        fraud_reasons: score.fraud_reasons,
+        fraud_thresholds: thresholds,
+        routes: score
+            .routes
+            .into_iter()
+            .map(|r| RankedProvider {
+                provider: r.provider,
+                p_success: r.p_success,
+            })
+            .collect(),
+        choice,
+        model: ModelVersions {
+            fraud: model("fraud"),
+            success: model("success"),
+            feature_schema: card.feature_schema.clone(),
+        },
+    })
+}
+
+/// The exploration seed of a verification: stable across restarts and
+/// instances, different between verifications.
+pub fn seed_of(tenant: &str, verification: &str) -> u64 {
+    mixed64(format!("{tenant}\u{1f}{verification}").as_bytes()) >> 11
+}
+
+/// One `verifications.scored` record (contract §2), as written and read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoredRecord<'a> {
+    pub scored_id: Cow<'a, str>,
+    pub verification_id: Cow<'a, str>,
+    pub tenant_id: Cow<'a, str>,
+    pub event_id: Cow<'a, str>,
+    pub requested_at: String,
+    pub country: Cow<'a, str>,
+    pub features: Cow<'a, Features>,
+    /// `champion` or `challenger`.
+    pub variant: Cow<'a, str>,
+    #[serde(flatten)]
+    pub verdict: Cow<'a, Verdict>,
+    /// The challenger's verdict in shadow mode (it decides nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<Cow<'a, Verdict>>,
+}
+
+/// The scored record of one featurized request, and the deciding verdict.
+pub fn scored_record(
+    assignment: &Assignment,
+    record: &FeatureRecord,
+    routes: &Routes,
+    settings: Option<&ScoringSettings>,
+) -> Result<(Vec<u8>, Verdict), veriflow_models::ModelError> {
+    let r = &record.request;
+    let request = Request {
+        features: &record.features,
+        country: &r.country,
+        at: r.at,
+        seed: seed_of(&r.tenant_id, &r.verification_id),
+        tried: &[],
+    };
+    let decided = verdict(&assignment.decides, &request, routes, settings)?;
+    let shadow = match &assignment.shadow {
+        Some(models) => Some(verdict(models, &request, routes, settings)?),
+        None => None,
+    };
+    let json = ScoredRecord {
+        scored_id: Cow::Owned(record.features_id()),
+        verification_id: Cow::Borrowed(&r.verification_id),
+        tenant_id: Cow::Borrowed(&r.tenant_id),
+        event_id: Cow::Borrowed(&r.event_id),
+        requested_at: format_rfc3339(r.at),
+        country: Cow::Borrowed(&r.country),
+        features: Cow::Borrowed(&record.features),
+        variant: Cow::Borrowed(assignment.variant),
+        verdict: Cow::Borrowed(&decided),
+        shadow: shadow.as_ref().map(Cow::Borrowed),
+    };
+    // Plain structs of strings and numbers: serializing cannot fail.
+    let bytes = serde_json::to_vec(&json).unwrap_or_default();
+    Ok((bytes, decided))
+}
