@@ -522,7 +522,7 @@ fn kill_9_during_a_burst_loses_no_accepted_message() {
     let env = env_with(FAST, &[("VERIFLOW_WEBHOOKS__MAX_IN_FLIGHT", "4")]);
     let api = ApiProcess::start(&url, &env);
     let key = tenant(&api, "acme");
-    let (ep, _) = endpoint(&api, &key, json!({"url": receiver.url("slow/20/k")}));
+    let (ep, _) = endpoint(&api, &key, json!({"url": receiver.url("slow/100/k")}));
     let mut accepted = BTreeSet::new();
     for _ in 0..200 {
         accepted.insert(send_test(&api, &key, &ep));
