@@ -152,7 +152,7 @@ mod tests {
         };
         assert_eq!(FraudDecision::at(0.49, &t), FraudDecision::Allow);
         assert_eq!(FraudDecision::at(0.5, &t), FraudDecision::Review);
-        assert_eq!(FraudDecision::at(0.9, &t), FraudDecision::Block);
+        assert_eq!(FraudDecision::at(0.95, &t), FraudDecision::Block);
         assert_eq!(
             serde_json::to_string(&FraudDecision::Review).unwrap(),
             "\"review\""
