@@ -604,7 +604,36 @@ fn a_hanging_endpoint_does_not_delay_a_healthy_one_and_rate_limits_hold() {
     let span = times.last().unwrap() - times.first().unwrap();
     assert!(span >= 1.6, "15 deliveries at 5/s took only {span:.2}s");
 
-    let (status, metrics) = http("GET", api.port, "/metrics");
+    // The API's metrics name every tenant's endpoints: the operator's only.
+    assert_eq!(http("GET", api.port, "/metrics").0, 401);
+    let tenant_key = http_request(
+        "GET",
+        api.port,
+        "/metrics",
+        &[("authorization", &format!("Bearer {key}"))],
+        None,
+    );
+    assert_eq!(tenant_key.status, 401, "a tenant's key is refused");
+    let operator = format!("Bearer {OPERATOR}");
+    let on_domain = http_request(
+        "GET",
+        api.port,
+        "/metrics",
+        &[
+            ("authorization", &operator),
+            ("host", "verify.acme-metrics.example"),
+        ],
+        None,
+    );
+    assert_eq!(on_domain.status, 200, "an unknown host is not a tenant's");
+    let answer = http_request(
+        "GET",
+        api.port,
+        "/metrics",
+        &[("authorization", &operator)],
+        None,
+    );
+    let (status, metrics) = (answer.status, answer.body.clone());
     assert_eq!(status, 200);
     assert!(
         metrics.contains(&format!(

@@ -41,7 +41,9 @@ pub struct KpiConfig {
     #[serde(with = "empty_as_none")]
     pub sql_dir: Option<PathBuf>,
     /// Emit each window when it closes and as its verifications are decided
-    /// (true), or once, when final (false).
+    /// (true: for InfluxDB, which overwrites a series' point at the same
+    /// time), or once, when final (false, the default: a store that keeps
+    /// every sample, such as VictoriaMetrics, would count each emission).
     pub provisional: bool,
 }
 
@@ -50,7 +52,7 @@ impl Default for KpiConfig {
         KpiConfig {
             window: Some(Duration::from_secs(60)),
             sql_dir: None,
-            provisional: true,
+            provisional: false,
         }
     }
 }

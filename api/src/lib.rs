@@ -54,8 +54,8 @@ pub use config::ApiConfig;
 pub use store::{Backend, Store};
 
 use crate::routes::{
-    health, keys, scoring as scoring_routes, templates as tpl, tenants, usage as usage_routes,
-    webhooks as hooks,
+    health, keys, messages, scoring as scoring_routes, templates as tpl, tenants,
+    usage as usage_routes, webhooks as hooks,
 };
 use crate::state::AppState;
 
@@ -267,6 +267,9 @@ fn build(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(hooks::test))
         .routes(routes!(hooks::attempts))
         .routes(routes!(hooks::replay))
+        .routes(routes!(messages::publish, messages::list))
+        .routes(routes!(messages::get))
+        .routes(routes!(messages::event_types))
         .routes(routes!(scoring_routes::route))
         .routes(routes!(scoring_routes::score))
         .split_for_parts();

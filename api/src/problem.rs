@@ -127,6 +127,16 @@ impl IntoResponse for Problem {
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        // RFC 9110 §11.6.1: a 401 says how to authenticate. Both schemes the
+        // API takes: a bearer token, or the key in `x-api-key`.
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(
+                    r#"Bearer realm="veriflow", ApiKey realm="veriflow" header="x-api-key""#,
+                ),
+            );
+        }
         response
     }
 }

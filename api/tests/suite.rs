@@ -599,6 +599,23 @@ async fn cross_tenant_access_is_refused_on_every_route(db: Db) {
         )
         .await;
     let ep = created.ok()["id"].as_str().unwrap().to_string();
+    let published = t
+        .call(
+            "POST",
+            "/v1/webhooks/messages",
+            Some(&acme),
+            Some(json!({"event_type": "webhook.test", "payload": {"secret": "acme's"}})),
+            &[],
+        )
+        .await;
+    let acme_message = published.ok()["id"].as_str().unwrap().to_string();
+    assert_eq!(published.json["queued"], 1, "{}", published.text);
+    let theirs = t.get("/v1/webhooks/messages", &globex).await;
+    assert_eq!(
+        theirs.ok()["messages"],
+        json!([]),
+        "Globex lists none of Acme's"
+    );
     for (method, path, body) in [
         ("GET", format!("/v1/webhooks/endpoints/{ep}"), None),
         (
@@ -620,6 +637,7 @@ async fn cross_tenant_access_is_refused_on_every_route(db: Db) {
             format!("/v1/webhooks/endpoints/{ep}/replay"),
             Some(json!({"since": "2026-01-01T00:00:00Z"})),
         ),
+        ("GET", format!("/v1/webhooks/messages/{acme_message}"), None),
     ] {
         t.call(method, &path, Some(&globex), body, &[])
             .await
@@ -742,6 +760,24 @@ async fn roles_are_checked_per_route(db: Db) {
             "/v1/webhooks/endpoints",
             Some(json!({"url": "https://hooks.example.com/veriflow"})),
             &["admin", "developer"],
+        ),
+        (
+            "POST",
+            "/v1/webhooks/messages",
+            Some(json!({"event_type": "app.order.shipped", "payload": {"order": 1}})),
+            &["admin", "developer"],
+        ),
+        (
+            "GET",
+            "/v1/webhooks/messages",
+            None,
+            &["admin", "analyst", "developer", "viewer"],
+        ),
+        (
+            "GET",
+            "/v1/webhooks/event-types",
+            None,
+            &["admin", "analyst", "developer", "viewer"],
         ),
     ];
     for (method, path, body, allowed) in cases {
@@ -922,6 +958,9 @@ async fn openapi_lists_every_served_route(db: Db) {
         "GET /v1/webhooks/endpoints/{id}",
         "GET /v1/webhooks/endpoints/{id}/attempts",
         "GET /v1/webhooks/endpoints/{id}/secret",
+        "GET /v1/webhooks/event-types",
+        "GET /v1/webhooks/messages",
+        "GET /v1/webhooks/messages/{id}",
         "PATCH /v1/tenants/{id}",
         "PATCH /v1/webhooks/endpoints/{id}",
         "POST /v1/auth/keys",
@@ -933,6 +972,7 @@ async fn openapi_lists_every_served_route(db: Db) {
         "POST /v1/webhooks/endpoints/{id}/replay",
         "POST /v1/webhooks/endpoints/{id}/secret/rotate",
         "POST /v1/webhooks/endpoints/{id}/test",
+        "POST /v1/webhooks/messages",
         "PUT /v1/templates/{service}/{locale}",
     ];
     assert_eq!(documented, expected);
@@ -967,7 +1007,11 @@ async fn openapi_lists_every_served_route(db: Db) {
     for (path, item) in &paths {
         for (_, op) in item.as_object().unwrap() {
             let secured = op.get("security").is_some();
-            assert_eq!(secured, path.starts_with("/v1/"), "{path}");
+            assert_eq!(
+                secured,
+                path.starts_with("/v1/") || path == "/metrics",
+                "{path}"
+            );
         }
     }
 }
@@ -1003,7 +1047,9 @@ async fn templates_render_in_every_locale(db: Db) {
         ),
         (
             "ar",
-            "رمز التحقق الخاص بك في Acme هو 042917. تنتهي صلاحيته خلال 10 دقائق.",
+            // Numbers in Arabic-Indic digits (CLDR's default for `ar`); the
+            // code is text and stays as sent.
+            "رمز التحقق الخاص بك في Acme هو 042917. تنتهي صلاحيته خلال ١٠ دقائق.",
             "rtl",
         ),
     ];
@@ -1048,16 +1094,20 @@ async fn templates_render_in_every_locale(db: Db) {
 async fn arabic_plural_forms(db: Db) {
     let t = TestApi::new(db).await;
     let admin = t.tenant("acme", &[]).await;
-    // CLDR Arabic: zero, one, two, few (3–10), many (11–99), other (100, 101, …).
+    // CLDR Arabic: zero, one, two, few (n % 100 = 3..10), many (n % 100 =
+    // 11..99), other (100, 101, 102, …); numbers in Arabic-Indic digits.
     for (minutes, phrase) in [
         (0, "أقل من دقيقة"),
         (1, "دقيقة واحدة"),
         (2, "دقيقتين"),
-        (3, "3 دقائق"),
-        (10, "10 دقائق"),
-        (11, "11 دقيقة"),
-        (99, "99 دقيقة"),
-        (100, "100 دقيقة"),
+        (3, "٣ دقائق"),
+        (10, "١٠ دقائق"),
+        (11, "١١ دقيقة"),
+        (99, "٩٩ دقيقة"),
+        (100, "١٠٠ دقيقة"),
+        (103, "١٠٣ دقائق"),
+        (111, "١١١ دقيقة"),
+        (1003, "١٬٠٠٣ دقائق"),
     ] {
         let r = t
             .call(

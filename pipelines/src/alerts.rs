@@ -189,7 +189,7 @@ impl AlertRule {
                 scope: Scope::TenantCountry,
                 comparison: Comparison::Spike,
                 threshold: 4.0,
-                min_volume: 30,
+                min_volume: 10,
                 cooldown: default_cooldown(),
                 severity: "warning".into(),
             },
@@ -226,6 +226,19 @@ impl KeyStats {
 
 /// How many standard deviations a rate must be off its baseline to fire.
 const Z_MIN: f64 = 3.0;
+
+/// A rate from fewer observations than this is too noisy to teach a baseline.
+const RATE_LEARN_MIN: u32 = 5;
+
+/// Whether a window under the rule's `min_volume` still teaches its baseline:
+/// counts always do (that is the key's normal level), rates from enough
+/// observations.
+fn learns(metric: Metric, volume: u32) -> bool {
+    match metric {
+        Metric::Requests => volume > 0,
+        Metric::ConversionRate | Metric::DeliveryRate => volume >= RATE_LEARN_MIN,
+    }
+}
 
 /// Scope key: tenant, country, provider (empty when not part of the scope).
 pub type ScopeKey = (Text, Text, Text);
@@ -343,7 +356,16 @@ impl AlertState {
                 let Some((value, volume)) = s.value(rule.metric) else {
                     continue;
                 };
+                // `min_volume` decides whether a window may fire, not whether it
+                // teaches the baseline: a key whose normal windows sit under it
+                // must still learn its normal level, or its spike is never seen.
                 if volume < rule.min_volume {
+                    if learns(rule.metric, volume) {
+                        let state = self.keys.entry((r, key.clone())).or_default();
+                        if !state.firing {
+                            state.baseline.update(value);
+                        }
+                    }
                     continue;
                 }
                 let tenant_base = self
@@ -366,9 +388,14 @@ impl AlertState {
                 };
                 // A rate must also be improbable under its baseline (a binomial
                 // z-score), so a handful of failures on a small route is no incident.
+                // A count, improbable under a Poisson of the baseline's mean.
                 let significant = match (rule.metric, baseline) {
                     (Metric::ConversionRate | Metric::DeliveryRate, Some(b)) => {
                         let sd = (b * (1.0 - b) / f64::from(volume)).sqrt().max(1e-9);
+                        ((value - b) / sd).abs() >= Z_MIN
+                    }
+                    (Metric::Requests, Some(b)) => {
+                        let sd = b.max(1.0).sqrt();
                         ((value - b) / sd).abs() >= Z_MIN
                     }
                     _ => true,
@@ -442,7 +469,7 @@ impl AlertState {
             }
             for (tenant, s) in &per_tenant {
                 if let Some((value, volume)) = s.value(rule.metric)
-                    && volume >= rule.min_volume
+                    && (volume >= rule.min_volume || learns(rule.metric, volume))
                 {
                     let any_firing = self
                         .keys
@@ -459,5 +486,85 @@ impl AlertState {
             }
         }
         fired
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(requests: u32) -> BTreeMap<ScopeKey, KeyStats> {
+        let key = (Text::from("shop"), Text::from("BR"), Text::from("sinch"));
+        [(
+            key,
+            KeyStats {
+                requests,
+                approved: requests * 3 / 4,
+                delivered: requests,
+                undelivered: 0,
+            },
+        )]
+        .into_iter()
+        .collect()
+    }
+
+    /// Windows of `requests` each, minute after minute; the alerts fired.
+    fn run(
+        state: &mut AlertState,
+        rules: &[AlertRule],
+        minutes: std::ops::Range<i64>,
+        requests: u32,
+    ) -> Vec<Alert> {
+        minutes
+            .flat_map(|m| {
+                let start = m * 60_000;
+                state.evaluate(rules, 0, start, start + 120_000, &window(requests), &|_| {
+                    None
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_small_tenants_campaign_spikes_against_its_own_level() {
+        let spike: Vec<AlertRule> = AlertRule::defaults()
+            .into_iter()
+            .filter(|r| r.name == "volume_spike")
+            .collect();
+        for normal in [2u32, 3, 5, 8] {
+            let mut state = AlertState::default();
+            assert!(
+                run(&mut state, &spike, 0..60, normal).is_empty(),
+                "{normal}/min is its normal level"
+            );
+            let fired = run(&mut state, &spike, 60..70, normal * 5);
+            assert_eq!(
+                fired.len(),
+                1,
+                "a 5× campaign from {normal}/min fires once: {fired:?}"
+            );
+            assert_eq!(fired[0].rule, "volume_spike");
+        }
+        // Under the rule's floor nothing fires, however steep: 1/min → 5/min.
+        let mut state = AlertState::default();
+        run(&mut state, &spike, 0..60, 1);
+        assert!(run(&mut state, &spike, 60..70, 5).is_empty());
+        // A busy key's ordinary noise does not fire either.
+        let mut state = AlertState::default();
+        let noisy: Vec<Alert> = (0..120)
+            .flat_map(|m| {
+                let requests = 100 + (m * 37 % 23) as u32;
+                let start = m * 60_000;
+                state.evaluate(
+                    &spike,
+                    0,
+                    start,
+                    start + 120_000,
+                    &window(requests),
+                    &|_| None,
+                )
+            })
+            .collect();
+        assert!(noisy.is_empty(), "{noisy:?}");
     }
 }

@@ -759,3 +759,109 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::{Value, json};
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| json!(f)),
+            "\\PC{0,30}".prop_map(Value::String),
+            Just(json!("2026-01-05T10:00:00.000Z")),
+            Just(json!("+5511987654321")),
+            Just(json!("\u{0}\u{202e}")),
+        ];
+        leaf.prop_recursive(5, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z_]{1,10}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Events with every known field present, each set to any value.
+    fn event() -> impl Strategy<Value = Vec<u8>> {
+        let keys = [
+            "event_id",
+            "type",
+            "verification_id",
+            "tenant_id",
+            "occurred_at",
+            "phone_number",
+            "country",
+            "channel",
+            "service",
+            "ip",
+            "device_id",
+            "provider",
+            "attempt",
+            "cost",
+            "currency",
+            "error_code",
+            "locale",
+        ];
+        (
+            prop::collection::vec(value(), keys.len()),
+            prop_oneof![
+                Just("verification.requested"),
+                Just("verification.sent"),
+                Just("verification.approved"),
+                Just("nope"),
+            ],
+        )
+            .prop_map(move |(values, ty)| {
+                let mut map: serde_json::Map<String, serde_json::Value> =
+                    keys.iter().map(|k| k.to_string()).zip(values).collect();
+                if ty != "nope" {
+                    map.insert("type".into(), serde_json::json!(ty));
+                }
+                serde_json::to_vec(&map).unwrap_or_default()
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn any_bytes_are_an_event_or_a_rejection(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = parse_event(&bytes, &ValidationLimits::default(), 0);
+        }
+
+        #[test]
+        fn any_field_values_are_an_event_or_a_rejection(payload in event()) {
+            match parse_event(&payload, &ValidationLimits::default(), 0) {
+                Ok(e) => prop_assert!(!e.event_id.is_empty()),
+                Err(r) => prop_assert!(!r.detail.is_empty()),
+            }
+        }
+
+        /// Nesting and size at and past the limits: rejected, never recursed
+        /// into without bound.
+        #[test]
+        fn deep_and_large_inputs_are_rejected(depth in 1usize..20_000, pad in 0usize..70_000) {
+            let deep = format!(
+                "{{\"event_id\":\"e\",\"x\":{}1{}}}",
+                "[".repeat(depth),
+                "]".repeat(depth)
+            );
+            let limits = ValidationLimits::default();
+            let result = parse_event(deep.as_bytes(), &limits, 0);
+            prop_assert!(result.is_err());
+            let big = format!("{{\"event_id\":\"{}\"}}", "e".repeat(pad));
+            let result = parse_event(big.as_bytes(), &limits, 0);
+            prop_assert!(result.is_err());
+            if big.len() > limits.max_event_bytes {
+                prop_assert_eq!(result.unwrap_err().reason, RejectReason::TooLarge);
+            }
+        }
+    }
+}

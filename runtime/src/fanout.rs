@@ -405,4 +405,43 @@ mod tests {
         assert!(to_event(Kind::Outcome, b"not json").is_none());
         assert!(to_event(Kind::Alert, br#"{"type":"x"}"#).is_none());
     }
+
+    /// The API's event-type catalogue describes what the stream really sends:
+    /// every property its schema requires is in the records the writers make.
+    #[test]
+    fn the_event_type_catalogue_matches_the_records_written() {
+        use veriflow_api::webhooks::catalog::{catalogue, has_required};
+        let schema = |name: &str| {
+            catalogue()
+                .into_iter()
+                .find(|e| e.name == name)
+                .map(|e| e.schema)
+                .unwrap()
+        };
+        let outcome = to_event(Kind::Outcome, &outcome()).unwrap();
+        has_required(&schema("verification.approved"), &outcome.data).unwrap();
+        let scored = to_event(Kind::Scored, &scored(FraudDecision::Review)).unwrap();
+        has_required(&schema("fraud.flagged"), &scored.data).unwrap();
+        let alert = AlertRecord {
+            data: AlertData {
+                alert_id: "a".into(),
+                baseline: None,
+                country: "BR".into(),
+                message: "m".into(),
+                metric: "requests".into(),
+                provider: "".into(),
+                rule: "volume_spike".into(),
+                severity: "warning".into(),
+                tenant: "acme".into(),
+                threshold: 4.0,
+                value: 40.0,
+                volume: 40,
+                window_start: "2026-01-05T10:00:00.000Z".into(),
+            },
+            timestamp: "2026-01-05T10:02:00.000Z".into(),
+            event_type: "kpi.alert".into(),
+        };
+        let alert = to_event(Kind::Alert, &serde_json::to_vec(&alert).unwrap()).unwrap();
+        has_required(&schema("kpi.alert"), &alert.data).unwrap();
+    }
 }

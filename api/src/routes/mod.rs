@@ -4,6 +4,7 @@
 
 pub mod health;
 pub mod keys;
+pub mod messages;
 pub mod scoring;
 pub mod templates;
 pub mod tenants;

@@ -18,6 +18,7 @@ use crate::auth::{Caller, Permission};
 use crate::extract::{ApiJson, ApiPath};
 use crate::problem::{CommonProblems, Problem};
 use crate::state::AppState;
+use crate::templates::negotiate::{self, Preferences};
 use crate::templates::sms::{self, Encoding};
 use crate::templates::{Direction, Origin, RenderError};
 
@@ -339,12 +340,12 @@ pub async fn render(
              app_name at most 200 characters",
         ));
     }
-    let requested: Vec<LanguageIdentifier> = match &body.locale {
-        Some(locale) => vec![parse_locale(locale)?],
+    let requested = match &body.locale {
+        Some(locale) => Preferences::only(parse_locale(locale)?),
         None => headers
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok())
-            .map(fluent_langneg::accepted_languages::parse)
+            .map(negotiate::parse)
             .unwrap_or_default(),
     };
     let tenant = tenants::load(&app, tenant_id).await?;

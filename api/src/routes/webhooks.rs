@@ -21,7 +21,7 @@ use crate::problem::{CommonProblems, Problem};
 use crate::state::AppState;
 use crate::store::{EndpointRow, NewMessage, now_ms};
 use crate::webhooks::filter::Filter;
-use crate::webhooks::{EVENT_TYPES, Event, message_id, payload};
+use crate::webhooks::{EVENT_TYPES, Event, catalog, message_id, payload};
 
 const MAX_HEADERS: usize = 20;
 /// Headers the engine sets itself; an endpoint cannot override them.
@@ -175,6 +175,7 @@ pub struct AttemptQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AttemptInfo {
     pub id: String,
+    pub endpoint_id: String,
     pub message_id: String,
     pub attempted_at: String,
     /// HTTP status, absent when no answer came.
@@ -185,6 +186,22 @@ pub struct AttemptInfo {
     pub latency_ms: i64,
     /// The first KiB of the response body.
     pub response: Option<String>,
+}
+
+impl From<crate::store::AttemptRecord> for AttemptInfo {
+    fn from(a: crate::store::AttemptRecord) -> Self {
+        AttemptInfo {
+            id: a.id,
+            endpoint_id: a.endpoint_id,
+            message_id: a.message_id,
+            attempted_at: rfc3339(a.attempted_at),
+            status_code: a.status_code,
+            outcome: a.outcome,
+            error: a.error,
+            latency_ms: a.latency_ms,
+            response: a.response,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -244,9 +261,9 @@ fn check_fields(
         errors.push("description must be at most 200 characters".into());
     }
     for t in event_types {
-        if !EVENT_TYPES.contains(&t.as_str()) {
+        if !catalog::is_known(t) {
             errors.push(format!(
-                "event type {t:?} is unknown; known: {}",
+                "event type {t:?} is unknown; known: {}, or your own `app.<name>`",
                 EVENT_TYPES.join(", ")
             ));
         }
@@ -313,13 +330,17 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateEndpoint>,
 ) -> Result<impl IntoResponse, Problem> {
     let tenant = caller.tenant_for(Permission::ManageWebhooks)?;
-    let errors = check_fields(
+    let mut errors = check_fields(
         &body.description,
         &body.event_types,
         body.filter.as_deref(),
         body.rate_limit,
         &body.headers,
     );
+    if body.rate_limit == Some(0) {
+        // The schema's minimum: on create, no limit is said by leaving it out.
+        errors.push("rate_limit must be at least 1 (leave it out for no limit)".into());
+    }
     if !errors.is_empty() {
         return Err(Problem::unprocessable(errors.join("; ")).with_errors(errors));
     }
@@ -610,25 +631,19 @@ pub async fn attempts(
         Some(text) => parse_time("since", text)?,
         None => 0,
     };
-    let limit = i64::from(query.limit.unwrap_or(100).clamp(1, 1000));
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Problem::unprocessable(format!(
+            "limit must be within 1..1000, not {limit}"
+        )));
+    }
+    let limit = i64::from(limit);
     let rows = app
         .store
         .attempts(tenant, &id, since, query.message_id.as_deref(), limit)
         .await?;
     Ok(Json(AttemptList {
-        attempts: rows
-            .into_iter()
-            .map(|a| AttemptInfo {
-                id: a.id,
-                message_id: a.message_id,
-                attempted_at: rfc3339(a.attempted_at),
-                status_code: a.status_code,
-                outcome: a.outcome,
-                error: a.error,
-                latency_ms: a.latency_ms,
-                response: a.response,
-            })
-            .collect(),
+        attempts: rows.into_iter().map(AttemptInfo::from).collect(),
     }))
 }
 

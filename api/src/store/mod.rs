@@ -21,8 +21,8 @@ pub use keys::KeyRecord;
 pub use templates::TemplateOverride;
 pub use tenants::TenantRow;
 pub use webhooks::{
-    AttemptRecord, Claimed, EndpointRow, FanOutProgress, MessageRow, NewMessage, NextState,
-    OutcomeWrite,
+    AttemptRecord, Claimed, DeliveryRow, EndpointRow, FanOutProgress, MessageRow, NewMessage,
+    NextState, OutcomeWrite,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -74,6 +74,18 @@ pub struct MessageRow {
     pub created_at: i64,
 }
 
+/// Where one message stands at one endpoint.
+#[derive(Debug, Clone)]
+pub struct DeliveryRow {
+    pub message_id: String,
+    pub endpoint_id: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub updated_at: i64,
+}
+
 /// What happened to a delivery after one attempt.
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
@@ -547,6 +559,133 @@ impl Store {
         }
         tx.commit().await?;
         Ok(failing)
+    }
+
+    /// A tenant's messages, newest first: created at or after `since`, of
+    /// `event_type` when given, at most `limit`.
+    pub async fn tenant_messages(
+        &self,
+        tenant: &str,
+        since: i64,
+        event_type: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<MessageRow>> {
+        let by_type = if event_type.is_some() {
+            "AND event_type = $4"
+        } else {
+            ""
+        };
+        let mut query = sqlx::query(AssertSqlSafe(format!(
+            "SELECT id, event_type, payload, created_at FROM webhook_messages \
+             WHERE tenant_id = $1 AND created_at >= $2 {by_type} \
+             ORDER BY created_at DESC, id DESC LIMIT $3"
+        )))
+        .bind(tenant)
+        .bind(since)
+        .bind(limit);
+        if let Some(t) = event_type {
+            query = query.bind(t);
+        }
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(MessageRow {
+                    id: r.try_get(0)?,
+                    event_type: r.try_get(1)?,
+                    payload: r.try_get(2)?,
+                    created_at: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// One of the tenant's messages.
+    pub async fn tenant_message(&self, tenant: &str, id: &str) -> Result<Option<MessageRow>> {
+        let row = sqlx::query(
+            "SELECT id, event_type, payload, created_at FROM webhook_messages \
+             WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(MessageRow {
+                id: r.try_get(0)?,
+                event_type: r.try_get(1)?,
+                payload: r.try_get(2)?,
+                created_at: r.try_get(3)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Where the tenant's `messages` stand at each endpoint.
+    pub async fn deliveries_of(
+        &self,
+        tenant: &str,
+        messages: &[String],
+    ) -> Result<Vec<DeliveryRow>> {
+        let mut out = Vec::new();
+        for chunk in messages.chunks(100) {
+            let marks: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let mut query = sqlx::query(AssertSqlSafe(format!(
+                "SELECT message_id, endpoint_id, status, attempts, next_attempt_at, updated_at \
+                 FROM webhook_deliveries WHERE tenant_id = $1 AND message_id IN ({}) \
+                 ORDER BY message_id, endpoint_id",
+                marks.join(", ")
+            )))
+            .bind(tenant);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for r in query.fetch_all(&self.pool).await? {
+                out.push(DeliveryRow {
+                    message_id: r.try_get(0)?,
+                    endpoint_id: r.try_get(1)?,
+                    status: r.try_get(2)?,
+                    attempts: r.try_get(3)?,
+                    next_attempt_at: r.try_get(4)?,
+                    updated_at: r.try_get(5)?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// A message's attempts across the tenant's endpoints, oldest first.
+    pub async fn message_attempts(
+        &self,
+        tenant: &str,
+        message: &str,
+    ) -> Result<Vec<AttemptRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, message_id, endpoint_id, tenant_id, attempted_at, status_code, outcome, \
+             error, latency_ms, response FROM webhook_attempts \
+             WHERE tenant_id = $1 AND message_id = $2 ORDER BY attempted_at, id LIMIT 1000",
+        )
+        .bind(tenant)
+        .bind(message)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AttemptRecord {
+                    id: r.try_get(0)?,
+                    message_id: r.try_get(1)?,
+                    endpoint_id: r.try_get(2)?,
+                    tenant_id: r.try_get(3)?,
+                    attempted_at: r.try_get(4)?,
+                    status_code: r.try_get(5)?,
+                    outcome: r.try_get(6)?,
+                    error: r.try_get(7)?,
+                    latency_ms: r.try_get(8)?,
+                    response: r.try_get(9)?,
+                })
+            })
+            .collect()
     }
 
     /// An endpoint's attempts, newest first.

@@ -18,6 +18,9 @@ use fluent_langneg::{NegotiationStrategy, negotiate_languages};
 use fluent_syntax::ast;
 use unic_langid::LanguageIdentifier;
 
+use super::negotiate::{Preferences, Range};
+use super::{numbers, select};
+
 type Bundle = FluentBundle<Arc<FluentResource>>;
 
 /// The built-in locales, embedded so the binary works from any directory.
@@ -184,11 +187,13 @@ impl Catalog {
         message_source(&l.source, service)
     }
 
-    /// The fallback chain for the requested locales: best matches first, the
-    /// default locale last. `extra` are locales the tenant has overrides in.
+    /// The fallback chain for what the requester accepts: best matches first,
+    /// in the order of preference, refused languages left out, the default
+    /// locale last (always: a text must be sent). `extra` are locales the
+    /// tenant has overrides in.
     pub fn negotiate(
         &self,
-        requested: &[LanguageIdentifier],
+        preferences: &Preferences,
         extra: &[LanguageIdentifier],
     ) -> Vec<LanguageIdentifier> {
         let mut available: Vec<LanguageIdentifier> = self.locales.keys().cloned().collect();
@@ -197,15 +202,40 @@ impl Catalog {
                 available.push(l.clone());
             }
         }
-        let mut chain: Vec<LanguageIdentifier> = negotiate_languages(
-            requested,
-            &available,
-            Some(&self.default),
-            NegotiationStrategy::Filtering,
-        )
-        .into_iter()
-        .cloned()
-        .collect();
+        available.retain(|l| !preferences.refuses(l));
+        let mut chain: Vec<LanguageIdentifier> = Vec::new();
+        for range in &preferences.accepted {
+            let matched: Vec<LanguageIdentifier> = match range {
+                Range::Language(l) => negotiate_languages(
+                    std::slice::from_ref(l),
+                    &available,
+                    None,
+                    NegotiationStrategy::Filtering,
+                )
+                .into_iter()
+                .cloned()
+                .collect(),
+                // Any language not named: the default first, then the rest.
+                Range::Any => {
+                    let mut any: Vec<LanguageIdentifier> = available
+                        .iter()
+                        .filter(|a| {
+                            !preferences.accepted.iter().any(
+                                |r| matches!(r, Range::Language(l) if l.language == a.language),
+                            )
+                        })
+                        .cloned()
+                        .collect();
+                    any.sort_by_key(|l| *l != self.default);
+                    any
+                }
+            };
+            for l in matched {
+                if !chain.contains(&l) {
+                    chain.push(l);
+                }
+            }
+        }
         if !chain.contains(&self.default) {
             chain.push(self.default.clone());
         }
@@ -223,8 +253,9 @@ impl Catalog {
     ) -> Result<Rendered, RenderError> {
         for locale in chain {
             if let Some((_, source)) = overrides.iter().find(|(l, _)| l == locale) {
+                let decided = select::decide(source, service, locale, args);
                 let bundle = self
-                    .override_bundle(locale, source)
+                    .override_bundle(locale, decided.as_deref().unwrap_or(source))
                     .map_err(RenderError::Format)?;
                 if bundle.has_message(service) {
                     return format(&bundle, service, args).map(|text| Rendered {
@@ -238,7 +269,19 @@ impl Catalog {
             if let Some(l) = self.locales.get(locale)
                 && l.services.contains(service)
             {
-                return format(&l.bundle, service, args).map(|text| Rendered {
+                let decided = match select::decide(&l.source, service, locale, args) {
+                    Some(source) => {
+                        let mut bundle = new_bundle(locale);
+                        let resource = parse(&source).map_err(RenderError::Format)?;
+                        bundle
+                            .add_resource(resource)
+                            .map_err(|e| RenderError::Format(fluent_errors(&e)))?;
+                        Some(bundle)
+                    }
+                    None => None,
+                };
+                let bundle = decided.as_ref().unwrap_or(&l.bundle);
+                return format(bundle, service, args).map(|text| Rendered {
                     text,
                     locale: locale.clone(),
                     direction: direction(locale),
@@ -332,10 +375,18 @@ impl Catalog {
 fn new_bundle(locale: &LanguageIdentifier) -> Bundle {
     let mut bundle = FluentBundle::new_concurrent(vec![locale.clone()]);
     bundle.set_use_isolating(false);
+    bundle.set_formatter(Some(numbers::format_value));
     bundle
 }
 
 fn parse(source: &str) -> Result<Arc<FluentResource>, Vec<String>> {
+    let depth = select::depth(source);
+    if depth > select::MAX_DEPTH {
+        return Err(vec![format!(
+            "placeables nest {depth} deep; at most {} are allowed",
+            select::MAX_DEPTH
+        )]);
+    }
     match FluentResource::try_new(source.to_string()) {
         Ok(resource) => Ok(Arc::new(resource)),
         Err((_, errors)) => Err(errors
@@ -456,16 +507,32 @@ mod tests {
     #[test]
     fn negotiation_chains_end_in_english() {
         let c = Catalog::builtin().unwrap();
-        let chain = |req: &[&str]| {
-            c.negotiate(&req.iter().map(|s| lid(s)).collect::<Vec<_>>(), &[])
+        let chain = |header: &str| {
+            c.negotiate(&super::super::negotiate::parse(header), &[])
                 .iter()
                 .map(|l| l.to_string())
                 .collect::<Vec<_>>()
         };
-        assert_eq!(chain(&["pt-BR"]), ["pt", "en"]);
-        assert_eq!(chain(&["de-DE"]), ["en"]);
-        assert_eq!(chain(&["es-MX", "fr"]), ["es", "fr", "en"]);
-        assert_eq!(chain(&[]), ["en"]);
+        assert_eq!(chain("pt-BR"), ["pt", "en"]);
+        assert_eq!(chain("de-DE"), ["en"]);
+        assert_eq!(chain("es-MX, fr"), ["es", "fr", "en"]);
+        assert_eq!(chain(""), ["en"]);
+        assert_eq!(chain("fr;q=0.2, es;q=0.8"), ["es", "fr", "en"], "q orders");
+        assert_eq!(
+            chain("fr;q=0, *"),
+            ["en", "ar", "es", "pt"],
+            "q=0 refuses, * takes the rest"
+        );
+        assert_eq!(
+            chain("fr-CA;q=0.9, fr;q=0"),
+            ["en"],
+            "a refused language matches nothing"
+        );
+        assert_eq!(
+            chain("ar, en;q=0"),
+            ["ar", "en"],
+            "the default stays the last resort"
+        );
     }
 
     #[test]
@@ -496,5 +563,145 @@ mod tests {
             ok.text,
             "Acme: your verification code is 012345. It expires in 10 minutes."
         );
+    }
+
+    fn minutes(locale: &str, n: f64) -> String {
+        let c = Catalog::builtin().unwrap();
+        let mut a = FluentArgs::new();
+        a.set("code", "012345");
+        a.set("app_name", "Acme");
+        a.set("minutes", n);
+        c.render("verify", &[lid(locale)], &[], &a).unwrap().text
+    }
+
+    #[test]
+    fn shipped_texts_take_cldrs_plural_form_and_the_locales_digits() {
+        // 103 is `few` in Arabic (n % 100 = 3..10), 111 `many`, 100 `other`.
+        assert!(
+            minutes("ar", 103.0).contains("١٠٣ دقائق"),
+            "{}",
+            minutes("ar", 103.0)
+        );
+        assert!(
+            minutes("ar", 111.0).contains("١١١ دقيقة"),
+            "{}",
+            minutes("ar", 111.0)
+        );
+        assert!(minutes("ar", 2.0).contains("دقيقتين"));
+        assert!(minutes("ar", 0.0).contains("أقل من دقيقة"));
+        assert!(
+            minutes("ar", 2.5).contains("٢٫٥ دقيقة"),
+            "2.5 is `other`: {}",
+            minutes("ar", 2.5)
+        );
+        // French: 1,5 is singular (i = 1), written with a comma.
+        assert!(
+            minutes("fr", 1.5).contains("1,5 minute."),
+            "{}",
+            minutes("fr", 1.5)
+        );
+        assert!(minutes("fr", 2.0).contains("2 minutes"));
+        assert!(
+            minutes("es", 1.5).contains("1,5 minutos"),
+            "{}",
+            minutes("es", 1.5)
+        );
+        assert!(
+            minutes("pt", 1.0).contains("1 minuto"),
+            "{}",
+            minutes("pt", 1.0)
+        );
+        assert!(
+            minutes("en", 1.5).contains("1.5 minutes"),
+            "{}",
+            minutes("en", 1.5)
+        );
+        assert!(
+            minutes("en", 1.0).contains("1 minute."),
+            "{}",
+            minutes("en", 1.0)
+        );
+        // The code is text: never localized.
+        assert!(minutes("ar", 10.0).contains("012345"));
+    }
+
+    #[test]
+    fn overrides_select_on_numbers_and_number_options_too() {
+        let c = Catalog::builtin().unwrap();
+        let source = "verify = { NUMBER($minutes, minimumFractionDigits: 1) ->\n    [0] now\n    [one] { NUMBER($minutes, minimumFractionDigits: 1) } minute\n   *[other] { $minutes } minutes\n}";
+        assert_eq!(c.validate_override("verify", &lid("en"), source), Ok(()));
+        let render = |n: f64| {
+            let mut a = FluentArgs::new();
+            a.set("minutes", n);
+            c.render(
+                "verify",
+                &[lid("en")],
+                &[(lid("en"), source.to_owned())],
+                &a,
+            )
+            .unwrap()
+            .text
+        };
+        assert_eq!(render(0.0), "now", "an exact numeric key wins");
+        // 1.0 has a visible fraction digit: `other` in English.
+        assert_eq!(render(1.0), "1 minutes");
+        assert_eq!(render(3.0), "3 minutes");
+    }
+
+    mod hostile {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn piece() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("verify = ".to_owned()),
+                Just("{".to_owned()),
+                Just("}".to_owned()),
+                Just(" $minutes ".to_owned()),
+                Just(" -> ".to_owned()),
+                Just("\n  [one] x\n".to_owned()),
+                Just("\n *[other] y\n".to_owned()),
+                Just("-term = t\n".to_owned()),
+                Just("{ -term }".to_owned()),
+                Just("\"\\u0000{\"".to_owned()),
+                Just("NUMBER(".to_owned()),
+                Just(")".to_owned()),
+                "\\PC{0,4}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1500))]
+
+            /// Any source up to the override limit is accepted or refused
+            /// with reasons; an accepted one renders with any number.
+            #[test]
+            fn any_override_validates_or_is_refused_never_panics(
+                pieces in prop::collection::vec(piece(), 0..200),
+                n in prop_oneof![Just(f64::MAX), Just(-0.0), -1e18f64..1e18],
+            ) {
+                let c = Catalog::builtin().unwrap();
+                let source: String = pieces.concat().chars().take(4096).collect();
+                if c.validate_override("verify", &lid("ar"), &source).is_ok() {
+                    let mut a = FluentArgs::new();
+                    a.set("minutes", n);
+                    a.set("code", "1");
+                    a.set("app_name", "A");
+                    let _ = c.render("verify", &[lid("ar")], &[(lid("ar"), source)], &a);
+                }
+            }
+
+            /// Nesting of any depth within 4 KiB is refused past the limit
+            /// before any parser recurses into it.
+            #[test]
+            fn deep_placeables_are_refused(depth in 1usize..2000) {
+                let c = Catalog::builtin().unwrap();
+                let source = format!("verify = {}$minutes{}", "{ ".repeat(depth), " }".repeat(depth));
+                let result = c.validate_override("verify", &lid("en"), &source);
+                if depth > select::MAX_DEPTH {
+                    prop_assert!(result.is_err());
+                }
+            }
+        }
     }
 }

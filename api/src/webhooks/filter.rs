@@ -74,6 +74,8 @@ impl Filter {
             tokens,
             at: 0,
             end: source.chars().count() + 1,
+            depth: 0,
+            terms: 0,
         };
         let expr = parser.or()?;
         if let Some((column, token)) = parser.tokens.get(parser.at) {
@@ -283,11 +285,21 @@ fn lex(source: &str) -> Result<Vec<(usize, Token)>, FilterError> {
     Ok(out)
 }
 
+/// Nesting (parentheses, `not`) a filter may have: a parser and an evaluator
+/// that recurse must be bounded by the input, not by the stack.
+pub const MAX_DEPTH: usize = 32;
+/// Comparisons, `and`s, `or`s and `not`s in one filter.
+pub const MAX_TERMS: usize = 256;
+
 struct Parser {
     tokens: Vec<(usize, Token)>,
     at: usize,
     /// The column just past the end of the source.
     end: usize,
+    /// Current nesting of parentheses and `not`.
+    depth: usize,
+    /// Expression nodes built so far.
+    terms: usize,
 }
 
 impl Parser {
@@ -322,10 +334,29 @@ impl Parser {
         }
     }
 
+    /// One more expression node; refused past [`MAX_TERMS`].
+    fn term(&mut self) -> Result<(), FilterError> {
+        self.terms += 1;
+        if self.terms > MAX_TERMS {
+            return self.fail(format!("a filter has at most {MAX_TERMS} terms"));
+        }
+        Ok(())
+    }
+
+    /// One level deeper; refused past [`MAX_DEPTH`].
+    fn nest(&mut self) -> Result<(), FilterError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return self.fail(format!("a filter nests at most {MAX_DEPTH} deep"));
+        }
+        Ok(())
+    }
+
     fn or(&mut self) -> Result<Expr, FilterError> {
         let mut left = self.and()?;
         while self.keyword("or") {
             self.at += 1;
+            self.term()?;
             left = Expr::Or(Box::new(left), Box::new(self.and()?));
         }
         Ok(left)
@@ -335,6 +366,7 @@ impl Parser {
         let mut left = self.not()?;
         while self.keyword("and") {
             self.at += 1;
+            self.term()?;
             left = Expr::And(Box::new(left), Box::new(self.not()?));
         }
         Ok(left)
@@ -343,16 +375,23 @@ impl Parser {
     fn not(&mut self) -> Result<Expr, FilterError> {
         if self.keyword("not") {
             self.at += 1;
-            return Ok(Expr::Not(Box::new(self.not()?)));
+            self.term()?;
+            self.nest()?;
+            let inner = self.not()?;
+            self.depth -= 1;
+            return Ok(Expr::Not(Box::new(inner)));
         }
         self.comparison()
     }
 
     fn comparison(&mut self) -> Result<Expr, FilterError> {
+        self.term()?;
         if self.peek() == Some(&Token::LParen) {
             self.at += 1;
+            self.nest()?;
             let inner = self.or()?;
             self.expect(Token::RParen, "`)`")?;
+            self.depth -= 1;
             return Ok(inner);
         }
         let left = self.operand()?;
@@ -452,7 +491,81 @@ impl Parser {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    /// Pieces filters are made of, and some that are not.
+    fn piece() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("(".to_owned()),
+            Just(")".to_owned()),
+            Just(" and ".to_owned()),
+            Just(" or ".to_owned()),
+            Just("not ".to_owned()),
+            Just(" in ".to_owned()),
+            Just("[".to_owned()),
+            Just("]".to_owned()),
+            Just(",".to_owned()),
+            Just(" == ".to_owned()),
+            Just(" >= ".to_owned()),
+            Just("country".to_owned()),
+            Just("data.a.b".to_owned()),
+            Just("'BR'".to_owned()),
+            Just("\"x\\\"y\"".to_owned()),
+            Just("0.8".to_owned()),
+            Just("-1e308".to_owned()),
+            Just("true".to_owned()),
+            Just("null".to_owned()),
+            "\\PC{0,3}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any text up to the API's 2,000-byte limit parses or is refused
+        /// with a column; a parsed filter evaluates on any data.
+        #[test]
+        fn any_text_parses_or_is_refused_never_panics(
+            pieces in prop::collection::vec(piece(), 0..300),
+        ) {
+            let text: String = pieces.concat().chars().take(2000).collect();
+            match Filter::parse(&text) {
+                Ok(f) => {
+                    let _ = f.matches(&json!({"country": "BR", "a": {"b": [1, 2]}}));
+                }
+                Err(e) => prop_assert!(e.column <= text.chars().count() + 1),
+            }
+        }
+
+        /// Nesting of any depth that fits in 2,000 bytes is bounded: past
+        /// the limit it is refused, never recursed into.
+        #[test]
+        fn nesting_is_bounded(depth in 1usize..1000, style in 0usize..3) {
+            let text = match style {
+                0 => format!("{}a == 1{}", "(".repeat(depth), ")".repeat(depth)),
+                1 => format!("{}a", "not ".repeat(depth)),
+                _ => format!("{}a{}", "(not ".repeat(depth), ")".repeat(depth)),
+            };
+            let nesting = if style == 2 { 2 * depth } else { depth };
+            match Filter::parse(&text) {
+                Ok(_) => prop_assert!(nesting <= MAX_DEPTH, "{depth} accepted"),
+                Err(e) => {
+                    prop_assert!(nesting > MAX_DEPTH, "{text}: {e}");
+                    prop_assert!(e.message.contains("nests at most"), "{e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn long_chains_are_bounded_by_terms() {
+        let ok = vec!["a == 1"; MAX_TERMS / 2].join(" and ");
+        assert!(Filter::parse(&ok).is_ok());
+        let long = vec!["a"; 400].join(" or ");
+        let e = Filter::parse(&long).unwrap_err();
+        assert!(e.message.contains("terms"), "{e}");
+    }
 
     fn passes(filter: &str, data: Value) -> bool {
         Filter::parse(filter)

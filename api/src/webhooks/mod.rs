@@ -19,6 +19,7 @@
 //!   worker, in-flight limit and rate limiter, and the claimer skips endpoints
 //!   whose in-memory queue is full.
 
+pub mod catalog;
 pub mod crypto;
 mod engine;
 pub mod filter;
@@ -48,16 +49,7 @@ use filter::Filter;
 use metrics::WebhookMetrics;
 use schedule::RetrySchedule;
 
-/// Event types an endpoint can subscribe to.
-pub const EVENT_TYPES: [&str; 7] = [
-    "verification.approved",
-    "verification.expired",
-    "fraud.flagged",
-    "kpi.alert",
-    "route.degraded",
-    "webhook.test",
-    "endpoint.disabled",
-];
+pub use catalog::EVENT_TYPES;
 
 /// `[webhooks]`: delivery of events to tenants' endpoints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

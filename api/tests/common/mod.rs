@@ -161,6 +161,19 @@ impl TestApi {
         self.send(req.body(body).unwrap()).await
     }
 
+    /// A request with raw bytes as its JSON body.
+    pub async fn call_raw(&self, method: &str, path: &str, key: Option<&str>, body: &[u8]) -> Resp {
+        let mut req = Request::builder()
+            .method(Method::from_bytes(method.as_bytes()).unwrap())
+            .uri(path)
+            .header("content-type", "application/json");
+        if let Some(key) = key {
+            req = req.header("x-api-key", key);
+        }
+        self.send(req.body(Body::from(body.to_vec())).unwrap())
+            .await
+    }
+
     pub async fn get(&self, path: &str, key: &str) -> Resp {
         self.call("GET", path, Some(key), None, &[]).await
     }

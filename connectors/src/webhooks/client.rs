@@ -10,7 +10,7 @@
 //! take the request somewhere the check did not see. An allow-list of networks
 //! opens chosen private ranges for tests and internal deployments.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,7 +65,8 @@ pub enum SendError {
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: u16,
-    /// `Retry-After` in seconds (delta form), when sent.
+    /// `Retry-After`, when sent: delta-seconds, or an HTTP-date as the wait
+    /// from now (RFC 9110 §10.2.3).
     pub retry_after: Option<Duration>,
     /// The first [`RESPONSE_EXCERPT_BYTES`] of the body, lossily decoded.
     pub excerpt: String,
@@ -137,55 +138,7 @@ impl AddressGuard {
     }
 }
 
-/// Whether `ip` is reachable on the public internet: not private, loopback,
-/// link-local, shared (CGNAT), documentation, benchmarking, multicast, reserved
-/// or unspecified. IPv4-mapped and NAT64 IPv6 forms are judged by their IPv4.
-pub fn is_global(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_global_v4(v4),
-        IpAddr::V6(v6) => is_global_v6(v6),
-    }
-}
-
-fn is_global_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, c, _] = ip.octets();
-    !(a == 0                                    // "this network"
-        || a == 10
-        || a == 127
-        || (a == 100 && (64..128).contains(&b))  // shared address space
-        || (a == 169 && b == 254)
-        || (a == 172 && (16..32).contains(&b))
-        || (a == 192 && b == 0 && c == 0)        // IETF protocol assignments
-        || (a == 192 && b == 0 && c == 2)        // TEST-NET-1
-        || (a == 192 && b == 88 && c == 99)      // 6to4 relay anycast
-        || (a == 192 && b == 168)
-        || (a == 198 && (b == 18 || b == 19))    // benchmarking
-        || (a == 198 && b == 51 && c == 100)     // TEST-NET-2
-        || (a == 203 && b == 0 && c == 113)      // TEST-NET-3
-        || a >= 224) // multicast, reserved, broadcast
-}
-
-fn is_global_v6(ip: Ipv6Addr) -> bool {
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return is_global_v4(v4);
-    }
-    let s = ip.segments();
-    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
-        // NAT64 well-known prefix: the IPv4 address sits in the last 32 bits.
-        let [.., a, b, c, d] = ip.octets();
-        return is_global_v4(Ipv4Addr::new(a, b, c, d));
-    }
-    !(ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_multicast()
-        || (s[0] & 0xfe00) == 0xfc00                 // unique local
-        || (s[0] & 0xffc0) == 0xfe80                 // link-local
-        || (s[0] & 0xffc0) == 0xfec0                 // site-local (deprecated)
-        || (s[0] == 0x2001 && s[1] == 0x0db8)        // documentation
-        || (s[0] == 0x0100 && s[1..4] == [0, 0, 0])  // discard-only
-        || s[0] == 0x2002                            // 6to4: embeds arbitrary IPv4
-        || (s[0] == 0 && s[1..6] == [0, 0, 0, 0, 0])) // IPv4-compatible (deprecated)
-}
+pub use super::special::is_global;
 
 /// reqwest's resolver hook: system DNS, then only addresses the guard allows.
 struct GuardedResolver {
@@ -199,28 +152,38 @@ impl reqwest::dns::Resolve for GuardedResolver {
             let host = name.as_str().to_string();
             let resolved: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut refused = None;
-            let allowed: Vec<SocketAddr> = resolved
-                .into_iter()
-                .filter(|addr| match guard.check(addr.ip()) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        refused.get_or_insert(e);
-                        false
-                    }
-                })
-                .collect();
-            if allowed.is_empty() {
-                let reason = match refused {
-                    Some(e) => format!("{host} resolves to a refused address: {e}"),
-                    None => format!("{host} has no address"),
-                };
-                return Err(reason.into());
-            }
+            let allowed = screen(&host, resolved, &guard)?;
             let addrs: reqwest::dns::Addrs = Box::new(allowed.into_iter());
             Ok(addrs)
         })
     }
+}
+
+/// What DNS answered for `host`, with every address the guard refuses
+/// taken out; an error naming the refusal when nothing is left.
+fn screen(
+    host: &str,
+    resolved: Vec<SocketAddr>,
+    guard: &AddressGuard,
+) -> Result<Vec<SocketAddr>, String> {
+    let mut refused = None;
+    let allowed: Vec<SocketAddr> = resolved
+        .into_iter()
+        .filter(|addr| match guard.check(addr.ip()) {
+            Ok(()) => true,
+            Err(e) => {
+                refused.get_or_insert(e);
+                false
+            }
+        })
+        .collect();
+    if allowed.is_empty() {
+        return Err(match refused {
+            Some(e) => format!("{host} resolves to a refused address: {e}"),
+            None => format!("{host} has no address"),
+        });
+    }
+    Ok(allowed)
 }
 
 /// Sends webhook requests: one connection pool for all endpoints.
@@ -328,8 +291,7 @@ impl WebhookClient {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| retry_after(v, std::time::SystemTime::now()));
         let mut response = response;
         let mut body = Vec::new();
         // A body that fails half-way still leaves the status, which decides.
@@ -399,6 +361,8 @@ mod tests {
             "::ffff:10.0.0.1",
             "64:ff9b::a00:1",
             "2001:db8::1",
+            // IPv4-mapped: "not globally reachable" in the IANA registry.
+            "::ffff:1.1.1.1",
         ] {
             assert!(!is_global(ip(private)), "{private} must not be global");
         }
@@ -408,10 +372,45 @@ mod tests {
             "172.32.0.1",
             "100.128.0.1",
             "2606:4700::1111",
-            "::ffff:1.1.1.1",
         ] {
             assert!(is_global(ip(public)), "{public} is global");
         }
+    }
+
+    /// The same verdicts after DNS: a name that resolves into any entry
+    /// that is not globally reachable is refused, one that also has a
+    /// public address keeps only that one.
+    #[test]
+    fn resolved_addresses_are_screened_entry_by_entry() {
+        use super::super::special::{IPV4_REGISTRY, IPV6_REGISTRY};
+        let guard = AddressGuard::new(Vec::new());
+        let public: SocketAddr = "8.8.8.8:0".parse().unwrap();
+        for (net, global, what) in IPV4_REGISTRY.iter().chain(IPV6_REGISTRY) {
+            let net: ipnet::IpNet = net.parse().unwrap();
+            let addr = SocketAddr::new(net.network(), 0);
+            if super::super::special::is_global(addr.ip()) != *global {
+                continue; // decided by a more specific entry
+            }
+            let alone = screen("evil.example", vec![addr], &guard);
+            assert_eq!(alone.is_ok(), *global, "{what} {addr}: {alone:?}");
+            let mixed = screen("mixed.example", vec![addr, public], &guard).unwrap();
+            assert_eq!(mixed.contains(&addr), *global, "{what}");
+            assert!(mixed.contains(&public));
+        }
+    }
+
+    #[tokio::test]
+    async fn names_resolve_before_the_check() {
+        // The system resolver's loopback name, through the real resolver hook.
+        let resolver = GuardedResolver {
+            guard: Arc::new(AddressGuard::new(Vec::new())),
+        };
+        let name: reqwest::dns::Name = "localhost".parse().unwrap();
+        let err = reqwest::dns::Resolve::resolve(&resolver, name)
+            .await
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("refused address"), "{err}");
     }
 
     #[test]
@@ -475,5 +474,53 @@ mod tests {
             }
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+}
+
+/// A `Retry-After` value as a wait from `now`: delta-seconds (`120`) or an
+/// HTTP-date (`Wed, 21 Oct 2026 07:28:00 GMT`, and the obsolete forms
+/// `httpdate` reads); a date in the past is no wait. `None` when it is
+/// neither.
+pub fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod retry_after_tests {
+    use super::*;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    #[test]
+    fn both_forms_are_read() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_792_567_680); // 2026-10-21T07:28:00Z
+        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2026 07:30:00 GMT", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            retry_after("Wednesday, 21-Oct-26 07:29:00 GMT", now),
+            Some(Duration::from_secs(60)),
+            "RFC 850 form"
+        );
+        assert_eq!(
+            retry_after("Wed Oct 21 07:28:30 2026", now),
+            Some(Duration::from_secs(30)),
+            "asctime"
+        );
+        assert_eq!(
+            retry_after("Tue, 20 Oct 2026 07:28:00 GMT", now),
+            Some(Duration::ZERO),
+            "past"
+        );
+        assert_eq!(retry_after("-5", now), None);
+        assert_eq!(retry_after("soon", now), None);
+        let _ = SystemTime::now();
     }
 }
