@@ -25,7 +25,7 @@ const EXPECTED: &[(&str, usize, &str)] = &[
     (
         "alerts",
         5,
-        "3f7773980bba7c84bbd21181667dee2a4ec00fbfafa3dd542ee4ab2b0b95ec1b",
+        "942394aab16418b70d5e46750f3ba135ee0c3cd7a139f2df00108c1ab777b32d",
     ),
     (
         "dlq",
