@@ -190,9 +190,14 @@ fn print_report(r: &Report) {
         );
     }
     println!(
-        "success  Brier {:.4} (constant {:.4}), expected calibration error {:.4}",
+        "success  Brier {:.4} (constant {:.4}), expected calibration error {:.4} against outcomes",
         r.success.brier, r.success.brier_constant, r.success.ece
     );
+    if let (Some(ece), Some(mae)) = (r.success.ece_truth, r.success.mean_abs_error_truth) {
+        println!(
+            "         against the truth's probabilities: expected calibration error {ece:.4}, mean |p − true P| {mae:.3}"
+        );
+    }
     println!(
         "routing  first-attempt success: uniform {:.3}, router {:.3}, oracle {:.3}; uplift captured {:.1} %",
         r.routing.baseline_success,
@@ -218,6 +223,22 @@ fn print_report(r: &Report) {
             o.uniform_into_outage * 100.0
         ),
         None => println!("         no provider outage in this history"),
+    }
+    if let Some(c) = &r.routing.chosen {
+        println!(
+            "         the route actually chosen (exploration included): {:.3}; uplift captured {:.1} %",
+            c.router_success,
+            c.uplift_captured * 100.0
+        );
+        if let Some(o) = &c.during_outages {
+            println!(
+                "         chosen during outages: {:.3}; uplift captured {:.1} %; sent into the outage {:.1} % (uniform {:.1} %)",
+                o.router_success,
+                o.uplift_captured * 100.0,
+                o.sent_into_outage * 100.0,
+                o.uniform_into_outage * 100.0
+            );
+        }
     }
     match &r.routing.outage_reaction {
         Some(o) if o.never_chosen == o.outages => println!(

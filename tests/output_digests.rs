@@ -55,7 +55,7 @@ const EXPECTED: &[(&str, usize, &str)] = &[
     (
         "scored",
         16499,
-        "741e9a0c41133c665ed14db24ce6d1cc454dd3e3cd55464878e8e3191a16e297",
+        "d37103282f01d95e7bf72389418a8c2524d270b238731cac78953b806dd99b1b",
     ),
 ];
 

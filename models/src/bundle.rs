@@ -171,23 +171,20 @@ impl ScoringModels {
             .collect())
     }
 
-    /// [`ScoringModels::score`] over the providers the tenant's policy allows
-    /// (and, for a retry, not those already tried).
+    /// [`ScoringModels::score`] over `providers` (the routes live statistics
+    /// know, and the card's) as far as the tenant's policy allows them (and,
+    /// for a retry, not those already tried).
+    #[allow(clippy::too_many_arguments)]
     pub fn route(
         &self,
         features: &Features,
         country: &str,
+        providers: &[String],
         policy: &ProviderPolicy,
         tried: &[String],
         route: impl Fn(&str) -> RouteView,
     ) -> Result<Score, ModelError> {
-        let allowed = candidates(
-            &self.card.providers,
-            country,
-            policy,
-            &self.card.route_costs,
-            tried,
-        );
+        let allowed = candidates(providers, country, policy, &self.card.route_costs, tried);
         self.score(features, &allowed, route)
     }
 

@@ -13,9 +13,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use veriflow_common::truth::TruthRecord;
-use veriflow_pipelines::routes::RouteSnapshot;
 use veriflow_pipelines::time::EventTime;
-use veriflow_pipelines::{OutcomeKind, Output, Text};
+use veriflow_pipelines::{OutcomeKind, Output};
 
 use crate::vector::{RouteView, fraud_feature_names, fraud_vector};
 
@@ -55,8 +54,6 @@ impl Example {
 pub struct ExampleBuilder {
     truth: HashMap<String, TruthRecord>,
     names: Vec<String>,
-    /// Route statistics as of the last batch, for the requests that follow.
-    routes: HashMap<(String, String), RouteSnapshot>,
     pending: HashMap<String, Example>,
     done: Vec<Example>,
 }
@@ -67,7 +64,6 @@ impl ExampleBuilder {
         ExampleBuilder {
             truth,
             names: fraud_feature_names(),
-            routes: HashMap::new(),
             pending: HashMap::new(),
             done: Vec::new(),
         }
@@ -81,12 +77,17 @@ impl ExampleBuilder {
                 let Some(t) = self.truth.get(&id) else { return };
                 let country = f.request.country.to_string();
                 let at = f.request.at;
-                let routes = &self.routes;
+                // What the scorer reads for this request: the partition's
+                // statistics as of it (the replay asks the pipeline for them).
                 let views = t
                     .p_success
                     .keys()
                     .map(|provider| {
-                        let snapshot = routes.get(&(country.clone(), provider.to_string()));
+                        let snapshot = f
+                            .routes
+                            .iter()
+                            .find(|(p, _)| p.as_str() == &**provider)
+                            .map(|(_, s)| s);
                         (provider.to_string(), RouteView::at(snapshot, at))
                     })
                     .collect();
@@ -122,15 +123,6 @@ impl ExampleBuilder {
                 }
             }
             _ => {}
-        }
-    }
-
-    /// Route statistics changed by the batch whose outputs were just observed:
-    /// later requests see them.
-    pub fn routes_updated(&mut self, updates: Vec<((Text, Text), RouteSnapshot)>) {
-        for ((country, provider), snapshot) in updates {
-            self.routes
-                .insert((country.to_string(), provider.to_string()), snapshot);
         }
     }
 

@@ -18,9 +18,9 @@ use crate::dataset::Example;
 use crate::logistic::{Direction, Logistic, Stack, TrainConfig};
 use crate::metrics::{
     AttackMetrics, FraudMetrics, OutageReaction, RoutingReport, SuccessMetrics, average_precision,
-    brier, ece, recall_at_fpr, threshold_above,
+    brier, ece, ece_against, recall_at_fpr, threshold_above,
 };
-use crate::router::route_key;
+use crate::router::{choose, route_key};
 use crate::vector::{
     DELIVERY_DIRECTIONS, DELIVERY_FEATURE_NAMES, delivery_vector, fraud_direction,
     fraud_feature_names, schema_id,
@@ -165,6 +165,7 @@ impl RoutingSums {
             uniform_into_outage: per(self.uniform_into_outage),
             during_outages,
             outage_reaction: None,
+            chosen: None,
         }
     }
 }
@@ -289,6 +290,8 @@ pub fn train(
                 brier: 0.0,
                 brier_constant: 0.0,
                 ece: 0.0,
+                ece_truth: None,
+                mean_abs_error_truth: None,
             },
             routing: RoutingReport::default(),
             review_threshold: 0.5,
@@ -432,9 +435,18 @@ pub fn evaluate(
     };
 
     let (mut sp, mut sy) = (Vec::new(), Vec::new());
+    // The same predictions beside the truth's probability for that provider,
+    // where the history has one: the calibration that does not depend on
+    // which way each coin fell.
+    let (mut tp, mut tt) = (Vec::new(), Vec::new());
     for e in examples {
         if let Some(provider) = &e.first_provider {
-            sp.extend(models.success(&e.fraud_row, &[e.route(provider)])?);
+            let p = models.success(&e.fraud_row, &[e.route(provider)])?;
+            if let (Some(p), Some(truth)) = (p.first(), e.p_success.get(provider)) {
+                tp.push(*p);
+                tt.push(*truth);
+            }
+            sp.extend(p);
             sy.push(e.approved);
         }
     }
@@ -444,10 +456,19 @@ pub fn evaluate(
         brier: brier(&sp, &sy),
         brier_constant: brier(&constant_p, &sy),
         ece: ece(&sp, &sy, 10),
+        ece_truth: (!tp.is_empty()).then(|| ece_against(&tp, &tt, 10)),
+        mean_abs_error_truth: (!tp.is_empty()).then(|| {
+            tp.iter()
+                .zip(&tt)
+                .map(|(p, t)| (f64::from(*p) - t).abs())
+                .sum::<f64>()
+                / tp.len() as f64
+        }),
     };
 
     // Routing on legitimate verifications with a truth for each candidate.
     let (mut all, mut outages) = (RoutingSums::default(), RoutingSums::default());
+    let (mut chosen, mut chosen_outages) = (RoutingSums::default(), RoutingSums::default());
     let mut reaction = OutageTracker::default();
     for e in examples
         .iter()
@@ -463,8 +484,25 @@ pub fn evaluate(
             .map_or(0, |(i, _)| i);
         let truth: Vec<f64> = candidates.iter().map(|p| e.p_success[p]).collect();
         all.add(&truth, choice);
+        // The route the stream would send through: the ranking plus its
+        // budgeted exploration, seeded per verification as the stream is.
+        let mut ranked: Vec<crate::RankedRoute> = candidates
+            .iter()
+            .zip(&predicted)
+            .map(|(provider, p)| crate::RankedRoute {
+                provider: provider.clone(),
+                p_success: *p,
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.p_success.total_cmp(&a.p_success));
+        let seed = veriflow_common::hash::mixed64(e.verification_id.as_bytes());
+        let sent = choose(&ranked, |p| e.route(p).receipts_1h(), seed)
+            .and_then(|p| candidates.iter().position(|c| *c == p))
+            .unwrap_or(choice);
+        chosen.add(&truth, sent);
         if truth.iter().any(|p| *p < OUTAGE_P_SUCCESS) {
             outages.add(&truth, choice);
+            chosen_outages.add(&truth, sent);
         }
         // Choosing a failing route counts only when a healthy one was there.
         let healthy = truth.iter().any(|p| *p >= OUTAGE_P_SUCCESS);
@@ -474,6 +512,8 @@ pub fn evaluate(
     }
     let mut routing = all.report((outages.n > 0).then(|| Box::new(outages.report(None))));
     routing.outage_reaction = reaction.report();
+    let chosen_outages = (chosen_outages.n > 0).then(|| Box::new(chosen_outages.report(None)));
+    routing.chosen = Some(Box::new(chosen.report(chosen_outages)));
     Ok(Report {
         fraud,
         success,

@@ -35,6 +35,10 @@ pub struct RoutingReport {
     /// How fast the router leaves a route that fails, in event time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outage_reaction: Option<OutageReaction>,
+    /// The same report for the route actually chosen, exploration included
+    /// (the fields above rank by the top prediction alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen: Option<Box<RoutingReport>>,
 }
 
 /// For each outage (a route's true P(success) under [`crate::evaluate::OUTAGE_P_SUCCESS`] for a
@@ -65,6 +69,7 @@ impl Default for RoutingReport {
             uniform_into_outage: 0.0,
             during_outages: None,
             outage_reaction: None,
+            chosen: None,
         }
     }
 }
@@ -169,6 +174,26 @@ pub fn ece(p: &[f32], y: &[bool], bins: usize) -> f64 {
         .sum()
 }
 
+/// Expected calibration error against known probabilities (a simulator's
+/// truth) instead of outcomes: per bin of the prediction, the gap between the
+/// mean prediction and the mean true probability, weighted by the bin's share.
+pub fn ece_against(p: &[f32], truth: &[f64], bins: usize) -> f64 {
+    let mut count = vec![0f64; bins];
+    let mut conf = vec![0f64; bins];
+    let mut real = vec![0f64; bins];
+    for (p, t) in p.iter().zip(truth) {
+        let b = ((f64::from(*p) * bins as f64) as usize).min(bins - 1);
+        count[b] += 1.0;
+        conf[b] += f64::from(*p);
+        real[b] += t;
+    }
+    let n = p.len().max(1) as f64;
+    (0..bins)
+        .filter(|b| count[*b] > 0.0)
+        .map(|b| (count[b] / n) * ((real[b] - conf[b]) / count[b]).abs())
+        .sum()
+}
+
 /// What a model card records about a fraud model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FraudMetrics {
@@ -206,7 +231,14 @@ pub struct SuccessMetrics {
     pub brier: f64,
     /// The Brier score of always predicting the training mean (the trivial model).
     pub brier_constant: f64,
+    /// Against outcomes (approved or not).
     pub ece: f64,
+    /// Against the history's true probabilities, where it has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ece_truth: Option<f64>,
+    /// Mean |predicted − true probability|, where the history has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_abs_error_truth: Option<f64>,
 }
 
 #[cfg(test)]

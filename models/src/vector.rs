@@ -80,9 +80,15 @@ impl RouteView {
         }
     }
 
-    /// Attempts over the last hour (decayed): how much the router knows.
+    /// Attempts over the last hour (decayed).
     pub fn sent_1h(&self) -> f64 {
         self.counts[1].sent
+    }
+
+    /// Receipts over the last hour (decayed): how much the router knows of
+    /// the route's delivery now.
+    pub fn receipts_1h(&self) -> f64 {
+        self.counts[1].delivered + self.counts[1].undelivered
     }
 
     /// Delivered share of receipts at each horizon (5 min, 1 h, 24 h), each

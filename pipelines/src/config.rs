@@ -127,6 +127,10 @@ pub struct PipelineConfig {
     pub kpi_hops: Vec<(i64, i64)>,
     /// Scores each request as its features are computed ([`crate::scoring`]).
     pub scorer: Option<ScorerHandle>,
+    /// Attach each request's route statistics to its feature record
+    /// ([`crate::features::FeatureRecord::routes`]) without a scorer:
+    /// training replays learn from what the scorer will read.
+    pub request_routes: bool,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -149,6 +153,7 @@ impl PipelineConfig {
             alert_rules: Vec::new(),
             kpi_hops: Vec::new(),
             scorer: None,
+            request_routes: false,
         }
     }
 }

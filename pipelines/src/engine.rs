@@ -120,7 +120,11 @@ impl Engine {
         // anything: that first checkpoint records where the outputs stood, which is
         // what lets a crash before any later checkpoint be replayed without duplicates.
         let checkpointed_at = (!fresh).then(|| pipeline.next_offset());
-        self.live.register(partition, pipeline.shared_features());
+        self.live.register(
+            partition,
+            pipeline.shared_features(),
+            pipeline.shared_routes(),
+        );
         self.slots.insert(
             partition,
             Slot {
@@ -149,7 +153,11 @@ impl Engine {
         let live = &self.live;
         let slot = self.slots.entry(partition).or_insert_with(|| {
             let pipeline = PartitionPipeline::new(partition);
-            live.register(partition, pipeline.shared_features());
+            live.register(
+                partition,
+                pipeline.shared_features(),
+                pipeline.shared_routes(),
+            );
             Slot {
                 pipeline,
                 checkpointed_at: None,

@@ -364,6 +364,13 @@ pub struct FeatureRecord {
     pub partition: i32,
     pub request: FeatureRequest,
     pub features: Features,
+    /// The partition's statistics of every provider in the request's country
+    /// as of the request (every send and receipt before it counted, none
+    /// after), when the pipeline is asked for them
+    /// ([`crate::PipelineConfig::request_routes`], or a scorer is plugged in);
+    /// empty otherwise. Not part of the published record: the scorer and
+    /// training replays read them, so both see the same statistics.
+    pub routes: Vec<(crate::Text, crate::routes::RouteSnapshot)>,
 }
 
 #[derive(Serialize)]

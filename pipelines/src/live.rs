@@ -10,15 +10,18 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use crate::Text;
 use crate::features::{FeatureRequest, FeatureState, Features};
+use crate::routes::{RouteSnapshot, SharedRoutes};
 
 /// One partition's feature state, shared with readers.
 pub type SharedFeatures = Arc<RwLock<FeatureState>>;
 
-/// The partitions this instance holds, by number.
+/// The partitions this instance holds, by number: their feature state and
+/// route statistics.
 #[derive(Default)]
 pub struct LiveFeatures {
-    partitions: RwLock<BTreeMap<i32, SharedFeatures>>,
+    partitions: RwLock<BTreeMap<i32, (SharedFeatures, SharedRoutes)>>,
 }
 
 /// What [`LiveFeatures::peek`] found.
@@ -29,14 +32,17 @@ pub struct Peeked {
     /// (the features are then those of a first request).
     pub partition: Option<i32>,
     pub features: Features,
+    /// That partition's route statistics in the request's country (none
+    /// without a partition), as the stream's scorer would read them.
+    pub routes: Vec<(Text, RouteSnapshot)>,
 }
 
 impl LiveFeatures {
-    pub fn register(&self, partition: i32, state: SharedFeatures) {
+    pub fn register(&self, partition: i32, state: SharedFeatures, routes: SharedRoutes) {
         self.partitions
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(partition, state);
+            .insert(partition, (state, routes));
     }
 
     pub fn remove(&self, partition: i32) {
@@ -62,18 +68,24 @@ impl LiveFeatures {
             .partitions
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        for (partition, state) in held.iter() {
+        for (partition, (state, routes)) in held.iter() {
             let state = state.read().unwrap_or_else(PoisonError::into_inner);
             if state.knows(request) {
+                let routes = routes
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .country(&request.country);
                 return Peeked {
                     partition: Some(*partition),
                     features: state.peek(request),
+                    routes,
                 };
             }
         }
         Peeked {
             partition: None,
             features: FeatureState::default().peek(request),
+            routes: Vec::new(),
         }
     }
 }
@@ -101,8 +113,8 @@ mod tests {
     fn peek_reads_the_tenants_partition_and_matches_the_stream() {
         let live = LiveFeatures::default();
         let (p0, p1) = (SharedFeatures::default(), SharedFeatures::default());
-        live.register(0, p0.clone());
-        live.register(1, p1.clone());
+        live.register(0, p0.clone(), Default::default());
+        live.register(1, p1.clone(), Default::default());
         let t0 = 1_767_571_200_000;
         for i in 0..30i64 {
             let r = request(

@@ -29,7 +29,7 @@ use crate::lifecycle::{Applied, HeldRecord, Verification};
 use crate::live::SharedFeatures;
 use crate::outcome::Outcome;
 use crate::reject::{RejectReason, Rejected, Rejection};
-use crate::routes::{RouteEvent, RouteSnapshot, RouteStats};
+use crate::routes::{RouteEvent, RouteSnapshot, RouteStats, SharedRoutes};
 use crate::scoring::{ScoredRequest, ScorerHandle};
 use crate::time::{EventTime, format_rfc3339};
 use crate::time_queue::TimeQueue;
@@ -142,7 +142,8 @@ pub struct PartitionPipeline {
     route_queue: TimeQueue<(VerificationKey, RouteEvent)>,
     /// Shared with [`crate::LiveFeatures`] readers; only this pipeline writes it.
     features: SharedFeatures,
-    routes: RouteStats,
+    /// Shared with [`crate::LiveFeatures`] readers; only this pipeline writes it.
+    routes: SharedRoutes,
     kpi: Option<KpiWindows>,
     stats: PartitionStats,
 }
@@ -172,7 +173,7 @@ impl PartitionPipeline {
             feature_queue: TimeQueue::default(),
             route_queue: TimeQueue::default(),
             features: SharedFeatures::default(),
-            routes: RouteStats::default(),
+            routes: SharedRoutes::default(),
             kpi: None,
             stats: PartitionStats::default(),
         }
@@ -181,6 +182,15 @@ impl PartitionPipeline {
     /// This partition's feature state, for readers on other threads.
     pub fn shared_features(&self) -> SharedFeatures {
         self.features.clone()
+    }
+
+    /// This partition's route statistics, for readers on other threads.
+    pub fn shared_routes(&self) -> SharedRoutes {
+        self.routes.clone()
+    }
+
+    fn routes_mut(&self) -> std::sync::RwLockWriteGuard<'_, RouteStats> {
+        self.routes.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn features_mut(&self) -> std::sync::RwLockWriteGuard<'_, FeatureState> {
@@ -427,10 +437,22 @@ impl PartitionPipeline {
         }
         let features = self.features_mut().on_request(&request);
         self.stats.featurized += 1;
+        // The request's country's routes as the watermark left them: every
+        // send and receipt before the request, none after — a function of the
+        // partition's events, whatever the pace they arrive at.
+        let routes = if cfg.scorer.is_some() || cfg.request_routes {
+            self.routes
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .country(&request.country)
+        } else {
+            Vec::new()
+        };
         let record = FeatureRecord {
             partition: self.partition,
             request,
             features,
+            routes,
         };
         // Scored first: a crash between the two writes re-sends the missing one
         // (each has its own id), never loses the score.
@@ -461,7 +483,9 @@ impl PartitionPipeline {
         let Some(v) = self.open.get(&key) else { return };
         let Some(request) = &v.requested else { return };
         match event {
-            RouteEvent::Sent { provider } => self.routes.on_sent(&request.country, &provider, at),
+            RouteEvent::Sent { provider } => {
+                self.routes_mut().on_sent(&request.country, &provider, at)
+            }
             RouteEvent::Receipt {
                 provider,
                 delivered,
@@ -473,7 +497,7 @@ impl PartitionPipeline {
                     .map(|s| s.at)
                     .max();
                 let latency = sent_at.map(|s| at - s);
-                self.routes
+                self.routes_mut()
                     .on_receipt(&request.country, &provider, at, delivered, latency);
             }
         }
@@ -498,7 +522,7 @@ impl PartitionPipeline {
                 self.stats.outcomes += 1;
                 let approved = outcome.outcome == crate::OutcomeKind::Approved;
                 if approved {
-                    self.routes.on_approved(&verification, deadline);
+                    self.routes_mut().on_approved(&verification, deadline);
                 }
                 if let Some(kpi) = &mut self.kpi {
                     kpi.on_decided(key, &verification, &outcome);
@@ -578,7 +602,7 @@ impl PartitionPipeline {
 
     /// Route statistics changed since the last call (to publish).
     pub fn take_route_updates(&mut self) -> Vec<((Text, Text), RouteSnapshot)> {
-        self.routes.take_changed()
+        self.routes_mut().take_changed()
     }
 
     /// Outputs found in the output topics past this partition's checkpoint: the
@@ -622,7 +646,11 @@ impl PartitionPipeline {
                 .read()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
-            routes: self.routes.clone(),
+            routes: self
+                .routes
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
             kpi: self.kpi.clone(),
         }
     }
@@ -646,7 +674,7 @@ impl PartitionPipeline {
             .map(|(t, k, x)| (t, (k, x)))
             .collect();
         p.features = Arc::new(RwLock::new(state.features));
-        p.routes = state.routes;
+        p.routes = Arc::new(RwLock::new(state.routes));
         p.kpi = state.kpi;
         for (key, v) in state.open {
             p.timers.push(v.deadline(cfg.ttl_ms), key);

@@ -156,6 +156,10 @@ impl RouteEvent {
     }
 }
 
+/// One partition's route statistics, shared with readers on other threads
+/// (the synchronous route calls); only its pipeline writes them.
+pub type SharedRoutes = std::sync::Arc<std::sync::RwLock<RouteStats>>;
+
 /// A partition's routes, keyed `(country, provider)`, with the set changed since the
 /// last publication.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -221,6 +225,16 @@ impl RouteStats {
             };
             self.record(&request.country, &send.provider, at, c);
         }
+    }
+
+    /// Every provider's statistics in `country`, by provider name.
+    pub fn country(&self, country: &str) -> Vec<(Text, RouteSnapshot)> {
+        let from = (Text::from(country), Text::default());
+        self.routes
+            .range(from..)
+            .take_while(|((c, _), _)| c.as_str() == country)
+            .map(|((_, provider), s)| (provider.clone(), s.clone()))
+            .collect()
     }
 
     /// Routes changed since the last call, with their snapshots.

@@ -17,8 +17,9 @@ use crate::features::FeatureRecord;
 
 /// Scores featurized requests (the models live outside this crate).
 pub trait RequestScorer: Send + Sync {
-    /// `None` when nothing scores this request (no models loaded); an error
-    /// is the scorer's to report.
+    /// The record carries the route statistics as of the request
+    /// ([`FeatureRecord::routes`]). `None` when nothing scores this request
+    /// (no models loaded); an error is the scorer's to report.
     fn score(&self, record: &FeatureRecord) -> Option<Scored>;
 }
 

@@ -118,26 +118,17 @@ impl Replay {
 }
 
 /// The training set of a replay: examples from the outputs, with the route
-/// statistics each request saw (as of the batch before it).
+/// statistics each request saw (as of the request, as the scorer sees them).
 pub struct TrainingSet(pub ExampleBuilder);
 
 impl Stage for TrainingSet {
     fn observe(&mut self, output: &Output) {
         self.0.observe(output);
     }
-
-    fn after_batch(&mut self, engine: &mut Engine) {
-        let updates = engine
-            .take_route_updates()
-            .into_iter()
-            .map(|(_, route, snapshot)| (route, snapshot))
-            .collect();
-        self.0.routes_updated(updates);
-    }
 }
 
-/// The batch training replays use: the pipeline's statistics reach requests
-/// at this granularity, so training and evaluation must agree on it.
+/// The batch training replays use (the statistics a request sees do not
+/// depend on it: they are the partition's as of the request).
 pub const TRAINING_BATCH: usize = 1024;
 
 /// Replays `payloads` (one partition, arrival order) with `pipeline` and
@@ -145,8 +136,9 @@ pub const TRAINING_BATCH: usize = 1024;
 pub fn examples<'a>(
     payloads: impl Iterator<Item = &'a [u8]> + Send,
     truth: std::collections::HashMap<String, veriflow_common::truth::TruthRecord>,
-    pipeline: PipelineConfig,
+    mut pipeline: PipelineConfig,
 ) -> Result<Vec<Example>> {
+    pipeline.request_routes = true;
     let replay = Replay {
         pipeline,
         partitions: 1,

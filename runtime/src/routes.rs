@@ -1,5 +1,8 @@
 //! The global route statistics: every partition's latest snapshot, read from the
-//! compacted route-statistics topic by every instance, summed per route.
+//! compacted route-statistics topic by every instance, summed per route, for
+//! the metrics. Scoring does not read it: it reads the request's own
+//! partition's statistics as of the request (deterministic whatever the pace,
+//! unlike this view, which moves at checkpoints in wall-clock time).
 //! (One route's statistics at one instant, as a model reads them, is
 //! `veriflow_models::vector::RouteView`.)
 
@@ -21,8 +24,7 @@ pub struct GlobalRouteStats {
 struct Inner {
     /// Latest record per topic key (source topic, partition, country, provider).
     latest: HashMap<String, RouteStatsRecord>,
-    /// The last merge, until the next update: synchronous route calls read it
-    /// thousands of times between two updates.
+    /// The last merge, until the next update (each scrape reads it).
     merged: Option<(String, Arc<Routes>)>,
 }
 

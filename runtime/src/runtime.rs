@@ -225,8 +225,6 @@ fn start_and_drive<B: Broker>(
     if let Some(stage) = &plan.scoring {
         pipeline.scorer = Some(ScorerHandle(Arc::new(StreamScorer {
             stage: stage.clone(),
-            routes: routes.clone(),
-            topic: topics.input.clone(),
             settings: api.as_ref().map(|a| a.scoring_settings.clone()),
         })));
     }
@@ -235,8 +233,6 @@ fn start_and_drive<B: Broker>(
         let scorer: Arc<dyn LiveScorer> = Arc::new(LiveScoring {
             stage: stage.clone(),
             features: engine.live_features(),
-            routes: routes.clone(),
-            topic: topics.input.clone(),
         });
         api.attach_scorer(scorer);
     }

@@ -275,7 +275,7 @@ fn the_router_honours_allow_deny_lists_and_cost_ceilings() {
     let no_stats = |_: &str| RouteView::at(None, 0);
     let providers = |policy: &ProviderPolicy, tried: &[String]| -> Vec<String> {
         let mut p: Vec<String> = models
-            .route(&features, "BR", policy, tried, no_stats)
+            .route(&features, "BR", &card.providers, policy, tried, no_stats)
             .unwrap()
             .routes
             .into_iter()
@@ -324,5 +324,85 @@ fn the_router_honours_allow_deny_lists_and_cost_ceilings() {
             !card.route_costs.contains_key(&format!("BR/{p}")),
             "{p} costs more than the ceiling in BR"
         );
+    }
+}
+
+/// A provider the model never saw, with the country's best live statistics,
+/// is ranked and ranked first; a card provider whose receipts collapsed is
+/// ranked below the healthy ones.
+#[test]
+fn live_statistics_rank_providers_the_model_never_saw() {
+    use veriflow_pipelines::Text;
+    use veriflow_pipelines::features::Features;
+    use veriflow_pipelines::routes::RouteStats;
+    use veriflow_runtime::scoring::verdict::{Request, verdict};
+    let data = examples(6, 20);
+    let models = train(&data, &history("simulator seed 6"), "u1", 6, &quick()).unwrap();
+    let card = &models.card;
+    let country = Text::from("BR");
+    let mut stats = RouteStats::default();
+    let t0 = 1_000_000_000i64;
+    // Ten minutes: the newcomer delivers 97 %, the card's first provider 3 %,
+    // the others 80 %.
+    let newcomer = Text::from("newco-sms");
+    let collapsed = Text::from(card.providers[0].as_str());
+    for i in 0..600i64 {
+        let at = t0 + i * 1_000;
+        let mut send = |provider: &Text, delivered: bool| {
+            stats.on_sent(&country, provider, at);
+            stats.on_receipt(&country, provider, at + 500, delivered, Some(500));
+        };
+        send(&newcomer, i % 33 != 0);
+        send(&collapsed, i % 33 == 0);
+        for p in &card.providers[1..] {
+            send(&Text::from(p.as_str()), i % 5 != 0);
+        }
+    }
+    let routes = stats.country("BR");
+    let features = Features::default();
+    let request = Request {
+        features: &features,
+        country: "BR",
+        at: t0 + 601_000,
+        seed: 7,
+        tried: &[],
+    };
+    let v = verdict(&models, &request, &routes, None).unwrap();
+    let ranked: Vec<&str> = v.routes.iter().map(|r| r.provider.as_str()).collect();
+    assert_eq!(ranked.len(), card.providers.len() + 1, "{ranked:?}");
+    assert_eq!(ranked[0], "newco-sms", "{:?}", v.routes);
+    assert_eq!(
+        ranked.last().copied(),
+        Some(collapsed.as_str()),
+        "{:?}",
+        v.routes
+    );
+    // With that much evidence, the choice is the top route nearly always.
+    let top = (0..1_000u64)
+        .filter(|seed| {
+            let r = Request {
+                seed: *seed,
+                ..request_for(&features, t0 + 601_000)
+            };
+            verdict(&models, &r, &routes, None)
+                .unwrap()
+                .choice
+                .as_deref()
+                == Some("newco-sms")
+        })
+        .count();
+    assert!(top >= 970, "chosen {top} of 1000 times");
+}
+
+fn request_for(
+    features: &veriflow_pipelines::features::Features,
+    at: i64,
+) -> veriflow_runtime::scoring::verdict::Request<'_> {
+    veriflow_runtime::scoring::verdict::Request {
+        features,
+        country: "BR",
+        at,
+        seed: 0,
+        tried: &[],
     }
 }

@@ -34,7 +34,6 @@ use veriflow_pipelines::scoring::RequestScorer;
 use veriflow_pipelines::{Output, PipelineConfig, PipelineSettings};
 use veriflow_runtime::driver::{BATCH, Stage};
 use veriflow_runtime::replay::Replay;
-use veriflow_runtime::routes::GlobalRouteStats;
 use veriflow_runtime::scoring::stream::StreamScorer;
 use veriflow_runtime::scoring::{ScoringConfig, ScoringStage};
 
@@ -95,8 +94,6 @@ fn main() -> anyhow::Result<()> {
     .context("scoring configured")?;
     let scorer = StreamScorer {
         stage: Arc::new(stage),
-        routes: Arc::new(GlobalRouteStats::default()),
-        topic: "bench".into(),
         settings: None,
     };
     let verdicts = best_of(3, || ((), score_verdicts(&scorer, &records))).1;
@@ -167,7 +164,11 @@ impl Stage for Records {
 
 fn featurize(payloads: &[Vec<u8>]) -> (Vec<FeatureRecord>, f64) {
     let replay = Replay {
-        pipeline: PipelineConfig::default(),
+        // The routes each request saw, as the stream's scorer reads them.
+        pipeline: PipelineConfig {
+            request_routes: true,
+            ..PipelineConfig::default()
+        },
         partitions: 1,
         batch: BATCH,
     };

@@ -12,14 +12,11 @@ use veriflow_pipelines::features::FeatureRequest;
 
 use super::ScoringStage;
 use super::verdict::{Request, seed_of, verdict};
-use crate::routes::GlobalRouteStats;
 
 pub struct LiveScoring {
     pub stage: Arc<ScoringStage>,
+    /// The partitions' feature state and route statistics.
     pub features: Arc<LiveFeatures>,
-    pub routes: Arc<GlobalRouteStats>,
-    /// The input topic (route statistics are kept per source topic).
-    pub topic: String,
 }
 
 impl LiveScorer for LiveScoring {
@@ -68,8 +65,7 @@ impl LiveScorer for LiveScoring {
             seed: seed_of(&prospect.tenant_id, &seed_key),
             tried: &prospect.tried,
         };
-        let routes = self.routes.merged(&self.topic);
-        let verdict = verdict(&assignment.decides, &scoring, &routes, settings)
+        let verdict = verdict(&assignment.decides, &scoring, &peeked.routes, settings)
             .map_err(|e| ScoringError::Failed(e.to_string()))?;
         Ok(Scored {
             features: serde_json::to_value(&peeked.features)

@@ -10,14 +10,15 @@ use veriflow_pipelines::features::FeatureRecord;
 use veriflow_pipelines::scoring::{RequestScorer, ScoreNote, Scored};
 
 use super::ScoringStage;
-use super::verdict::scored_record;
-use crate::routes::GlobalRouteStats;
 
+use super::verdict::scored_record;
+
+/// Route statistics come with each request from its partition (as of the
+/// request), not from the global view: so a scored record is a function of
+/// the partition's events, whatever the pace they arrive at (a backlog, a
+/// backfill), and a replay scores it the same.
 pub struct StreamScorer {
     pub stage: Arc<ScoringStage>,
-    /// The global route statistics and the input topic they are kept for.
-    pub routes: Arc<GlobalRouteStats>,
-    pub topic: String,
     /// Tenants' thresholds and provider policies (from the API, when it runs).
     pub settings: Option<Arc<TenantScoring>>,
 }
@@ -26,9 +27,8 @@ impl RequestScorer for StreamScorer {
     fn score(&self, record: &FeatureRecord) -> Option<Scored> {
         let r = &record.request;
         let assignment = self.stage.assign(&r.tenant_id, Some(&r.verification_id))?;
-        let routes = self.routes.merged(&self.topic);
         let settings = self.settings.as_ref().and_then(|s| s.get(&r.tenant_id));
-        match scored_record(&assignment, record, &routes, settings.as_deref()) {
+        match scored_record(&assignment, record, settings.as_deref()) {
             Ok((bytes, verdict)) => Some(Scored {
                 note: ScoreNote {
                     variant: assignment.variant.into(),

@@ -10,13 +10,14 @@ use veriflow_common::scoring::{
     Verdict,
 };
 use veriflow_models::ScoringModels;
-use veriflow_models::router::thompson_choice;
+use veriflow_models::router::choose;
 use veriflow_models::vector::RouteView;
 use veriflow_pipelines::features::{FeatureRecord, Features};
 use veriflow_pipelines::time::{EventTime, format_rfc3339};
 
 use super::Assignment;
-use crate::routes::Routes;
+use veriflow_pipelines::Text;
+use veriflow_pipelines::routes::RouteSnapshot;
 
 /// What scoring one request reads: its features and where it goes.
 pub struct Request<'a> {
@@ -30,23 +31,35 @@ pub struct Request<'a> {
 }
 
 /// One model's verdict on a request, under the tenant's settings (`None`: the
-/// card's thresholds and every provider).
+/// card's thresholds and every provider). `routes`: the live statistics of the
+/// request's country, by provider (the partition's, as of the request).
+///
+/// The candidates are every provider the live statistics know in the country
+/// and every provider of the card: a provider the model never saw is judged
+/// by its statistics (no model reads a name).
 pub fn verdict(
     models: &ScoringModels,
     request: &Request<'_>,
-    routes: &Routes,
+    routes: &[(Text, RouteSnapshot)],
     settings: Option<&ScoringSettings>,
 ) -> Result<Verdict, veriflow_models::ModelError> {
     let card = &models.card;
     let default_policy = Default::default();
     let policy = settings.map_or(&default_policy, |s| &s.providers);
-    // Each candidate's live statistics, read once for ranking and exploration.
-    let views: Vec<(&str, RouteView)> = card
+    let mut providers: Vec<String> = card
         .providers
         .iter()
+        .cloned()
+        .chain(routes.iter().map(|(p, _)| p.to_string()))
+        .collect();
+    providers.sort();
+    providers.dedup();
+    // Each candidate's live statistics, read once for ranking and exploration.
+    let views: Vec<(&str, RouteView)> = providers
+        .iter()
         .map(|p| {
-            let key = (request.country.to_string(), p.clone());
-            (p.as_str(), RouteView::at(routes.get(&key), request.at))
+            let snapshot = routes.iter().find(|(r, _)| r.as_str() == p).map(|(_, s)| s);
+            (p.as_str(), RouteView::at(snapshot, request.at))
         })
         .collect();
     let live = |provider: &str| {
@@ -58,6 +71,7 @@ pub fn verdict(
     let score = models.route(
         request.features,
         request.country,
+        &providers,
         policy,
         request.tried,
         live,
@@ -68,7 +82,7 @@ pub fn verdict(
             review: f64::from(card.review_threshold),
             block: f64::from(card.block_threshold),
         });
-    let choice = thompson_choice(&score.routes, |p| live(p).sent_1h(), request.seed);
+    let choice = choose(&score.routes, |p| live(p).receipts_1h(), request.seed);
     let model = |kind: &str| ModelName {
         name: format!("{}-{kind}", card.name),
         version: card.version.clone(),
@@ -124,10 +138,10 @@ pub struct ScoredRecord<'a> {
 pub fn scored_record(
     assignment: &Assignment,
     record: &FeatureRecord,
-    routes: &Routes,
     settings: Option<&ScoringSettings>,
 ) -> Result<(Vec<u8>, Verdict), veriflow_models::ModelError> {
     let r = &record.request;
+    let routes = &record.routes;
     let request = Request {
         features: &record.features,
         country: &r.country,
