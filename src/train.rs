@@ -115,7 +115,7 @@ pub fn run_evaluate(o: EvaluateOptions) -> anyhow::Result<()> {
     let report = evaluate(
         &models,
         &examples,
-        mean_approved(&examples),
+        mean_first_attempt_approved(&examples),
         Some(models.card.block_threshold),
     )?;
     println!(
@@ -132,12 +132,12 @@ pub fn run_evaluate(o: EvaluateOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn mean_approved(examples: &[Example]) -> f64 {
+fn mean_first_attempt_approved(examples: &[Example]) -> f64 {
     let sent: Vec<&Example> = examples
         .iter()
         .filter(|e| e.first_provider.is_some())
         .collect();
-    sent.iter().filter(|e| e.approved).count() as f64 / sent.len().max(1) as f64
+    sent.iter().filter(|e| e.first_attempt_approved).count() as f64 / sent.len().max(1) as f64
 }
 
 fn print_card(m: &ScoringModels) {

@@ -55,7 +55,7 @@ const EXPECTED: &[(&str, usize, &str)] = &[
     (
         "scored",
         16499,
-        "d37103282f01d95e7bf72389418a8c2524d270b238731cac78953b806dd99b1b",
+        "14028464579bef1936a859366e7af30487dd1814558359e6a840b9654cedaaf8",
     ),
 ];
 

@@ -123,8 +123,8 @@ pub struct Verdict {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RankedProvider {
     pub provider: String,
-    /// Calibrated probability that a verification sent through this provider
-    /// now is approved.
+    /// Calibrated probability that a first attempt sent through this provider
+    /// now is approved without a resend (a retry's success is its own route's).
     pub p_success: f32,
 }
 

@@ -35,6 +35,10 @@ pub struct Example {
     /// cost is the first provider's).
     pub single_attempt_cost: Option<f64>,
     pub approved: bool,
+    /// Approved on the first attempt, without a resend: what `p_success`
+    /// predicts (the provider chosen for an attempt decides that attempt; a
+    /// retry's success belongs to the retry's route).
+    pub first_attempt_approved: bool,
     pub is_fraud: bool,
     pub attack: Option<String>,
     /// True P(approved) per provider at request time (simulator truth).
@@ -103,6 +107,7 @@ impl ExampleBuilder {
                         first_delivered: None,
                         single_attempt_cost: None,
                         approved: false,
+                        first_attempt_approved: false,
                         is_fraud: t.is_fraud,
                         attack: t.attack.as_deref().map(str::to_owned),
                         p_success: t
@@ -119,6 +124,7 @@ impl ExampleBuilder {
                     e.first_delivered = o.first_attempt_delivered;
                     e.single_attempt_cost = o.cost.filter(|_| o.attempts == 1);
                     e.approved = o.outcome == OutcomeKind::Approved;
+                    e.first_attempt_approved = e.approved && o.attempts == 1;
                     self.done.push(e);
                 }
             }

@@ -240,11 +240,17 @@ pub fn train(
     let (dx, dy) = delivery_rows(train);
     // The three delivery rates can only raise the odds of delivering.
     let delivery = Logistic::train_monotone(&dx, &dy, config, &DELIVERY_DIRECTIONS)?;
-    // Second half: once delivered, is the code entered? The request decides.
+    // Second half: once delivered, is the code entered (without a resend)?
+    // The request decides.
     let (ax, ay): (Vec<Vec<f32>>, Vec<f32>) = train
         .iter()
         .filter(|e| e.first_delivered == Some(true))
-        .map(|e| (e.fraud_row.clone(), f32::from(u8::from(e.approved))))
+        .map(|e| {
+            (
+                e.fraud_row.clone(),
+                f32::from(u8::from(e.first_attempt_approved)),
+            )
+        })
         .unzip();
     let approval = Logistic::train(&ax, &ay, config)?;
 
@@ -318,14 +324,15 @@ pub fn train(
                 .approval
                 .calibrated_logits(std::slice::from_ref(&e.fraud_row))?,
         );
-        zy.push(f32::from(u8::from(e.approved)));
+        zy.push(f32::from(u8::from(e.first_attempt_approved)));
     }
     models.stack = Stack::fit(&zd, &za, &zy);
     let sent: Vec<&Example> = train
         .iter()
         .filter(|e| e.first_provider.is_some())
         .collect();
-    let mean_train = sent.iter().filter(|e| e.approved).count() as f64 / sent.len().max(1) as f64;
+    let mean_train =
+        sent.iter().filter(|e| e.first_attempt_approved).count() as f64 / sent.len().max(1) as f64;
     // Operating thresholds from the legitimate traffic alone: block what
     // scores above all but BLOCK_SHARE of it, review above all but
     // REVIEW_SHARE. Legitimate traffic is what the holdout knows well; the
@@ -447,7 +454,7 @@ pub fn evaluate(
                 tt.push(*truth);
             }
             sp.extend(p);
-            sy.push(e.approved);
+            sy.push(e.first_attempt_approved);
         }
     }
     let constant_p = vec![constant as f32; sy.len()];
