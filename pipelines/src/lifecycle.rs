@@ -75,6 +75,17 @@ pub enum Applied {
 }
 
 impl Verification {
+    /// The route (country, provider) of the attempt that got the code through
+    /// when the verification was approved at `at`: the last attempt sent by then.
+    pub fn approving_route(&self, at: EventTime) -> Option<(&Text, &Text)> {
+        let request = self.requested.as_ref()?;
+        let last =
+            self.sends.iter().filter(|s| s.at <= at).max_by(|a, b| {
+                (a.attempt, a.at, &a.provider).cmp(&(b.attempt, b.at, &b.provider))
+            })?;
+        Some((&request.country, &last.provider))
+    }
+
     pub fn new(tenant_id: &str, verification_id: &str, first_event_at: EventTime) -> Self {
         Verification {
             tenant_id: tenant_id.into(),

@@ -521,8 +521,10 @@ impl PartitionPipeline {
             Some(outcome) => {
                 self.stats.outcomes += 1;
                 let approved = outcome.outcome == crate::OutcomeKind::Approved;
-                if approved {
-                    self.routes_mut().on_approved(&verification, deadline);
+                if approved
+                    && let Some((country, provider)) = verification.approving_route(deadline)
+                {
+                    self.routes_mut().on_approved(country, provider, deadline);
                 }
                 if let Some(kpi) = &mut self.kpi {
                     kpi.on_decided(key, &verification, &outcome);

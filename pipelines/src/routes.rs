@@ -20,7 +20,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::Text;
-use crate::lifecycle::Verification;
 use crate::time::{EventTime, MILLIS_PER_MINUTE};
 
 /// Half-lives of the decayed counters, with their names on the wire.
@@ -210,21 +209,14 @@ impl RouteStats {
         self.record(country, provider, at, c);
     }
 
-    /// A verification was approved at `at`: its last attempt got the code through.
-    pub fn on_approved(&mut self, v: &Verification, at: EventTime) {
-        let Some(request) = &v.requested else { return };
-        let last = v
-            .sends
-            .iter()
-            .filter(|s| s.at <= at)
-            .max_by(|a, b| (a.attempt, a.at, &a.provider).cmp(&(b.attempt, b.at, &b.provider)));
-        if let Some(send) = last {
-            let c = Counts {
-                approved: 1.0,
-                ..Counts::default()
-            };
-            self.record(&request.country, &send.provider, at, c);
-        }
+    /// A verification was approved at `at` through `provider` (its last
+    /// attempt, [`crate::lifecycle::Verification::approving_route`]).
+    pub fn on_approved(&mut self, country: &Text, provider: &Text, at: EventTime) {
+        let c = Counts {
+            approved: 1.0,
+            ..Counts::default()
+        };
+        self.record(country, provider, at, c);
     }
 
     /// Every provider's statistics in `country`, by provider name.
