@@ -142,9 +142,16 @@ struct SimulateArgs {
     #[arg(long, default_value_t = 0.02)]
     fraud_share: f64,
     /// Attack shapes to draw pumping traffic from, comma-separated: sweep,
-    /// scatter, single-source, trickle (default: all four).
+    /// scatter, single-source, trickle, mimicry, slow-spread (default: the
+    /// first four).
     #[arg(long, value_delimiter = ',')]
     attacks: Vec<veriflow_simulator::AttackShape>,
+    /// The world: `standard` (fixed countries, providers, tenants) or
+    /// `varied:<family>` (a world drawn for the seed from a family's ranges:
+    /// other providers and how many, number plans, outage lengths,
+    /// conversion, tenants).
+    #[arg(long, default_value = "standard")]
+    world: veriflow_simulator::WorldKind,
     /// Hard provider outages per simulated day, fleet-wide.
     #[arg(long, default_value_t = 8.0)]
     outages_per_day: f64,
@@ -300,6 +307,7 @@ fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
         duplicate_share: a.duplicate_share,
         malformed_share: a.malformed_share,
         max_arrival_delay_ms: a.max_delay,
+        world: a.world,
         ..defaults
     };
     Ok(veriflow_runtime::simulate::simulate(SimulateOptions {

@@ -73,6 +73,52 @@ fn ground_truth_describes_every_verification() {
     }
 }
 
+/// A varied world from the command line: its own providers and tenants,
+/// the same bytes for the same family and seed.
+#[test]
+fn a_varied_world_has_its_own_providers_and_repeats() {
+    let run = |family: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let (events, _) = simulate_to_file(
+            dir.path(),
+            &[
+                "--rate",
+                "10",
+                "--duration",
+                "2m",
+                "--seed",
+                "3",
+                "--world",
+                family,
+                "--attacks",
+                "mimicry,slow-spread",
+            ],
+        );
+        let truth = std::fs::read_to_string(dir.path().join("events.truth.jsonl")).unwrap();
+        (std::fs::read(&events).unwrap(), truth)
+    };
+    let (a, truth) = run("varied:7");
+    let (b, _) = run("varied:7");
+    assert!(a == b, "one family and seed, one stream");
+    let mut providers = std::collections::BTreeSet::new();
+    for line in truth.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(
+            v["tenant_id"].as_str().unwrap().starts_with("tenant-7-"),
+            "{v}"
+        );
+        for p in v["p_success"].as_object().unwrap().keys() {
+            providers.insert(p.clone());
+        }
+    }
+    for standard in ["twilio", "sinch", "infobip", "vonage", "messagebird"] {
+        assert!(!providers.contains(standard), "{providers:?}");
+    }
+    assert!(providers.len() >= 2, "{providers:?}");
+    let (c, _) = run("varied:8");
+    assert!(a != c, "another family, another world");
+}
+
 #[test]
 fn bad_arguments_get_clear_messages() {
     let out = veriflow()
@@ -103,6 +149,29 @@ fn bad_arguments_get_clear_messages() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("kafka://host:port/topic"));
+    for (world, says) in [
+        ("varied", "is not a world"),
+        ("varied:x", "not a world family number"),
+        ("earth", "standard or varied:<family>"),
+    ] {
+        let out = veriflow()
+            .args([
+                "simulate",
+                "--rate",
+                "1",
+                "--duration",
+                "1m",
+                "--world",
+                world,
+                "--out",
+            ])
+            .arg("file:///tmp/x")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{world}: {err}");
+    }
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
     std::fs::write(&cfg, "[kafka]\nbrokerz = \"x\"\n").unwrap();

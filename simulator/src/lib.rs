@@ -20,9 +20,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use rng::Rng;
-use world::{
-    COUNTRIES, Dynamics, PROVIDERS, PUMPING_TARGETS, Quality, TENANTS, diurnal, local_hour,
-};
+pub use world::WorldKind;
+use world::{COUNTRIES, Dynamics, NumberPlan, Quality, World, diurnal, local_hour};
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -52,6 +51,8 @@ pub struct SimConfig {
     /// Share of events followed by an extra malformed message (bad JSON, unknown
     /// type, missing field, bad timestamp, not an object). Not part of the truth.
     pub malformed_share: f64,
+    /// The world: the fixed one, or one drawn from a family for the seed.
+    pub world: WorldKind,
 }
 
 impl Default for SimConfig {
@@ -68,8 +69,9 @@ impl Default for SimConfig {
             outages_per_day: 8.0,
             degradations_per_day: 4.0,
             drift_scale: 1.0,
-            attack_shapes: AttackShape::ALL.to_vec(),
+            attack_shapes: AttackShape::STANDARD.to_vec(),
             malformed_share: 0.0,
+            world: WorldKind::Standard,
         }
     }
 }
@@ -94,10 +96,29 @@ pub enum AttackShape {
     /// random numbers across a destination's ranges, a fresh proxy IP and a
     /// browser user agent each time.
     Trickle,
+    /// Looks like the tenant's own users: numbers in the blocks its users
+    /// sit in (the destination's number plan), addresses from the same
+    /// residential pools, browser user agents, the destination's locale,
+    /// a user id and the tenant's services, at a legitimate pace.
+    Mimicry,
+    /// A slow spread over a range of destinations: a few hours, several
+    /// countries (premium and the tenant's own), many ranges in each, a
+    /// fresh proxy address per request.
+    SlowSpread,
 }
 
 impl AttackShape {
-    pub const ALL: [AttackShape; 4] = [
+    pub const ALL: [AttackShape; 6] = [
+        AttackShape::Sweep,
+        AttackShape::Scatter,
+        AttackShape::SingleSource,
+        AttackShape::Trickle,
+        AttackShape::Mimicry,
+        AttackShape::SlowSpread,
+    ];
+    /// The shapes drawn from by default (the newer ones are opt-in, so the
+    /// default stream stays the same bytes).
+    pub const STANDARD: [AttackShape; 4] = [
         AttackShape::Sweep,
         AttackShape::Scatter,
         AttackShape::SingleSource,
@@ -110,6 +131,8 @@ impl AttackShape {
             AttackShape::Scatter => "scatter",
             AttackShape::SingleSource => "single-source",
             AttackShape::Trickle => "trickle",
+            AttackShape::Mimicry => "mimicry",
+            AttackShape::SlowSpread => "slow-spread",
         }
     }
 }
@@ -171,6 +194,8 @@ struct Attack {
     device: Option<String>,
     /// A scripting client's user agent; `None`: a browser's, per request.
     user_agent: Option<&'static str>,
+    /// Addresses, user ids and services like the tenant's own users'.
+    mimic: bool,
 }
 
 /// Attacks vary the last this many digits of a number.
@@ -190,6 +215,7 @@ const BROWSER_USER_AGENTS: [&str; 3] = [
 
 pub struct Simulator {
     cfg: SimConfig,
+    world: World,
     rng: Rng,
     quality: Quality,
     end: f64,
@@ -213,6 +239,7 @@ impl Simulator {
             .duration_ms
             .map_or(f64::INFINITY, |d| (cfg.start + d) as f64);
         let horizon = cfg.start + cfg.duration_ms.unwrap_or(30 * 86_400_000) + 86_400_000;
+        let world = World::new(cfg.world, cfg.seed);
         let quality = Quality::new(
             cfg.seed,
             cfg.start,
@@ -222,6 +249,7 @@ impl Simulator {
                 degradations_per_day: cfg.degradations_per_day,
                 drift_scale: cfg.drift_scale,
             },
+            &world,
         );
         let legit_rate = cfg.rate * (1.0 - cfg.fraud_share);
         let legit_candidate_gap_ms = 1000.0 * MEAN_DIURNAL / legit_rate.max(1e-9);
@@ -237,6 +265,7 @@ impl Simulator {
         let next_attack_start = start + rng.exponential(attack_gap_ms);
         Simulator {
             cfg,
+            world,
             rng,
             quality,
             end,
@@ -318,12 +347,14 @@ impl Simulator {
 
     fn start_attack(&mut self, at: f64) {
         let rng = &mut self.rng;
-        let tenant = rng.weighted(&TENANTS.iter().map(|t| t.weight).collect::<Vec<_>>());
+        let world = &self.world;
+        let tenant = rng.weighted(&world.tenants.iter().map(|t| t.weight).collect::<Vec<_>>());
         let shape = match self.cfg.attack_shapes.len() {
             0 => AttackShape::Sweep,
             n => self.cfg.attack_shapes[rng.index(n)],
         };
-        let premium = |rng: &mut Rng| PUMPING_TARGETS[rng.index(PUMPING_TARGETS.len())];
+        let targets = &world.pumping_targets;
+        let premium = |rng: &mut Rng| targets[rng.index(targets.len())];
         let range = |rng: &mut Rng, country: usize| {
             let c = &COUNTRIES[country];
             let mut prefix = format!("+{}{}", c.calling_code, rng.int(2, 9));
@@ -333,7 +364,7 @@ impl Simulator {
             (country, prefix)
         };
         // Half the time a destination the tenant really serves.
-        let own = TENANTS[tenant].countries;
+        let own = &world.tenants[tenant].countries;
         let own_or_premium = |rng: &mut Rng| {
             if rng.chance(0.5) {
                 own[rng.index(own.len())].0
@@ -395,6 +426,36 @@ impl Simulator {
                 let rate_per_s = 45.0 * rate / (duration_ms / 1000.0);
                 (ranges, Vec::new(), None, None, rate_per_s, duration_ms)
             }
+            AttackShape::Mimicry => {
+                // The tenant's busiest kind of destination, in its users' blocks.
+                let weights: Vec<f64> = own.iter().map(|(_, w)| *w).collect();
+                let country = own[rng.weighted(&weights)].0;
+                let ranges = (0..rng.int(2, 12))
+                    .map(|_| {
+                        let user = rng.next_u64();
+                        (
+                            country,
+                            number_block(&COUNTRIES[country], user, world.number_plan),
+                        )
+                    })
+                    .collect();
+                let duration_ms = rng.between(600_000.0, 2_400_000.0);
+                let rate_per_s = 45.0 * rate / (duration_ms / 1000.0);
+                (ranges, Vec::new(), None, None, rate_per_s, duration_ms)
+            }
+            AttackShape::SlowSpread => {
+                let ranges = (0..rng.int(3, 6))
+                    .flat_map(|_| {
+                        let country = own_or_premium(rng);
+                        (0..rng.int(2, 5))
+                            .map(|_| range(rng, country))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                let duration_ms = rng.between(7_200_000.0, 21_600_000.0);
+                let rate_per_s = 45.0 * rate / (duration_ms / 1000.0);
+                (ranges, Vec::new(), None, None, rate_per_s, duration_ms)
+            }
         };
         self.attacks.push(Attack {
             shape,
@@ -407,19 +468,25 @@ impl Simulator {
             ips,
             device,
             user_agent,
+            mimic: shape == AttackShape::Mimicry,
         });
     }
 
-    fn new_ids(&mut self) -> String {
-        self.verifications += 1;
-        format!("v{:x}-{:09}", self.cfg.seed, self.verifications)
+    fn new_ids(verifications: &mut u64, seed: u64) -> String {
+        *verifications += 1;
+        format!("v{seed:x}-{:09}", *verifications)
     }
 
     fn legit_request(&mut self, t: i64) {
-        let tenant_idx = self
-            .rng
-            .weighted(&TENANTS.iter().map(|t| t.weight).collect::<Vec<_>>());
-        let tenant = &TENANTS[tenant_idx];
+        let tenant_idx = self.rng.weighted(
+            &self
+                .world
+                .tenants
+                .iter()
+                .map(|t| t.weight)
+                .collect::<Vec<_>>(),
+        );
+        let tenant = &self.world.tenants[tenant_idx];
         let weights: Vec<f64> = tenant.countries.iter().map(|(_, w)| *w).collect();
         let country = tenant.countries[self.rng.weighted(&weights)].0;
         let c = &COUNTRIES[country];
@@ -431,12 +498,12 @@ impl Simulator {
         )) {
             return;
         }
-        let vid = self.new_ids();
+        let vid = Self::new_ids(&mut self.verifications, self.cfg.seed);
         let rng = &mut self.rng;
         // Returning users are common: a skewed draw from a fixed population.
-        let user = (50_000.0 * rng.unit().powi(2)) as u64;
+        let user = (tenant.population * rng.unit().powi(2)) as u64;
         let user_hash = rng::hash64(format!("{}/{}/{}", tenant.id, c.code, user).as_bytes());
-        let phone = phone_number(c, user_hash);
+        let phone = phone_number(c, user_hash, self.world.number_plan);
         let channel = match rng.unit() {
             x if x < 0.88 => "sms",
             x if x < 0.96 => "whatsapp",
@@ -446,17 +513,7 @@ impl Simulator {
         // One user in eight sits behind a mobile carrier's NAT, sharing one of a
         // few addresses per country with many others (legitimate, yet an IP
         // with many numbers).
-        let ip = if user_hash.is_multiple_of(8) {
-            format!("{}.20.{}.{}", 150 + country, tenant_idx, 1 + user_hash % 4)
-        } else {
-            format!(
-                "{}.{}.{}.{}",
-                100 + 7 * country as u64 + user_hash % 5,
-                (user_hash >> 8) % 256,
-                (user_hash >> 16) % 256,
-                1 + (user_hash >> 24) % 254
-            )
-        };
+        let ip = user_ip(country, tenant_idx, user_hash);
         let request = RequestFields {
             phone_number: phone,
             country: c.code,
@@ -469,7 +526,7 @@ impl Simulator {
             user_agent: Some(BROWSER_USER_AGENTS[(user_hash % 3) as usize]),
         };
         let behaviour = Behaviour {
-            converts: c.conversion,
+            converts: c.conversion * self.world.conversion_scale,
             retry_after_failure: 0.7,
             retry_after_silence: 0.3,
             attack: None,
@@ -478,7 +535,7 @@ impl Simulator {
     }
 
     fn fraud_request(&mut self, attack: usize, t: i64) {
-        let vid = self.new_ids();
+        let vid = Self::new_ids(&mut self.verifications, self.cfg.seed);
         let rng = &mut self.rng;
         let a = &mut self.attacks[attack];
         let modulus = 10u64.pow(ATTACK_NUMBER_WIDTH as u32);
@@ -490,7 +547,11 @@ impl Simulator {
             rng.next_u64() % modulus
         };
         let phone = format!("{prefix}{number:0ATTACK_NUMBER_WIDTH$}");
-        let ip = if a.ips.is_empty() {
+        let tenant_spec = &self.world.tenants[a.tenant];
+        let ip = if a.mimic {
+            // An address from the pools the tenant's users come from.
+            user_ip(country, a.tenant, rng.next_u64())
+        } else if a.ips.is_empty() {
             // A residential proxy network: a new address every time.
             residential_ip(rng)
         } else {
@@ -504,14 +565,23 @@ impl Simulator {
                 .chance(0.5)
                 .then(|| format!("d-{:012x}", rng.next_u64() >> 16)),
         };
+        let (service, user_id) = if a.mimic {
+            let services = &tenant_spec.services;
+            (
+                services[rng.index(services.len())],
+                Some(format!("u-{:010x}", rng.next_u64() >> 24)),
+            )
+        } else {
+            (if rng.chance(0.8) { "signup" } else { "login" }, None)
+        };
         let request = RequestFields {
             phone_number: phone,
             country: COUNTRIES[country].code,
             channel: "sms",
-            service: if rng.chance(0.8) { "signup" } else { "login" },
+            service,
             ip: Some(ip),
             device_id,
-            user_id: None,
+            user_id,
             locale: if disguised {
                 Some(COUNTRIES[country].locale)
             } else if rng.chance(0.7) {
@@ -545,16 +615,19 @@ impl Simulator {
         req: RequestFields,
         b: Behaviour,
     ) {
-        let tenant = &TENANTS[tenant_idx];
+        let tenant_id = self.world.tenants[tenant_idx].id.clone();
         let c = &COUNTRIES[country];
         let expiry = t + self.cfg.ttl_ms;
-        let p_success: BTreeMap<veriflow_common::truth::Label, f64> = PROVIDERS
+        let quality = &self.quality;
+        let p_success: BTreeMap<veriflow_common::truth::Label, f64> = self
+            .world
+            .providers
             .iter()
             .enumerate()
             .map(|(p, name)| {
                 (
-                    (*name).into(),
-                    self.quality.delivery_probability(country, p, t) * b.converts,
+                    std::borrow::Cow::Owned(name.clone()),
+                    quality.delivery_probability(country, p, t) * b.converts,
                 )
             })
             .collect();
@@ -565,8 +638,9 @@ impl Simulator {
             n += 1;
             format!("{vid}-e{n}")
         };
-        let base =
-            |kind: &'static str, at: i64, id: String| WireEvent::new(id, kind, &vid, tenant.id, at);
+        let base = |kind: &'static str, at: i64, id: String| {
+            WireEvent::new(id, kind, &vid, &tenant_id, at)
+        };
         events.push((
             t,
             base("verification.requested", t, next_event_id(&vid)).with_request(&req),
@@ -584,7 +658,7 @@ impl Simulator {
                 break;
             }
             let mut sent = base("verification.sent", sent_at, next_event_id(&vid));
-            sent.provider = Some(PROVIDERS[provider]);
+            sent.provider = Some(self.world.providers[provider].clone());
             sent.attempt = Some(attempt);
             sent.cost = Some((self.quality.price(country, provider) * 10_000.0).round() / 10_000.0);
             sent.currency = Some("USD");
@@ -601,7 +675,7 @@ impl Simulator {
             let receipt_at = sent_at + latency.max(200);
             if delivered {
                 let mut dlr = base("verification.delivered", receipt_at, next_event_id(&vid));
-                dlr.provider = Some(PROVIDERS[provider]);
+                dlr.provider = Some(self.world.providers[provider].clone());
                 events.push((receipt_at, dlr));
                 if self.rng.chance(b.converts) {
                     let mut typing_at = receipt_at + self.rng.int(6_000, 60_000);
@@ -628,7 +702,7 @@ impl Simulator {
             } else {
                 if self.rng.chance(0.8) {
                     let mut dlr = base("verification.undelivered", receipt_at, next_event_id(&vid));
-                    dlr.provider = Some(PROVIDERS[provider]);
+                    dlr.provider = Some(self.world.providers[provider].clone());
                     dlr.error_code = Some(["30003", "30005", "30006", "30008"][self.rng.index(4)]);
                     events.push((receipt_at, dlr));
                 }
@@ -647,7 +721,7 @@ impl Simulator {
                 self.pending.push(Reverse(Pending {
                     arrival: at,
                     seq: self.seq,
-                    key: tenant.id.to_owned(),
+                    key: tenant_id.clone(),
                     payload: bad,
                 }));
             }
@@ -662,14 +736,14 @@ impl Simulator {
                 self.pending.push(Reverse(Pending {
                     arrival: at + delay,
                     seq: self.seq,
-                    key: tenant.id.to_owned(),
+                    key: tenant_id.clone(),
                     payload: payload.clone(),
                 }));
             }
         }
         self.truths.push_back(Box::new(Truth {
             verification_id: vid,
-            tenant_id: tenant.id.to_owned(),
+            tenant_id,
             requested_at: rfc3339(t),
             country: c.code.to_owned(),
             channel: req.channel.to_owned(),
@@ -683,14 +757,17 @@ impl Simulator {
             approved_at: approved_at.map(rfc3339),
             time_to_approve_ms: approved_at.map(|a| a - t),
             attempts: tried.len() as u32,
-            providers: tried.iter().map(|&p| PROVIDERS[p].to_owned()).collect(),
+            providers: tried
+                .iter()
+                .map(|&p| self.world.providers[p].clone())
+                .collect(),
             p_success,
         }));
     }
 
     /// The tenant's static preference among providers not tried yet.
     fn route(&mut self, tenant: usize, tried: &[usize]) -> usize {
-        let weights: Vec<f64> = TENANTS[tenant]
+        let weights: Vec<f64> = self.world.tenants[tenant]
             .provider_weights
             .iter()
             .enumerate()
@@ -744,7 +821,7 @@ struct WireEvent {
     #[serde(rename = "type")]
     kind: &'static str,
     verification_id: String,
-    tenant_id: &'static str,
+    tenant_id: String,
     occurred_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     phone_number: Option<String>,
@@ -765,7 +842,7 @@ struct WireEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     user_agent: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    provider: Option<&'static str>,
+    provider: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     attempt: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -777,12 +854,12 @@ struct WireEvent {
 }
 
 impl WireEvent {
-    fn new(event_id: String, kind: &'static str, vid: &str, tenant: &'static str, at: i64) -> Self {
+    fn new(event_id: String, kind: &'static str, vid: &str, tenant: &str, at: i64) -> Self {
         WireEvent {
             event_id,
             kind,
             verification_id: vid.to_owned(),
-            tenant_id: tenant,
+            tenant_id: tenant.to_owned(),
             occurred_at: rfc3339(at),
             phone_number: None,
             country: None,
@@ -859,14 +936,64 @@ fn residential_ip(rng: &mut Rng) -> String {
     )
 }
 
-fn phone_number(c: &world::Country, h: u64) -> String {
-    let mut digits = format!("+{}", c.calling_code);
-    let mut x = h;
-    for i in 0..c.subscriber_digits {
+/// A user's address: one in eight behind a mobile carrier's NAT (a few
+/// addresses per country and tenant shared by many), the rest in the
+/// country's residential pools.
+fn user_ip(country: usize, tenant: usize, user_hash: u64) -> String {
+    if user_hash.is_multiple_of(8) {
+        format!("{}.20.{}.{}", 150 + country, tenant, 1 + user_hash % 4)
+    } else {
+        format!(
+            "{}.{}.{}.{}",
+            100 + 7 * country as u64 + user_hash % 5,
+            (user_hash >> 8) % 256,
+            (user_hash >> 16) % 256,
+            1 + (user_hash >> 24) % 254
+        )
+    }
+}
+
+/// `n` subscriber digits drawn from `x` (the first never 0 or 1).
+fn push_digits(digits: &mut String, mut x: u64, n: usize) {
+    for i in 0..n {
         let d = if i == 0 { 2 + x % 8 } else { x % 10 };
         digits.push(char::from(b'0' + d as u8));
         x = (x / 10) ^ (x << 7).rotate_left(13);
     }
+}
+
+/// The number a user of hash `h` has in `c` under the world's plan.
+fn phone_number(c: &world::Country, h: u64, plan: NumberPlan) -> String {
+    match plan {
+        NumberPlan::Spread => {
+            let mut digits = format!("+{}", c.calling_code);
+            push_digits(&mut digits, h, c.subscriber_digits);
+            digits
+        }
+        NumberPlan::Blocks { blocks } => {
+            let mut digits = number_block(c, h, plan);
+            let last = (h / blocks.max(1)) % 10u64.pow(ATTACK_NUMBER_WIDTH as u32);
+            digits.push_str(&format!("{last:0ATTACK_NUMBER_WIDTH$}"));
+            digits
+        }
+    }
+}
+
+/// The number without its last [`ATTACK_NUMBER_WIDTH`] digits: under a
+/// block plan, the block of a user of hash `h`; spread, any prefix.
+fn number_block(c: &world::Country, h: u64, plan: NumberPlan) -> String {
+    let mut digits = format!("+{}", c.calling_code);
+    let x = match plan {
+        NumberPlan::Spread => h,
+        NumberPlan::Blocks { blocks } => {
+            rng::hash64(format!("block/{}/{}", c.code, h % blocks.max(1)).as_bytes())
+        }
+    };
+    push_digits(
+        &mut digits,
+        x,
+        c.subscriber_digits.saturating_sub(ATTACK_NUMBER_WIDTH),
+    );
     digits
 }
 
@@ -942,6 +1069,7 @@ mod tests {
             duration_ms: Some(6 * 3_600_000),
             rate: 5.0,
             fraud_share: 0.05,
+            attack_shapes: AttackShape::ALL.to_vec(),
             ..Default::default()
         };
         let (_, truths) = run(cfg);
@@ -964,6 +1092,66 @@ mod tests {
             );
         }
         assert!(truths.iter().all(|t| t.is_fraud == t.attack.is_some()));
+    }
+
+    #[test]
+    fn varied_worlds_differ_by_family_and_seed_and_repeat_for_the_same() {
+        let cfg = |family, seed| SimConfig {
+            seed,
+            duration_ms: Some(20 * 60_000),
+            rate: 10.0,
+            world: WorldKind::Varied { family },
+            attack_shapes: AttackShape::ALL.to_vec(),
+            fraud_share: 0.05,
+            ..Default::default()
+        };
+        let providers = |truths: &[Truth]| -> std::collections::BTreeSet<String> {
+            truths
+                .iter()
+                .flat_map(|t| t.p_success.keys().map(|k| k.to_string()))
+                .collect()
+        };
+        let (a, ta) = run(cfg(3, 1));
+        let (b, tb) = run(cfg(3, 1));
+        assert_eq!(a, b, "same family and seed, same bytes");
+        assert_eq!(ta, tb);
+        let standard = providers(&run(SimConfig::default()).1);
+        let mut seen = Vec::new();
+        for (family, seed) in [(3, 1), (3, 2), (4, 1), (5, 9)] {
+            let (events, truths) = run(cfg(family, seed));
+            assert!(!events.is_empty() && truths.len() > 1_000);
+            let names = providers(&truths);
+            assert!((2..=9).contains(&names.len()), "{names:?}");
+            assert!(names.is_disjoint(&standard), "{names:?}");
+            let tenants: std::collections::BTreeSet<&str> =
+                truths.iter().map(|t| t.tenant_id.as_str()).collect();
+            seen.push((names, tenants.len()));
+        }
+        assert!(
+            seen.windows(2).any(|w| w[0] != w[1]),
+            "worlds differ: {seen:?}"
+        );
+    }
+
+    #[test]
+    fn a_block_plan_puts_legitimate_neighbours_in_shared_prefixes() {
+        let c = &COUNTRIES[1];
+        let plan = NumberPlan::Blocks { blocks: 20 };
+        let prefixes: std::collections::BTreeSet<String> = (0..2_000u64)
+            .map(|h| {
+                let n = phone_number(c, rng::hash64(&h.to_le_bytes()), plan);
+                assert_eq!(n.len(), 1 + c.calling_code.len() + c.subscriber_digits);
+                n[..n.len() - ATTACK_NUMBER_WIDTH].to_string()
+            })
+            .collect();
+        assert!(prefixes.len() <= 20, "{} prefixes", prefixes.len());
+        let spread: std::collections::BTreeSet<String> = (0..2_000u64)
+            .map(|h| {
+                let n = phone_number(c, rng::hash64(&h.to_le_bytes()), NumberPlan::Spread);
+                n[..n.len() - ATTACK_NUMBER_WIDTH].to_string()
+            })
+            .collect();
+        assert!(spread.len() > 1_900, "{} prefixes", spread.len());
     }
 
     #[test]

@@ -219,6 +219,250 @@ pub const TENANTS: &[Tenant] = &[
     },
 ];
 
+/// Which world a simulation runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WorldKind {
+    /// The fixed world: the countries above, five providers, three tenants.
+    #[default]
+    Standard,
+    /// A world drawn for the seed from family `family`. A family fixes the
+    /// ranges everything is drawn from (how many providers and how good,
+    /// how dense the number plan, how long outages last, how much users
+    /// convert, how many tenants and where); the seed draws one world in
+    /// them. Train on some families, judge on others.
+    Varied { family: u64 },
+}
+
+impl std::fmt::Display for WorldKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorldKind::Standard => f.write_str("standard"),
+            WorldKind::Varied { family } => write!(f, "varied:{family}"),
+        }
+    }
+}
+
+impl std::str::FromStr for WorldKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once(':') {
+            None if s == "standard" => Ok(WorldKind::Standard),
+            Some(("varied", n)) => n
+                .parse()
+                .map(|family| WorldKind::Varied { family })
+                .map_err(|_| format!("`{n}` is not a world family number (varied:<0..>)")),
+            _ => Err(format!("`{s}` is not a world: standard or varied:<family>")),
+        }
+    }
+}
+
+/// A tenant of a world.
+#[derive(Debug, Clone)]
+pub struct TenantSpec {
+    pub id: String,
+    pub weight: f64,
+    pub countries: Vec<(usize, f64)>,
+    pub peak_hour: f64,
+    pub diurnal_depth: f64,
+    /// Indexed like [`World::providers`].
+    pub provider_weights: Vec<f64>,
+    pub services: Vec<&'static str>,
+    /// Distinct returning users per country.
+    pub population: f64,
+}
+
+/// How legitimate users' numbers fill a country's plan.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NumberPlan {
+    /// Every subscriber digit drawn (users' numbers rarely share a prefix).
+    Spread,
+    /// Numbers sit in `blocks` ranges of 10⁴ (the operators' allocations):
+    /// legitimate neighbours share a prefix, as in a dense plan.
+    Blocks { blocks: u64 },
+}
+
+/// The ranges route quality is drawn from: `(lowest, highest)`, except the
+/// per-route traits `base`, `drift_period_hours` and `latency_ms`, which are
+/// `(lowest, spread)` (drawn as `lowest + spread × u`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QualityRanges {
+    pub base: (f64, f64),
+    pub outage_minutes: (f64, f64),
+    pub degradation_ramp_minutes: (f64, f64),
+    pub degradation_hold_minutes: (f64, f64),
+    pub degradation_floor: (f64, f64),
+    pub drift_period_hours: (f64, f64),
+    pub latency_ms: (f64, f64),
+}
+
+impl QualityRanges {
+    fn standard() -> QualityRanges {
+        QualityRanges {
+            base: (0.70, 0.27),
+            outage_minutes: (8.0, 40.0),
+            degradation_ramp_minutes: (10.0, 60.0),
+            degradation_hold_minutes: (30.0, 180.0),
+            degradation_floor: (0.35, 0.65),
+            drift_period_hours: (4.0, 44.0),
+            latency_ms: (1_500.0, 9_000.0),
+        }
+    }
+}
+
+/// Everything that is fixed about a simulated world.
+#[derive(Debug, Clone)]
+pub struct World {
+    pub providers: Vec<String>,
+    pub tenants: Vec<TenantSpec>,
+    /// Indices into [`COUNTRIES`] that pumping attacks target.
+    pub pumping_targets: Vec<usize>,
+    /// Multiplies every country's conversion (how many users enter the code).
+    pub conversion_scale: f64,
+    pub number_plan: NumberPlan,
+    pub quality: QualityRanges,
+}
+
+const NAME_HEADS: &[&str] = &[
+    "tele", "voxa", "nexo", "sms", "quanto", "bolt", "ora", "zeni", "kappa", "lumen", "pulse",
+    "astra", "orbi", "nimbus", "fjord", "tundra", "delta", "rio", "sol", "kite",
+];
+const NAME_TAILS: &[&str] = &[
+    "link", "cast", "route", "tel", "wave", "net", "hub", "gate", "mobile",
+];
+const SERVICE_POOL: &[&str] = &[
+    "login", "signup", "payment", "checkout", "ride", "reset", "transfer", "delivery",
+];
+
+impl World {
+    pub fn new(kind: WorldKind, seed: u64) -> World {
+        match kind {
+            WorldKind::Standard => World::standard(),
+            WorldKind::Varied { family } => World::varied(family, seed),
+        }
+    }
+
+    fn standard() -> World {
+        World {
+            providers: PROVIDERS.iter().map(|p| (*p).to_owned()).collect(),
+            tenants: TENANTS
+                .iter()
+                .map(|t| TenantSpec {
+                    id: t.id.to_owned(),
+                    weight: t.weight,
+                    countries: t.countries.to_vec(),
+                    peak_hour: t.peak_hour,
+                    diurnal_depth: t.diurnal_depth,
+                    provider_weights: t.provider_weights.to_vec(),
+                    services: t.services.to_vec(),
+                    population: 50_000.0,
+                })
+                .collect(),
+            pumping_targets: PUMPING_TARGETS.to_vec(),
+            conversion_scale: 1.0,
+            number_plan: NumberPlan::Spread,
+            quality: QualityRanges::standard(),
+        }
+    }
+
+    fn varied(family: u64, seed: u64) -> World {
+        // The family's ranges first (from the family alone), then this
+        // world inside them (from the family and the seed).
+        let mut f = Rng::derive(family, "world-family");
+        let providers_range = (f.int(2, 4), f.int(5, 9));
+        let base_lo = f.between(0.45, 0.72);
+        let base_hi = (base_lo + f.between(0.15, 0.45)).min(0.98);
+        let outage_lo = f.between(2.0, 15.0);
+        let ramp_lo = f.between(3.0, 30.0);
+        let hold_lo = f.between(10.0, 90.0);
+        let floor_lo = f.between(0.15, 0.5);
+        let period_lo = f.between(0.5, 8.0);
+        let conversion_lo = f.between(0.65, 0.95);
+        let dense = f.chance(0.7);
+        let blocks_range = (f.int(10, 200), f.int(300, 3_000));
+        let tenants_range = (f.int(1, 3), f.int(3, 7));
+        let quality = QualityRanges {
+            base: (base_lo, base_hi - base_lo),
+            outage_minutes: (outage_lo, outage_lo + f.between(5.0, 80.0)),
+            degradation_ramp_minutes: (ramp_lo, ramp_lo + f.between(5.0, 90.0)),
+            degradation_hold_minutes: (hold_lo, hold_lo + f.between(20.0, 300.0)),
+            degradation_floor: (floor_lo, (floor_lo + f.between(0.1, 0.4)).min(0.9)),
+            drift_period_hours: (period_lo, f.between(2.0, 72.0)),
+            latency_ms: (f.between(300.0, 3_000.0), f.between(2_000.0, 15_000.0)),
+        };
+        let mut w = Rng::derive(seed ^ family.rotate_left(29), "world");
+        let n_providers = w.int(providers_range.0, providers_range.1) as usize;
+        let mut providers: Vec<String> = Vec::new();
+        while providers.len() < n_providers {
+            let name = format!(
+                "{}{}",
+                NAME_HEADS[w.index(NAME_HEADS.len())],
+                NAME_TAILS[w.index(NAME_TAILS.len())]
+            );
+            if !providers.contains(&name) && !PROVIDERS.contains(&name.as_str()) {
+                providers.push(name);
+            }
+        }
+        // Countries that carry real traffic, and the pumping destinations.
+        let ordinary: Vec<usize> = (0..COUNTRIES.len())
+            .filter(|c| !PUMPING_TARGETS.contains(c))
+            .collect();
+        let mut pumping_targets: Vec<usize> = PUMPING_TARGETS
+            .iter()
+            .copied()
+            .filter(|_| w.chance(0.75))
+            .collect();
+        if pumping_targets.is_empty() {
+            pumping_targets.push(PUMPING_TARGETS[w.index(PUMPING_TARGETS.len())]);
+        }
+        let n_tenants = w.int(tenants_range.0, tenants_range.1) as usize;
+        let tenants = (0..n_tenants)
+            .map(|i| {
+                let mut countries: Vec<(usize, f64)> = Vec::new();
+                for _ in 0..w.int(1, 6) {
+                    let c = ordinary[w.index(ordinary.len())];
+                    if !countries.iter().any(|(k, _)| *k == c) {
+                        countries.push((c, w.between(0.05, 1.0)));
+                    }
+                }
+                if w.chance(0.5) {
+                    let c = pumping_targets[w.index(pumping_targets.len())];
+                    countries.push((c, 0.01));
+                }
+                let provider_weights = (0..providers.len())
+                    .map(|_| if w.chance(0.2) { 0.0 } else { w.unit() })
+                    .collect();
+                let services = (0..w.int(1, 4))
+                    .map(|_| SERVICE_POOL[w.index(SERVICE_POOL.len())])
+                    .collect();
+                TenantSpec {
+                    id: format!("tenant-{family}-{i}"),
+                    weight: w.between(0.05, 1.0),
+                    countries,
+                    peak_hour: w.between(0.0, 24.0),
+                    diurnal_depth: w.between(0.2, 0.9),
+                    provider_weights,
+                    services,
+                    population: w.between(2_000.0, 200_000.0),
+                }
+            })
+            .collect();
+        World {
+            providers,
+            tenants,
+            pumping_targets,
+            conversion_scale: w.between(conversion_lo, (conversion_lo + 0.1).min(1.0)),
+            number_plan: if dense {
+                NumberPlan::Blocks {
+                    blocks: w.int(blocks_range.0, blocks_range.1) as u64,
+                }
+            } else {
+                NumberPlan::Spread
+            },
+            quality,
+        }
+    }
+}
+
 /// Traffic multiplier in [1 - depth, 1] for a local hour.
 pub fn diurnal(local_hour: f64, peak_hour: f64, depth: f64) -> f64 {
     let phase = (local_hour - peak_hour) / 24.0 * std::f64::consts::TAU;
@@ -299,14 +543,16 @@ pub struct Quality {
 
 impl Quality {
     /// Outages and degradations are scheduled from `start` to `horizon` (exclusive).
-    pub fn new(seed: u64, start: i64, horizon: i64, dynamics: &Dynamics) -> Self {
+    pub fn new(seed: u64, start: i64, horizon: i64, dynamics: &Dynamics, world: &World) -> Self {
+        let q = &world.quality;
         // Each pair gets its share of the fleet-wide rates.
-        let pairs = (COUNTRIES.len() * PROVIDERS.len()) as f64;
+        let pairs = (COUNTRIES.len() * world.providers.len()) as f64;
         let mean_gap = |per_day: f64| 24.0 * HOUR_MS as f64 * pairs / per_day.max(1e-9);
         let routes = COUNTRIES
             .iter()
             .map(|c| {
-                PROVIDERS
+                world
+                    .providers
                     .iter()
                     .map(|p| {
                         let name = format!("route/{}/{}", c.code, p);
@@ -316,7 +562,8 @@ impl Quality {
                         let gap = mean_gap(dynamics.outages_per_day);
                         let mut t = start as f64 + rng.exponential(gap);
                         while (t as i64) < horizon {
-                            let len = rng.between(8.0, 40.0) * MINUTE_MS as f64;
+                            let (lo, hi) = q.outage_minutes;
+                            let len = rng.between(lo, hi) * MINUTE_MS as f64;
                             outages.push(Outage {
                                 start: t as i64,
                                 end: (t + len) as i64,
@@ -329,21 +576,28 @@ impl Quality {
                         let gap = mean_gap(dynamics.degradations_per_day);
                         let mut t = start as f64 + rng.exponential(gap);
                         while (t as i64) < horizon {
+                            let (ramp, hold, floor) = (
+                                q.degradation_ramp_minutes,
+                                q.degradation_hold_minutes,
+                                q.degradation_floor,
+                            );
                             let d = Degradation {
                                 start: t as i64,
-                                ramp: (rng.between(10.0, 60.0) * MINUTE_MS as f64) as i64,
-                                hold: (rng.between(30.0, 180.0) * MINUTE_MS as f64) as i64,
-                                floor: rng.between(0.35, 0.65),
+                                ramp: (rng.between(ramp.0, ramp.1) * MINUTE_MS as f64) as i64,
+                                hold: (rng.between(hold.0, hold.1) * MINUTE_MS as f64) as i64,
+                                floor: rng.between(floor.0, floor.1),
                             };
                             t += (2 * d.ramp + d.hold) as f64 + rng.exponential(gap);
                             degradations.push(d);
                         }
+                        let span = |(lo, spread): (f64, f64), x: f64| lo + spread * x;
                         RouteQuality {
-                            base: 0.70 + 0.27 * u("base"),
+                            base: span(q.base, u("base")),
                             drift_amplitude: (0.03 + 0.09 * u("drift")) * dynamics.drift_scale,
-                            drift_period_ms: (4.0 + 44.0 * u("period")) * HOUR_MS as f64,
+                            drift_period_ms: span(q.drift_period_hours, u("period"))
+                                * HOUR_MS as f64,
                             drift_phase: std::f64::consts::TAU * u("phase"),
-                            latency_median_ms: 1_500.0 + 9_000.0 * u("latency"),
+                            latency_median_ms: span(q.latency_ms, u("latency")),
                             price_factor: 0.7 + 0.6 * u("price"),
                             outages,
                             degradations,
@@ -409,9 +663,10 @@ mod tests {
             degradations_per_day: 200.0,
             ..calm.clone()
         };
+        let world = World::new(WorldKind::Standard, 5);
         let (a, b) = (
-            Quality::new(5, 0, day, &calm),
-            Quality::new(5, 0, day, &rough),
+            Quality::new(5, 0, day, &calm, &world),
+            Quality::new(5, 0, day, &rough, &world),
         );
         let (mut lower, mut higher) = (0, 0);
         for c in 0..COUNTRIES.len() {
