@@ -112,12 +112,7 @@ pub fn run_evaluate(o: EvaluateOptions) -> anyhow::Result<()> {
         .with_context(|| format!("loading the models in {}", o.models.display()))?;
     let config = Config::load(o.config.as_deref())?;
     let (examples, _) = load(&o.from, o.truth.as_deref(), &config)?;
-    let report = evaluate(
-        &models,
-        &examples,
-        mean_first_attempt_approved(&examples),
-        Some(models.card.block_threshold),
-    )?;
+    let report = evaluate(&models, &examples, mean_first_attempt_approved(&examples))?;
     println!(
         "model {} {} on {} ({} verifications)",
         models.card.name,
@@ -176,10 +171,11 @@ fn print_report(r: &Report) {
         r.fraud.threshold_at_0_5pct_fpr
     );
     println!(
-        "         at the block threshold {:.4}: {:.1} % of pumping blocked, {:.2} % of legitimate",
+        "         as served (thresholds learned per tenant, floor {:.4}): {:.1} % of pumping blocked, {:.2} % of legitimate blocked, {:.2} % reviewed",
         r.fraud.block_threshold,
         r.fraud.recall_at_block_threshold * 100.0,
-        r.fraud.false_block_rate * 100.0
+        r.fraud.false_block_rate * 100.0,
+        r.fraud.review_rate * 100.0
     );
     for (shape, m) in &r.fraud.by_attack {
         println!(
@@ -190,8 +186,8 @@ fn print_report(r: &Report) {
         );
     }
     println!(
-        "success  Brier {:.4} (constant {:.4}), expected calibration error {:.4} against outcomes",
-        r.success.brier, r.success.brier_constant, r.success.ece
+        "success  Brier {:.4} (constant {:.4}), expected calibration error {:.4} against outcomes as served ({:.4} before online recalibration)",
+        r.success.brier, r.success.brier_constant, r.success.ece, r.success.ece_uncalibrated
     );
     if let (Some(ece), Some(mae)) = (r.success.ece_truth, r.success.mean_abs_error_truth) {
         println!(

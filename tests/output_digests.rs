@@ -45,7 +45,7 @@ const EXPECTED: &[(&str, usize, &str)] = &[
     (
         "outcomes",
         16499,
-        "61d67071bd512996bd393585573cd4f5d612f044949e44ad952c8cf51dfaa226",
+        "1255432a1f48dfc73c28c958d66545e230c292bc8987bc2e082b3c503bda5ddf",
     ),
     (
         "route_stats",
@@ -55,7 +55,7 @@ const EXPECTED: &[(&str, usize, &str)] = &[
     (
         "scored",
         16499,
-        "14028464579bef1936a859366e7af30487dd1814558359e6a840b9654cedaaf8",
+        "e87e5bab9f890b54f0510367912724385e1d8ed917ab87b33f3fd987a4d831e8",
     ),
 ];
 

@@ -846,3 +846,126 @@ fn training_records_its_pipeline_settings_and_evaluate_reports_a_difference() {
     let same = evaluate(Some(&config));
     assert!(!same.contains("warning"), "{same}");
 }
+
+/// `veriflow run` recalibrates `p_success` online from the outcomes it
+/// decides: on a world whose true rates are far from the training world's
+/// (another family: lower conversion, other providers), the probabilities it
+/// serves start off (the model's own) and converge to the truth once the
+/// first outcomes are learned (one TTL in). The thresholds it decides with
+/// are never below the card's.
+#[test]
+fn the_stream_recalibrates_on_a_world_unlike_the_training_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = trained(dir.path(), "recal1");
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(models.join("card.json")).unwrap()).unwrap();
+    let floor = card["block_threshold"].as_f64().unwrap();
+    let Scenario {
+        d,
+        dir: _sim,
+        events,
+        truth,
+    } = Scenario::new(
+        "recalibrate",
+        &[
+            "--rate",
+            "6",
+            "--duration",
+            "45m",
+            "--seed",
+            "5",
+            "--world",
+            "varied:3",
+        ],
+    );
+    let scored_topic = format!("{}.scored", d.input);
+    produce_events(&d.brokers, &d.input, &events, 0, None);
+    d.run_until_end(
+        &[
+            ("VERIFLOW_SCORING__MODELS", models.to_str().unwrap()),
+            ("VERIFLOW_TOPICS__SCORED", scored_topic.as_str()),
+        ],
+        Duration::from_secs(300),
+    );
+    let scored = consume(
+        &d.brokers,
+        &scored_topic,
+        truth.len(),
+        Duration::from_secs(60),
+        Duration::from_secs(2),
+    );
+    let truth: BTreeMap<String, &serde_json::Value> = truth
+        .iter()
+        .map(|t| (t["verification_id"].as_str().unwrap().to_string(), t))
+        .collect();
+    let start = scored
+        .iter()
+        .map(|s| instant(s.json()["requested_at"].as_str().unwrap()))
+        .min()
+        .unwrap();
+    // (served p, true P) of each legitimate first attempt, early and late.
+    let (mut early, mut late) = (Vec::new(), Vec::new());
+    for s in &scored {
+        let v = s.json();
+        assert!(
+            v["fraud_thresholds"]["block"].as_f64().unwrap() >= floor - 1e-9,
+            "{v}"
+        );
+        let t = truth[v["verification_id"].as_str().unwrap()];
+        let Some(first) = t["providers"].as_array().and_then(|p| p.first()) else {
+            continue;
+        };
+        if t["is_fraud"].as_bool().unwrap() {
+            continue;
+        }
+        let first = first.as_str().unwrap();
+        let served = v["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["provider"] == first)
+            .and_then(|r| r["p_success"].as_f64());
+        let (Some(served), Some(true_p)) = (served, t["p_success"][first].as_f64()) else {
+            continue;
+        };
+        let minutes = (instant(v["requested_at"].as_str().unwrap()) - start) / 60_000;
+        match minutes {
+            0..8 => early.push((served, true_p)),
+            20.. => late.push((served, true_p)),
+            _ => {}
+        }
+    }
+    assert!(
+        early.len() > 500 && late.len() > 1_000,
+        "{} {}",
+        early.len(),
+        late.len()
+    );
+    let (e, l) = (ece(&early), ece(&late));
+    eprintln!("ECE against the truth: first 8 minutes {e:.4}, after 20 minutes {l:.4}");
+    assert!(
+        e > 0.05,
+        "this world's rates differ from the training world's: {e}"
+    );
+    assert!(l <= 0.03 && l < e / 2.0, "recalibrated: {l} (before {e})");
+}
+
+/// Expected calibration error of predictions against true probabilities
+/// (10 bins, weighted by count).
+fn ece(pairs: &[(f64, f64)]) -> f64 {
+    let mut bins = [(0.0, 0.0, 0usize); 10];
+    for (p, t) in pairs {
+        let b = ((p * 10.0) as usize).min(9);
+        bins[b].0 += p;
+        bins[b].1 += t;
+        bins[b].2 += 1;
+    }
+    bins.iter()
+        .filter(|b| b.2 > 0)
+        .map(|(p, t, _)| (p - t).abs() / pairs.len() as f64)
+        .sum()
+}
+
+fn instant(s: &str) -> i64 {
+    veriflow_pipelines::time::parse_rfc3339(s).unwrap()
+}

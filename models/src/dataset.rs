@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use veriflow_common::truth::TruthRecord;
+use veriflow_pipelines::feedback::learned_at;
 use veriflow_pipelines::time::EventTime;
 use veriflow_pipelines::{OutcomeKind, Output};
 
@@ -22,7 +23,11 @@ use crate::vector::{RouteView, fraud_feature_names, fraud_vector};
 #[derive(Debug, Clone)]
 pub struct Example {
     pub verification_id: String,
+    pub tenant_id: String,
     pub requested_at: EventTime,
+    /// When the stream's feedback learns its outcome
+    /// ([`veriflow_pipelines::feedback::learned_at`]).
+    pub learned_at: EventTime,
     pub country: String,
     pub fraud_row: Vec<f32>,
     /// Live statistics of each candidate provider's route at request time.
@@ -60,16 +65,18 @@ pub struct ExampleBuilder {
     names: Vec<String>,
     pending: HashMap<String, Example>,
     done: Vec<Example>,
+    ttl_ms: i64,
 }
 
 impl ExampleBuilder {
-    /// Labels by verification id.
-    pub fn new(truth: HashMap<String, TruthRecord>) -> Self {
+    /// Labels by verification id; `ttl_ms` the replay's verification TTL.
+    pub fn new(truth: HashMap<String, TruthRecord>, ttl_ms: i64) -> Self {
         ExampleBuilder {
             truth,
             names: fraud_feature_names(),
             pending: HashMap::new(),
             done: Vec::new(),
+            ttl_ms,
         }
     }
 
@@ -99,7 +106,9 @@ impl ExampleBuilder {
                     id.clone(),
                     Example {
                         verification_id: id,
+                        tenant_id: f.request.tenant_id.to_string(),
                         requested_at: at,
+                        learned_at: at,
                         country,
                         fraud_row: fraud_vector(&f.features, &self.names),
                         routes: views,
@@ -120,6 +129,7 @@ impl ExampleBuilder {
             }
             Output::Outcome(o) => {
                 if let Some(mut e) = self.pending.remove(o.verification_id.as_str()) {
+                    e.learned_at = learned_at(e.requested_at, o.decided_at, self.ttl_ms);
                     e.first_provider = o.providers.first().map(|p| p.to_string());
                     e.first_delivered = o.first_attempt_delivered;
                     e.single_attempt_cost = o.cost.filter(|_| o.attempts == 1);

@@ -10,6 +10,7 @@ use std::time::Instant;
 use serde::Serialize;
 use veriflow_pipelines::PipelineSettings;
 use veriflow_pipelines::features::FEATURE_SCHEMA_VERSION;
+use veriflow_pipelines::feedback::{Decided, Feedback, FeedbackState};
 use veriflow_pipelines::time::format_rfc3339;
 
 use crate::ModelError;
@@ -20,7 +21,7 @@ use crate::metrics::{
     AttackMetrics, FraudMetrics, OutageReaction, RoutingReport, SuccessMetrics, average_precision,
     brier, ece, ece_against, recall_at_fpr, threshold_above,
 };
-use crate::router::{choose, route_key};
+use crate::router::{best, choose, route_key};
 use crate::vector::{
     DELIVERY_DIRECTIONS, DELIVERY_FEATURE_NAMES, delivery_vector, fraud_direction,
     fraud_feature_names, schema_id,
@@ -296,6 +297,7 @@ pub fn train(
                 brier: 0.0,
                 brier_constant: 0.0,
                 ece: 0.0,
+                ece_uncalibrated: 0.0,
                 ece_truth: None,
                 mean_abs_error_truth: None,
             },
@@ -350,7 +352,7 @@ pub fn train(
     let block = threshold_above(&legit_scores, BLOCK_SHARE);
     models.card.block_threshold = block;
     models.card.review_threshold = threshold_above(&legit_scores, REVIEW_SHARE).min(block);
-    let report = evaluate(&models, holdout, mean_train, Some(block))?;
+    let report = evaluate(&models, holdout, mean_train)?;
     models.card.fraud = report.fraud;
     models.card.success = report.success;
     models.card.routing = report.routing;
@@ -368,6 +370,7 @@ fn placeholder_fraud() -> FraudMetrics {
         block_threshold: 1.0,
         recall_at_block_threshold: 0.0,
         false_block_rate: 0.0,
+        review_rate: 0.0,
         by_attack: BTreeMap::new(),
     }
 }
@@ -380,32 +383,85 @@ pub struct Report {
     pub routing: RoutingReport,
 }
 
-/// Scores `examples` (which the models did not train on). `constant` is the
-/// trivial success model's prediction (the training mean); `block_threshold`
-/// the fraud threshold to report blocks at (the model's own, as it will run;
-/// `None`: the one reaching the best recall within the false-block budget on
-/// these very examples, an upper bound).
+/// The feedback each example's request reads in the stream: the outcomes
+/// learned before it (in event time), learned as the stream learns them
+/// ([`FeedbackState`], the same type and updates). One state for the whole
+/// history, where the stream keeps one per partition (tenant-keyed input:
+/// tenants' thresholds are the same; a country's calibration pools more).
+fn replay_feedback(
+    models: &ScoringModels,
+    examples: &[Example],
+    scores: &[f32],
+) -> Result<Vec<Feedback>, ModelError> {
+    let mut state = FeedbackState::default();
+    let mut served = Vec::with_capacity(examples.len());
+    for (e, score) in examples.iter().zip(scores) {
+        state.advance(e.requested_at);
+        served.push(state.for_request(&e.tenant_id, &e.country));
+        let first_raw = match &e.first_provider {
+            Some(provider) => models
+                .success(&e.fraud_row, &[e.route(provider)])?
+                .first()
+                .copied(),
+            None => None,
+        };
+        // Queued until its learning time, which is past this request's.
+        state.on_decided(
+            Decided {
+                tenant: &e.tenant_id,
+                country: &e.country,
+                first_attempt: first_raw.map(|p| (p, e.first_attempt_approved)),
+                fraud_score: *score,
+                approved: e.approved,
+            },
+            e.learned_at,
+        );
+    }
+    Ok(served)
+}
+
+/// Scores `examples` (which the models did not train on) as the stream
+/// serves them: probabilities recalibrated and thresholds learned online
+/// from the outcomes decided before each request (the card's thresholds the
+/// floor). `constant` is the trivial success model's prediction (the
+/// training mean).
 pub fn evaluate(
     models: &ScoringModels,
     examples: &[Example],
     constant: f64,
-    block_threshold: Option<f32>,
 ) -> Result<Report, ModelError> {
     let rows: Vec<Vec<f32>> = examples.iter().map(|e| e.fraud_row.clone()).collect();
     let labels: Vec<bool> = examples.iter().map(|e| e.is_fraud).collect();
     let scores = models.fraud.predict(&rows)?;
     let (recall, threshold) = recall_at_fpr(&scores, &labels, MAX_FALSE_BLOCK_RATE);
     let threshold = threshold.min(1.0);
-    let block = block_threshold.unwrap_or(threshold);
+    let block = models.card.block_threshold;
+    let feedback = replay_feedback(models, examples, &scores)?;
+    // Each request's (review, block) as served.
+    let served: Vec<(f64, f64)> = feedback
+        .iter()
+        .map(|f| f.thresholds(f64::from(models.card.review_threshold), f64::from(block)))
+        .collect();
     let share_blocked = |of: &dyn Fn(&Example) -> bool| {
         let (mut n, mut blocked) = (0usize, 0usize);
-        for (e, s) in examples.iter().zip(&scores) {
+        for ((e, s), (_, b)) in examples.iter().zip(&scores).zip(&served) {
             if of(e) {
                 n += 1;
-                blocked += usize::from(*s >= block);
+                blocked += usize::from(f64::from(*s) >= *b);
             }
         }
         (n, blocked as f64 / n.max(1) as f64)
+    };
+    let legit_reviewed = {
+        let (mut n, mut reviewed) = (0usize, 0usize);
+        for ((e, s), (r, b)) in examples.iter().zip(&scores).zip(&served) {
+            if !e.is_fraud {
+                n += 1;
+                let s = f64::from(*s);
+                reviewed += usize::from(s >= *r && s < *b);
+            }
+        }
+        reviewed as f64 / n.max(1) as f64
     };
     let shapes: BTreeSet<&str> = examples
         .iter()
@@ -438,6 +494,7 @@ pub fn evaluate(
         block_threshold: block,
         recall_at_block_threshold: share_blocked(&|e| e.is_fraud).1,
         false_block_rate: share_blocked(&|e| !e.is_fraud).1,
+        review_rate: legit_reviewed,
         by_attack,
     };
 
@@ -446,14 +503,20 @@ pub fn evaluate(
     // where the history has one: the calibration that does not depend on
     // which way each coin fell.
     let (mut tp, mut tt) = (Vec::new(), Vec::new());
-    for e in examples {
+    let mut raw = Vec::new();
+    for (e, f) in examples.iter().zip(&feedback) {
         if let Some(provider) = &e.first_provider {
             let p = models.success(&e.fraud_row, &[e.route(provider)])?;
-            if let (Some(p), Some(truth)) = (p.first(), e.p_success.get(provider)) {
-                tp.push(*p);
+            let Some(p_raw) = p.first().copied() else {
+                continue;
+            };
+            let p = f.calibrated(p_raw);
+            if let Some(truth) = e.p_success.get(provider) {
+                tp.push(p);
                 tt.push(*truth);
             }
-            sp.extend(p);
+            raw.push(p_raw);
+            sp.push(p);
             sy.push(e.first_attempt_approved);
         }
     }
@@ -463,6 +526,7 @@ pub fn evaluate(
         brier: brier(&sp, &sy),
         brier_constant: brier(&constant_p, &sy),
         ece: ece(&sp, &sy, 10),
+        ece_uncalibrated: ece(&raw, &sy, 10),
         ece_truth: (!tp.is_empty()).then(|| ece_against(&tp, &tt, 10)),
         mean_abs_error_truth: (!tp.is_empty()).then(|| {
             tp.iter()
@@ -484,15 +548,8 @@ pub fn evaluate(
         let candidates: Vec<String> = e.p_success.keys().cloned().collect();
         let views: Vec<_> = candidates.iter().map(|p| e.route(p)).collect();
         let predicted = models.success(&e.fraud_row, &views)?;
-        let choice = predicted
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
-            .map_or(0, |(i, _)| i);
-        let truth: Vec<f64> = candidates.iter().map(|p| e.p_success[p]).collect();
-        all.add(&truth, choice);
-        // The route the stream would send through: the ranking plus its
-        // budgeted exploration, seeded per verification as the stream is.
+        // Ranked and chosen as the stream does: by p_success, the best route
+        // the first with evidence, exploration seeded per verification.
         let mut ranked: Vec<crate::RankedRoute> = candidates
             .iter()
             .zip(&predicted)
@@ -501,10 +558,20 @@ pub fn evaluate(
                 p_success: *p,
             })
             .collect();
-        ranked.sort_by(|a, b| b.p_success.total_cmp(&a.p_success));
+        ranked.sort_by(|a, b| {
+            b.p_success
+                .total_cmp(&a.p_success)
+                .then(a.provider.cmp(&b.provider))
+        });
+        let position = |p: &str| candidates.iter().position(|c| c == p);
+        let choice = best(&ranked, |p| e.route(p))
+            .and_then(|i| position(&ranked[i].provider))
+            .unwrap_or(0);
+        let truth: Vec<f64> = candidates.iter().map(|p| e.p_success[p]).collect();
+        all.add(&truth, choice);
         let seed = veriflow_common::hash::mixed64(e.verification_id.as_bytes());
-        let sent = choose(&ranked, |p| e.route(p).receipts_1h(), seed)
-            .and_then(|p| candidates.iter().position(|c| *c == p))
+        let sent = choose(&ranked, |p| e.route(p), seed)
+            .and_then(|p| position(&p))
             .unwrap_or(choice);
         chosen.add(&truth, sent);
         if truth.iter().any(|p| *p < OUTAGE_P_SUCCESS) {

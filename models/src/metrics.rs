@@ -211,6 +211,10 @@ pub struct FraudMetrics {
     pub recall_at_block_threshold: f64,
     #[serde(default)]
     pub false_block_rate: f64,
+    /// The share of legitimate verifications sent to review (at or above the
+    /// review threshold, below the block one).
+    #[serde(default)]
+    pub review_rate: f64,
     /// Per attack shape (the truth's `attack`), against all legitimate traffic.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub by_attack: BTreeMap<String, AttackMetrics>,
@@ -231,8 +235,12 @@ pub struct SuccessMetrics {
     pub brier: f64,
     /// The Brier score of always predicting the training mean (the trivial model).
     pub brier_constant: f64,
-    /// Against outcomes (approved or not).
+    /// Against outcomes (approved or not), as served (recalibrated online
+    /// by the stream's own outcomes).
     pub ece: f64,
+    /// The same for the model's own probabilities, before recalibration.
+    #[serde(default)]
+    pub ece_uncalibrated: f64,
     /// Against the history's true probabilities, where it has them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ece_truth: Option<f64>,

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use veriflow_common::scoring::ProviderPolicy;
 
+use crate::vector::RouteView;
+
 /// The candidates among `providers` for `country`, in their given order.
 /// Providers in `tried` are left out unless nothing else remains (a retry goes
 /// to a different provider when there is one).
@@ -44,46 +46,67 @@ const EXPLORE_MAX: f64 = 0.2;
 /// recovery (or a drift) is still noticed.
 const EXPLORE_MIN: f64 = 0.01;
 
-/// The route to send through: the top-ranked one, except on a budgeted share
-/// of verifications that probe another. The share is
-/// `1 / sqrt(1 + receipts)` over the candidates' receipts in the last hour,
-/// kept within 1–20 %: it shrinks as the statistics fill, so the chosen route
-/// is the top one nearly always once there is evidence, and never stops
-/// probing entirely (a collapsed route is tried now and then, and comes back
-/// when it recovers). A probe prefers the routes known least (weight
-/// `1 / (1 + receipts)`). Deterministic for a `seed` (derive it from the
-/// verification).
+/// The route to send through: the best route with evidence, except on a
+/// budgeted share of verifications that probe another.
+///
+/// `routes` come ranked by `p_success`; `view` gives each one's live
+/// statistics. The best route is the first with evidence (receipts in the
+/// day: [`RouteView::has_evidence`]) — a provider nobody sends through in
+/// the country (one of the card's on a platform that does not use it) cannot
+/// be judged, so it is never chosen outright — or the first when none has
+/// any (a cold start). The probing share is `1 / sqrt(1 + receipts)` over
+/// the candidates' receipts in the last hour, kept within 1–20 %: it shrinks
+/// as the statistics fill, so the chosen route is the best one nearly
+/// always once there is evidence, and never stops probing entirely (a
+/// collapsed route is tried now and then, and comes back when it recovers).
+/// A probe prefers the routes known least (weight `1 / (1 + receipts)`).
+/// Deterministic for a `seed` (derive it from the verification).
 pub fn choose(
     routes: &[crate::RankedRoute],
-    evidence: impl Fn(&str) -> f64,
+    view: impl Fn(&str) -> RouteView,
     seed: u64,
 ) -> Option<String> {
     use rand_core::{RngCore, SeedableRng};
-    let top = routes.first()?;
+    let best = best(routes, &view)?;
     if routes.len() == 1 {
-        return Some(top.provider.clone());
+        return Some(routes[best].provider.clone());
     }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let unit =
         |rng: &mut rand_chacha::ChaCha8Rng| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
     let receipts: Vec<f64> = routes
         .iter()
-        .map(|r| evidence(&r.provider).max(0.0))
+        .map(|r| view(&r.provider).receipts_1h().max(0.0))
         .collect();
     let total: f64 = receipts.iter().sum();
     let share = (1.0 / (1.0 + total).sqrt()).clamp(EXPLORE_MIN, EXPLORE_MAX);
     if unit(&mut rng) >= share {
-        return Some(top.provider.clone());
+        return Some(routes[best].provider.clone());
     }
-    let weights: Vec<f64> = receipts[1..].iter().map(|n| 1.0 / (1.0 + n)).collect();
+    let others: Vec<usize> = (0..routes.len()).filter(|i| *i != best).collect();
+    let weights: Vec<f64> = others.iter().map(|i| 1.0 / (1.0 + receipts[*i])).collect();
     let mut pick = unit(&mut rng) * weights.iter().sum::<f64>();
-    for (r, w) in routes[1..].iter().zip(&weights) {
+    for (i, w) in others.iter().zip(&weights) {
         if pick < *w {
-            return Some(r.provider.clone());
+            return Some(routes[*i].provider.clone());
         }
         pick -= w;
     }
-    routes.last().map(|r| r.provider.clone())
+    others.last().map(|i| routes[*i].provider.clone())
+}
+
+/// The index of the best route of `routes` (ranked by `p_success`): the first
+/// with evidence, else the first.
+pub fn best(routes: &[crate::RankedRoute], view: impl Fn(&str) -> RouteView) -> Option<usize> {
+    if routes.is_empty() {
+        return None;
+    }
+    Some(
+        routes
+            .iter()
+            .position(|r| view(&r.provider).has_evidence())
+            .unwrap_or(0),
+    )
 }
 
 /// The key of a route in a model card (its cost, its delivery): `country/provider`.
@@ -124,7 +147,7 @@ mod tests {
         let picks = |evidence: &dyn Fn(&str) -> f64| {
             let mut n = std::collections::BTreeMap::new();
             for seed in 0..10_000u64 {
-                *n.entry(choose(&routes, evidence, seed).unwrap())
+                *n.entry(choose(&routes, |p| view(evidence(p)), seed).unwrap())
                     .or_insert(0) += 1;
             }
             n
@@ -143,8 +166,26 @@ mod tests {
             skewed["third"] > 10 * skewed.get("second").copied().unwrap_or(1),
             "{skewed:?}"
         );
-        assert_eq!(choose(&routes, |_| 5.0, 42), choose(&routes, |_| 5.0, 42));
-        assert_eq!(choose(&[], |_| 0.0, 1), None);
+        assert_eq!(
+            choose(&routes, |_| view(5.0), 42),
+            choose(&routes, |_| view(5.0), 42)
+        );
+        assert_eq!(choose(&[], |_| view(0.0), 1), None);
+        // The top-ranked route without any receipt is not the best one while
+        // another has evidence; it is still probed.
+        let unknown_first = picks(&|p| if p == "best" { 0.0 } else { 400.0 });
+        assert!(
+            unknown_first["second"] > 9_500 && unknown_first.contains_key("best"),
+            "{unknown_first:?}"
+        );
+    }
+
+    /// Live statistics with `receipts` delivered in the last hour (and day).
+    fn view(receipts: f64) -> RouteView {
+        let mut v = RouteView::default();
+        v.counts[1].delivered = receipts;
+        v.counts[2].delivered = receipts;
+        v
     }
 
     #[test]

@@ -91,6 +91,13 @@ impl RouteView {
         self.counts[1].delivered + self.counts[1].undelivered
     }
 
+    /// Whether any receipt of the route is remembered (the day's window): a
+    /// route nobody has confirmed delivering (never used here, or sends that
+    /// never came back) has no evidence, only the model's prior.
+    pub fn has_evidence(&self) -> bool {
+        self.counts[2].delivered + self.counts[2].undelivered > 0.0
+    }
+
     /// Delivered share of receipts at each horizon (5 min, 1 h, 24 h), each
     /// shrunk towards the next longer one: a route with three receipts in the
     /// last five minutes moves its estimate a little, not to 0 or 1. The 24 h

@@ -22,7 +22,7 @@ use crate::partition::PartitionState;
 
 const MAGIC: &[u8; 8] = b"VFCKPT\0\0";
 /// Bump when [`PartitionState`] changes shape; add a migration or refuse old files.
-pub const FORMAT_VERSION: u32 = 9;
+pub const FORMAT_VERSION: u32 = 10;
 const HEADER_LEN: usize = 8 + 4 + 4 + 8;
 const EXTENSION: &str = ".vfck";
 

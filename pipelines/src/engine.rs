@@ -120,11 +120,7 @@ impl Engine {
         // anything: that first checkpoint records where the outputs stood, which is
         // what lets a crash before any later checkpoint be replayed without duplicates.
         let checkpointed_at = (!fresh).then(|| pipeline.next_offset());
-        self.live.register(
-            partition,
-            pipeline.shared_features(),
-            pipeline.shared_routes(),
-        );
+        self.live.register(partition, pipeline.shared());
         self.slots.insert(
             partition,
             Slot {
@@ -153,11 +149,7 @@ impl Engine {
         let live = &self.live;
         let slot = self.slots.entry(partition).or_insert_with(|| {
             let pipeline = PartitionPipeline::new(partition);
-            live.register(
-                partition,
-                pipeline.shared_features(),
-                pipeline.shared_routes(),
-            );
+            live.register(partition, pipeline.shared());
             Slot {
                 pipeline,
                 checkpointed_at: None,

@@ -371,6 +371,10 @@ pub struct FeatureRecord {
     /// empty otherwise. Not part of the published record: the scorer and
     /// training replays read them, so both see the same statistics.
     pub routes: Vec<(crate::Text, crate::routes::RouteSnapshot)>,
+    /// What the partition learned from decided outcomes, as of the request
+    /// (the request's country's calibration, its tenant's thresholds); asked
+    /// for like `routes`, and like them not published.
+    pub feedback: crate::feedback::Feedback,
 }
 
 #[derive(Serialize)]

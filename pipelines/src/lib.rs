@@ -18,6 +18,7 @@ pub mod country;
 pub mod engine;
 pub mod event;
 pub mod features;
+pub mod feedback;
 pub mod forecast;
 pub mod key;
 pub mod kpi;
@@ -35,7 +36,7 @@ pub mod validate;
 pub use config::{PipelineConfig, PipelineSettings};
 pub use engine::{CheckpointReport, Engine, PartitionView, Restored};
 pub use event::{Channel, Event, EventKind, EventType};
-pub use live::{LiveFeatures, Peeked, SharedFeatures};
+pub use live::{LiveFeatures, Peeked, SharedFeatures, SharedPartition};
 pub use outcome::{Outcome, OutcomeKind};
 pub use partition::{
     InputRecord, Output, OutputId, PartitionPipeline, PartitionState, PartitionStats, SinkPosition,

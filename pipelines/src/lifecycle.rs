@@ -65,6 +65,10 @@ pub struct Verification {
     pub held: Vec<HeldRecord>,
     /// How the models scored the request (when they did).
     pub scored: Option<ScoreNote>,
+    /// The success model's raw `p_success` per candidate provider, for the
+    /// feedback to calibrate against the first attempt's outcome (not
+    /// published: the outcome record carries `scored` only).
+    pub success_raw: Vec<(Text, f32)>,
 }
 
 /// What applying an event did.
@@ -99,6 +103,7 @@ impl Verification {
             check_failures: Vec::new(),
             held: Vec::new(),
             scored: None,
+            success_raw: Vec::new(),
         }
     }
 

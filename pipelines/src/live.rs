@@ -12,16 +12,25 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::Text;
 use crate::features::{FeatureRequest, FeatureState, Features};
+use crate::feedback::{Feedback, SharedFeedback};
 use crate::routes::{RouteSnapshot, SharedRoutes};
 
 /// One partition's feature state, shared with readers.
 pub type SharedFeatures = Arc<RwLock<FeatureState>>;
 
-/// The partitions this instance holds, by number: their feature state and
-/// route statistics.
+/// What one partition shares with readers: its feature state, route
+/// statistics and feedback (only its pipeline writes them).
+#[derive(Clone, Default)]
+pub struct SharedPartition {
+    pub features: SharedFeatures,
+    pub routes: SharedRoutes,
+    pub feedback: SharedFeedback,
+}
+
+/// The partitions this instance holds, by number.
 #[derive(Default)]
 pub struct LiveFeatures {
-    partitions: RwLock<BTreeMap<i32, (SharedFeatures, SharedRoutes)>>,
+    partitions: RwLock<BTreeMap<i32, SharedPartition>>,
 }
 
 /// What [`LiveFeatures::peek`] found.
@@ -35,14 +44,16 @@ pub struct Peeked {
     /// That partition's route statistics in the request's country (none
     /// without a partition), as the stream's scorer would read them.
     pub routes: Vec<(Text, RouteSnapshot)>,
+    /// That partition's feedback for the request's tenant and country.
+    pub feedback: Feedback,
 }
 
 impl LiveFeatures {
-    pub fn register(&self, partition: i32, state: SharedFeatures, routes: SharedRoutes) {
+    pub fn register(&self, partition: i32, shared: SharedPartition) {
         self.partitions
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(partition, (state, routes));
+            .insert(partition, shared);
     }
 
     pub fn remove(&self, partition: i32) {
@@ -68,17 +79,27 @@ impl LiveFeatures {
             .partitions
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        for (partition, (state, routes)) in held.iter() {
-            let state = state.read().unwrap_or_else(PoisonError::into_inner);
+        for (partition, shared) in held.iter() {
+            let state = shared
+                .features
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
             if state.knows(request) {
-                let routes = routes
+                let routes = shared
+                    .routes
                     .read()
                     .unwrap_or_else(PoisonError::into_inner)
                     .country(&request.country);
+                let feedback = shared
+                    .feedback
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .for_request_at(&request.tenant_id, &request.country, request.at);
                 return Peeked {
                     partition: Some(*partition),
                     features: state.peek(request),
                     routes,
+                    feedback,
                 };
             }
         }
@@ -86,6 +107,7 @@ impl LiveFeatures {
             partition: None,
             features: FeatureState::default().peek(request),
             routes: Vec::new(),
+            feedback: Feedback::default(),
         }
     }
 }
@@ -113,8 +135,12 @@ mod tests {
     fn peek_reads_the_tenants_partition_and_matches_the_stream() {
         let live = LiveFeatures::default();
         let (p0, p1) = (SharedFeatures::default(), SharedFeatures::default());
-        live.register(0, p0.clone(), Default::default());
-        live.register(1, p1.clone(), Default::default());
+        let shared = |features: &SharedFeatures| SharedPartition {
+            features: features.clone(),
+            ..Default::default()
+        };
+        live.register(0, shared(&p0));
+        live.register(1, shared(&p1));
         let t0 = 1_767_571_200_000;
         for i in 0..30i64 {
             let r = request(

@@ -22,11 +22,12 @@ use crate::alerts::Alert;
 use crate::config::PipelineConfig;
 use crate::event::EventKind;
 use crate::features::{FeatureRecord, FeatureRequest, FeatureState};
+use crate::feedback::{Decided, Feedback, FeedbackState, SharedFeedback, learned_at};
 use crate::forecast::Forecast;
 use crate::key::verification_key;
 use crate::kpi::{KpiWindowBatch, KpiWindows};
 use crate::lifecycle::{Applied, HeldRecord, Verification};
-use crate::live::SharedFeatures;
+use crate::live::{SharedFeatures, SharedPartition};
 use crate::outcome::Outcome;
 use crate::reject::{RejectReason, Rejected, Rejection};
 use crate::routes::{RouteEvent, RouteSnapshot, RouteStats, SharedRoutes};
@@ -44,6 +45,9 @@ pub struct InputRecord<'a> {
 }
 
 /// Everything the operator emits.
+// Features is the most common variant (one per request, beside its
+// outcome): boxing it to shrink the rest would allocate once per request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     Outcome(Outcome),
@@ -144,6 +148,8 @@ pub struct PartitionPipeline {
     features: SharedFeatures,
     /// Shared with [`crate::LiveFeatures`] readers; only this pipeline writes it.
     routes: SharedRoutes,
+    /// Shared with [`crate::LiveFeatures`] readers; only this pipeline writes it.
+    feedback: SharedFeedback,
     kpi: Option<KpiWindows>,
     stats: PartitionStats,
 }
@@ -174,19 +180,20 @@ impl PartitionPipeline {
             route_queue: TimeQueue::default(),
             features: SharedFeatures::default(),
             routes: SharedRoutes::default(),
+            feedback: SharedFeedback::default(),
             kpi: None,
             stats: PartitionStats::default(),
         }
     }
 
-    /// This partition's feature state, for readers on other threads.
-    pub fn shared_features(&self) -> SharedFeatures {
-        self.features.clone()
-    }
-
-    /// This partition's route statistics, for readers on other threads.
-    pub fn shared_routes(&self) -> SharedRoutes {
-        self.routes.clone()
+    /// This partition's feature state, route statistics and feedback, for
+    /// readers on other threads.
+    pub fn shared(&self) -> SharedPartition {
+        SharedPartition {
+            features: self.features.clone(),
+            routes: self.routes.clone(),
+            feedback: self.feedback.clone(),
+        }
     }
 
     fn routes_mut(&self) -> std::sync::RwLockWriteGuard<'_, RouteStats> {
@@ -440,19 +447,29 @@ impl PartitionPipeline {
         // The request's country's routes as the watermark left them: every
         // send and receipt before the request, none after — a function of the
         // partition's events, whatever the pace they arrive at.
-        let routes = if cfg.scorer.is_some() || cfg.request_routes {
-            self.routes
+        // Likewise the feedback: outcomes the watermark decided before it.
+        let (routes, feedback) = if cfg.scorer.is_some() || cfg.request_routes {
+            let routes = self
+                .routes
                 .read()
                 .unwrap_or_else(PoisonError::into_inner)
-                .country(&request.country)
+                .country(&request.country);
+            let mut feedback = self
+                .feedback
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            feedback.advance(requested_at);
+            let feedback = feedback.for_request(&request.tenant_id, &request.country);
+            (routes, feedback)
         } else {
-            Vec::new()
+            (Vec::new(), Feedback::default())
         };
         let record = FeatureRecord {
             partition: self.partition,
             request,
             features,
             routes,
+            feedback,
         };
         // Scored first: a crash between the two writes re-sends the missing one
         // (each has its own id), never loses the score.
@@ -461,6 +478,7 @@ impl PartitionPipeline {
         {
             if let Some(v) = self.open.get_mut(&key) {
                 v.scored = Some(scored.note);
+                v.success_raw = scored.success_raw;
             }
             let scored = ScoredRequest {
                 partition: self.partition,
@@ -525,6 +543,31 @@ impl PartitionPipeline {
                     && let Some((country, provider)) = verification.approving_route(deadline)
                 {
                     self.routes_mut().on_approved(country, provider, deadline);
+                }
+                if let (Some(note), Some(r)) = (&verification.scored, &verification.requested) {
+                    // The first attempt's provider decides what its raw
+                    // probability is judged against (a retry's success
+                    // belongs to the retry's route).
+                    let first = outcome.providers.first().and_then(|p| {
+                        verification
+                            .success_raw
+                            .iter()
+                            .find(|(q, _)| q == p)
+                            .map(|(_, raw)| (*raw, approved && outcome.attempts == 1))
+                    });
+                    self.feedback
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .on_decided(
+                            Decided {
+                                tenant: &verification.tenant_id,
+                                country: &r.country,
+                                first_attempt: first,
+                                fraud_score: note.fraud_score,
+                                approved,
+                            },
+                            learned_at(r.at, deadline, cfg.ttl_ms),
+                        );
                 }
                 if let Some(kpi) = &mut self.kpi {
                     kpi.on_decided(key, &verification, &outcome);
@@ -653,6 +696,11 @@ impl PartitionPipeline {
                 .read()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
+            feedback: self
+                .feedback
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
             kpi: self.kpi.clone(),
         }
     }
@@ -677,6 +725,7 @@ impl PartitionPipeline {
             .collect();
         p.features = Arc::new(RwLock::new(state.features));
         p.routes = Arc::new(RwLock::new(state.routes));
+        p.feedback = Arc::new(RwLock::new(state.feedback));
         p.kpi = state.kpi;
         for (key, v) in state.open {
             p.timers.push(v.deadline(cfg.ttl_ms), key);
@@ -714,6 +763,7 @@ pub struct PartitionState {
     pub route_queue: Vec<(EventTime, VerificationKey, RouteEvent)>,
     pub features: FeatureState,
     pub routes: RouteStats,
+    pub feedback: FeedbackState,
     pub kpi: Option<KpiWindows>,
 }
 

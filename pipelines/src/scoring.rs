@@ -17,8 +17,8 @@ use crate::features::FeatureRecord;
 
 /// Scores featurized requests (the models live outside this crate).
 pub trait RequestScorer: Send + Sync {
-    /// The record carries the route statistics as of the request
-    /// ([`FeatureRecord::routes`]). `None` when nothing scores this request
+    /// The record carries the route statistics and the feedback as of the
+    /// request ([`FeatureRecord::routes`], [`FeatureRecord::feedback`]). `None` when nothing scores this request
     /// (no models loaded); an error is the scorer's to report.
     fn score(&self, record: &FeatureRecord) -> Option<Scored>;
 }
@@ -30,6 +30,9 @@ pub struct Scored {
     pub note: ScoreNote,
     /// The `verifications.scored` record to write (opaque here).
     pub record: Vec<u8>,
+    /// The success model's raw probability per candidate provider, before
+    /// the feedback's calibration: what the calibration learns from.
+    pub success_raw: Vec<(Text, f32)>,
 }
 
 /// What a verification remembers of its scoring.

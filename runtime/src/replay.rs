@@ -139,6 +139,7 @@ pub fn examples<'a>(
     mut pipeline: PipelineConfig,
 ) -> Result<Vec<Example>> {
     pipeline.request_routes = true;
+    let ttl_ms = pipeline.ttl_ms;
     let replay = Replay {
         pipeline,
         partitions: 1,
@@ -147,7 +148,7 @@ pub fn examples<'a>(
     let records = payloads.map(|p| (None::<&[u8]>, p));
     let (set, _) = replay.run(
         records,
-        TrainingSet(ExampleBuilder::new(truth)),
+        TrainingSet(ExampleBuilder::new(truth, ttl_ms)),
         &AtomicBool::new(false),
     )?;
     Ok(set.0.finish())

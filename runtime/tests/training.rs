@@ -138,7 +138,7 @@ fn the_router_steers_around_provider_outages() {
     let stormy = examples_with(12, 120, 800.0);
     let approved = stormy.iter().filter(|e| e.first_attempt_approved).count() as f64;
     let report =
-        veriflow_models::evaluate::evaluate(&models, &stormy, approved / stormy.len() as f64, None)
+        veriflow_models::evaluate::evaluate(&models, &stormy, approved / stormy.len() as f64)
             .unwrap();
     let reaction = report.routing.outage_reaction.expect("outages");
     eprintln!("{reaction:?}");
@@ -184,13 +184,7 @@ fn the_models_carry_over_to_unseen_attack_shapes_and_provider_dynamics() {
         .iter()
         .filter(|e| e.first_provider.is_some())
         .count() as f64;
-    let report = evaluate(
-        &models,
-        &held_out,
-        approved / sent,
-        Some(models.card.block_threshold),
-    )
-    .unwrap();
+    let report = evaluate(&models, &held_out, approved / sent).unwrap();
     eprintln!("{}", serde_json::to_string_pretty(&report).unwrap());
     // p_success is first-attempt success: calibrated against the truth's
     // probabilities of another world, not only against coin flips.
@@ -388,8 +382,9 @@ fn live_statistics_rank_providers_the_model_never_saw() {
         at: t0 + 601_000,
         seed: 7,
         tried: &[],
+        feedback: &NO_FEEDBACK,
     };
-    let v = verdict(&models, &request, &routes, None).unwrap();
+    let v = verdict(&models, &request, &routes, None).unwrap().verdict;
     let ranked: Vec<&str> = v.routes.iter().map(|r| r.provider.as_str()).collect();
     assert_eq!(ranked.len(), card.providers.len() + 1, "{ranked:?}");
     assert_eq!(ranked[0], "newco-sms", "{:?}", v.routes);
@@ -408,6 +403,7 @@ fn live_statistics_rank_providers_the_model_never_saw() {
             };
             verdict(&models, &r, &routes, None)
                 .unwrap()
+                .verdict
                 .choice
                 .as_deref()
                 == Some("newco-sms")
@@ -426,5 +422,124 @@ fn request_for(
         at,
         seed: 0,
         tried: &[],
+        feedback: &NO_FEEDBACK,
+    }
+}
+
+static NO_FEEDBACK: veriflow_pipelines::feedback::Feedback =
+    veriflow_pipelines::feedback::Feedback {
+        calibration: None,
+        legit: None,
+    };
+
+/// Scoring judged on worlds of families it was not trained on: other
+/// providers (names and count), number plans, outage and degradation
+/// lengths, conversion rates, tenants and country mixes, and attack shapes
+/// it never saw (mimicry of legitimate users, slow spreads) — several seeds
+/// of each family, every world from a cold start. Trained as the README
+/// trains: one standard world. The spread is printed; every world must meet
+/// the bars stated at each assertion (where a bar is below the goal, it says
+/// what was measured and why).
+#[test]
+fn scoring_holds_on_world_families_it_was_not_trained_on() {
+    use veriflow_models::evaluate::evaluate;
+    use veriflow_simulator::{AttackShape, WorldKind};
+    let train_on = examples_of(SimConfig {
+        seed: 41,
+        rate: 10.0,
+        duration_ms: Some(90 * 60_000),
+        fraud_share: 0.04,
+        outages_per_day: 24.0,
+        degradations_per_day: 12.0,
+        ..SimConfig::default()
+    });
+    let models = train(&train_on, &history("seed 41"), "worlds", 41, &quick()).unwrap();
+    let mut rows = Vec::new();
+    for family in [2u64, 3] {
+        for seed in [5u64, 6] {
+            let world = WorldKind::Varied { family };
+            let held_out = examples_of(SimConfig {
+                seed,
+                rate: 8.0,
+                duration_ms: Some(120 * 60_000),
+                fraud_share: 0.04,
+                outages_per_day: 48.0,
+                degradations_per_day: 24.0,
+                attack_shapes: AttackShape::ALL.to_vec(),
+                world,
+                ..SimConfig::default()
+            });
+            let sent: Vec<&Example> = held_out
+                .iter()
+                .filter(|e| e.first_provider.is_some())
+                .collect();
+            let constant =
+                sent.iter().filter(|e| e.first_attempt_approved).count() as f64 / sent.len() as f64;
+            let report = evaluate(&models, &held_out, constant).unwrap();
+            rows.push((format!("{world} seed {seed}"), report));
+        }
+    }
+    eprintln!(
+        "world                 chosen uplift  outage: chosen/uniform into  legit blocked  review  fraud AP  ECE truth  ECE outcomes (raw)"
+    );
+    for (name, r) in &rows {
+        let c = r.routing.chosen.as_deref().expect("chosen");
+        let o = c.during_outages.as_deref();
+        eprintln!(
+            "{name:<21} {:>12.3}  {:>26}  {:>12.2}%  {:>5.2}%  {:>8.3}  {:>9.4}  {:.4} ({:.4})",
+            c.uplift_captured,
+            o.map_or("-".into(), |o| format!(
+                "{:.3}/{:.3}",
+                o.sent_into_outage, o.uniform_into_outage
+            )),
+            r.fraud.false_block_rate * 100.0,
+            r.fraud.review_rate * 100.0,
+            r.fraud.average_precision,
+            r.success.ece_truth.unwrap_or(f64::NAN),
+            r.success.ece,
+            r.success.ece_uncalibrated,
+        );
+        for (shape, m) in &r.fraud.by_attack {
+            eprintln!(
+                "    {shape:<14} {:>5} verifications, AP {:.3}, {:.1} % blocked",
+                m.verifications,
+                m.average_precision,
+                m.recall_at_block_threshold * 100.0
+            );
+        }
+    }
+    for (name, r) in &rows {
+        let c = r.routing.chosen.as_deref().expect("chosen");
+        // Never worse than uniform, overall and while a route fails.
+        assert!(
+            c.router_success > c.baseline_success,
+            "{name}: chosen route below uniform {c:?}"
+        );
+        if let Some(o) = c.during_outages.as_deref() {
+            assert!(
+                o.router_success > o.baseline_success
+                    && o.sent_into_outage < 0.5 * o.uniform_into_outage,
+                "{name}: during outages {o:?}"
+            );
+        }
+        // Goal 90 % of the oracle's uplift. Not met in every world: in
+        // family 3 (seven providers, tenants that never send through some
+        // of them) the best route of a country often carries no traffic at
+        // all, so no statistics can find it; measured 0.80 there, above 0.93
+        // elsewhere. The bar here is what holds today, with a 5-point margin.
+        assert!(c.uplift_captured >= 0.75, "{name}: {c:?}");
+        // Goals: 0.5 % of legitimate blocked, 2 % reviewed (no margin: these
+        // are the learned thresholds' own budgets).
+        assert!(r.fraud.false_block_rate <= 0.005, "{name}: {:?}", r.fraud);
+        assert!(r.fraud.review_rate <= 0.02, "{name}: {:?}", r.fraud);
+        // Goal 0.9. Slow spreads (and trickles in a dense number plan) are
+        // hardly told from legitimate traffic request by request (AP < 0.1
+        // in family 3): measured 0.80 to 0.99 overall; the bar is 0.75.
+        assert!(r.fraud.average_precision >= 0.75, "{name}: {:?}", r.fraud);
+        // Goal ECE 0.02 against the truth; margin 0.01 (until the first
+        // outcomes are learned, one TTL in, the training world's
+        // probabilities are served). Measured 0.015 to 0.024.
+        let ece = r.success.ece_truth.expect("truth probabilities");
+        assert!(ece <= 0.03, "{name}: {:?}", r.success);
     }
 }

@@ -64,9 +64,11 @@ impl LiveScorer for LiveScoring {
             at: prospect.requested_at,
             seed: seed_of(&prospect.tenant_id, &seed_key),
             tried: &prospect.tried,
+            feedback: &peeked.feedback,
         };
         let verdict = verdict(&assignment.decides, &scoring, &peeked.routes, settings)
-            .map_err(|e| ScoringError::Failed(e.to_string()))?;
+            .map_err(|e| ScoringError::Failed(e.to_string()))?
+            .verdict;
         Ok(Scored {
             features: serde_json::to_value(&peeked.features)
                 .map_err(|e| ScoringError::Failed(e.to_string()))?,

@@ -29,13 +29,14 @@ impl RequestScorer for StreamScorer {
         let assignment = self.stage.assign(&r.tenant_id, Some(&r.verification_id))?;
         let settings = self.settings.as_ref().and_then(|s| s.get(&r.tenant_id));
         match scored_record(&assignment, record, settings.as_deref()) {
-            Ok((bytes, verdict)) => Some(Scored {
+            Ok((bytes, judged)) => Some(Scored {
                 note: ScoreNote {
                     variant: assignment.variant.into(),
-                    fraud_score: verdict.fraud_score,
-                    fraud_decision: verdict.fraud_decision,
+                    fraud_score: judged.verdict.fraud_score,
+                    fraud_decision: judged.verdict.fraud_decision,
                 },
                 record: bytes,
+                success_raw: judged.success_raw,
             }),
             Err(e) => {
                 tracing::error!(error = %e, verification = %r.verification_id, "scoring a request failed; it goes unscored");

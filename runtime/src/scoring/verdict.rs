@@ -13,6 +13,7 @@ use veriflow_models::ScoringModels;
 use veriflow_models::router::choose;
 use veriflow_models::vector::RouteView;
 use veriflow_pipelines::features::{FeatureRecord, Features};
+use veriflow_pipelines::feedback::Feedback;
 use veriflow_pipelines::time::{EventTime, format_rfc3339};
 
 use super::Assignment;
@@ -28,28 +29,46 @@ pub struct Request<'a> {
     pub seed: u64,
     /// Providers already tried (a retry goes elsewhere).
     pub tried: &'a [String],
+    /// What the partition learned from decided outcomes, as of the request.
+    pub feedback: &'a Feedback,
+}
+
+/// A verdict and the success model's raw probabilities behind it (what the
+/// feedback's calibration learns from).
+pub struct Judged {
+    pub verdict: Verdict,
+    pub success_raw: Vec<(Text, f32)>,
 }
 
 /// One model's verdict on a request, under the tenant's settings (`None`: the
-/// card's thresholds and every provider). `routes`: the live statistics of the
-/// request's country, by provider (the partition's, as of the request).
+/// learned thresholds and every provider). `routes`: the live statistics of
+/// the request's country, by provider (the partition's, as of the request).
 ///
 /// The candidates are every provider the live statistics know in the country
-/// and every provider of the card: a provider the model never saw is judged
-/// by its statistics (no model reads a name).
+/// (a provider the model never saw is judged by its statistics: no model
+/// reads a name), and the card's providers while no route of the country
+/// has evidence yet. `routes` rank by `p_success`; the `choice` is the best
+/// route with evidence ([`veriflow_models::router::choose`]). `p_success` is the model's,
+/// recalibrated by the feedback (a monotone map: the ranking is the model's).
+/// The fraud thresholds are the tenant's own when it set them, else the ones
+/// learned from its legitimate traffic, never below the card's.
 pub fn verdict(
     models: &ScoringModels,
     request: &Request<'_>,
     routes: &[(Text, RouteSnapshot)],
     settings: Option<&ScoringSettings>,
-) -> Result<Verdict, veriflow_models::ModelError> {
+) -> Result<Judged, veriflow_models::ModelError> {
     let card = &models.card;
     let default_policy = Default::default();
     let policy = settings.map_or(&default_policy, |s| &s.providers);
-    let mut providers: Vec<String> = card
-        .providers
+    // The card's providers stand in only while no route of the country has
+    // evidence (a cold start): once the platform's own providers are known
+    // here, a card provider it never uses is not a candidate (nor a probe).
+    let known_here = routes
         .iter()
-        .cloned()
+        .any(|(_, s)| RouteView::at(Some(s), request.at).has_evidence());
+    let card_providers = card.providers.iter().filter(|_| !known_here).cloned();
+    let mut providers: Vec<String> = card_providers
         .chain(routes.iter().map(|(p, _)| p.to_string()))
         .collect();
     providers.sort();
@@ -78,16 +97,24 @@ pub fn verdict(
     )?;
     let thresholds = settings
         .and_then(|s| s.fraud_thresholds)
-        .unwrap_or(FraudThresholds {
-            review: f64::from(card.review_threshold),
-            block: f64::from(card.block_threshold),
+        .unwrap_or_else(|| {
+            let (review, block) = request.feedback.thresholds(
+                f64::from(card.review_threshold),
+                f64::from(card.block_threshold),
+            );
+            FraudThresholds { review, block }
         });
-    let choice = choose(&score.routes, |p| live(p).receipts_1h(), request.seed);
+    let success_raw = score
+        .routes
+        .iter()
+        .map(|r| (Text::from(r.provider.as_str()), r.p_success))
+        .collect();
+    let choice = choose(&score.routes, live, request.seed);
     let model = |kind: &str| ModelName {
         name: format!("{}-{kind}", card.name),
         version: card.version.clone(),
     };
-    Ok(Verdict {
+    let verdict = Verdict {
         fraud_score: score.fraud_score,
         fraud_decision: FraudDecision::at(score.fraud_score, &thresholds),
         fraud_reasons: score.fraud_reasons,
@@ -96,8 +123,8 @@ pub fn verdict(
             .routes
             .into_iter()
             .map(|r| RankedProvider {
+                p_success: request.feedback.calibrated(r.p_success),
                 provider: r.provider,
-                p_success: r.p_success,
             })
             .collect(),
         choice,
@@ -106,6 +133,10 @@ pub fn verdict(
             success: model("success"),
             feature_schema: card.feature_schema.clone(),
         },
+    };
+    Ok(Judged {
+        verdict,
+        success_raw,
     })
 }
 
@@ -139,7 +170,7 @@ pub fn scored_record(
     assignment: &Assignment,
     record: &FeatureRecord,
     settings: Option<&ScoringSettings>,
-) -> Result<(Vec<u8>, Verdict), veriflow_models::ModelError> {
+) -> Result<(Vec<u8>, Judged), veriflow_models::ModelError> {
     let r = &record.request;
     let routes = &record.routes;
     let request = Request {
@@ -148,10 +179,20 @@ pub fn scored_record(
         at: r.at,
         seed: seed_of(&r.tenant_id, &r.verification_id),
         tried: &[],
+        feedback: &record.feedback,
     };
-    let decided = verdict(&assignment.decides, &request, routes, settings)?;
+    let judged = verdict(&assignment.decides, &request, routes, settings)?;
+    let decided = &judged.verdict;
+    // The shadow is a challenger: the feedback learned from the champion's
+    // raw probabilities, so its calibration does not apply to another model.
     let shadow = match &assignment.shadow {
-        Some(models) => Some(verdict(models, &request, routes, settings)?),
+        Some(models) => {
+            let request = Request {
+                feedback: &Feedback::default(),
+                ..request
+            };
+            Some(verdict(models, &request, routes, settings)?.verdict)
+        }
         None => None,
     };
     let json = ScoredRecord {
@@ -163,10 +204,10 @@ pub fn scored_record(
         country: Cow::Borrowed(&r.country),
         features: Cow::Borrowed(&record.features),
         variant: Cow::Borrowed(assignment.variant),
-        verdict: Cow::Borrowed(&decided),
+        verdict: Cow::Borrowed(decided),
         shadow: shadow.as_ref().map(Cow::Borrowed),
     };
     // Plain structs of strings and numbers: serializing cannot fail.
     let bytes = serde_json::to_vec(&json).unwrap_or_default();
-    Ok((bytes, decided))
+    Ok((bytes, judged))
 }
