@@ -32,22 +32,7 @@ fn the_stream_scores_every_request_with_the_trained_models() {
             "0.15",
         ],
     );
-    let scored_topic = format!("{}.scored", d.input);
-    produce_events(&d.brokers, &d.input, &events, 0, None);
-    d.run_until_end(
-        &[
-            ("VERIFLOW_SCORING__MODELS", models.to_str().unwrap()),
-            ("VERIFLOW_TOPICS__SCORED", scored_topic.as_str()),
-        ],
-        Duration::from_secs(180),
-    );
-    let scored = consume(
-        &d.brokers,
-        &scored_topic,
-        truth.len(),
-        Duration::from_secs(60),
-        Duration::from_secs(2),
-    );
+    let scored = run_scored(&d, &events, &models, truth.len(), Duration::from_secs(180));
     let mut by_id = BTreeMap::new();
     for s in &scored {
         let v = s.json();
@@ -878,22 +863,7 @@ fn the_stream_recalibrates_on_a_world_unlike_the_training_one() {
             "varied:3",
         ],
     );
-    let scored_topic = format!("{}.scored", d.input);
-    produce_events(&d.brokers, &d.input, &events, 0, None);
-    d.run_until_end(
-        &[
-            ("VERIFLOW_SCORING__MODELS", models.to_str().unwrap()),
-            ("VERIFLOW_TOPICS__SCORED", scored_topic.as_str()),
-        ],
-        Duration::from_secs(300),
-    );
-    let scored = consume(
-        &d.brokers,
-        &scored_topic,
-        truth.len(),
-        Duration::from_secs(60),
-        Duration::from_secs(2),
-    );
+    let scored = run_scored(&d, &events, &models, truth.len(), Duration::from_secs(300));
     let truth: BTreeMap<String, &serde_json::Value> = truth
         .iter()
         .map(|t| (t["verification_id"].as_str().unwrap().to_string(), t))
@@ -968,4 +938,31 @@ fn ece(pairs: &[(f64, f64)]) -> f64 {
 
 fn instant(s: &str) -> i64 {
     veriflow_pipelines::time::parse_rfc3339(s).unwrap()
+}
+
+/// Produces `events`, runs `veriflow run` with `models` scoring until the
+/// input's end, and reads the `expected` scored records.
+fn run_scored(
+    d: &Deployment,
+    events: &std::path::Path,
+    models: &std::path::Path,
+    expected: usize,
+    within: Duration,
+) -> Vec<Consumed> {
+    let scored_topic = format!("{}.scored", d.input);
+    produce_events(&d.brokers, &d.input, events, 0, None);
+    d.run_until_end(
+        &[
+            ("VERIFLOW_SCORING__MODELS", models.to_str().unwrap()),
+            ("VERIFLOW_TOPICS__SCORED", scored_topic.as_str()),
+        ],
+        within,
+    );
+    consume(
+        &d.brokers,
+        &scored_topic,
+        expected,
+        Duration::from_secs(60),
+        Duration::from_secs(2),
+    )
 }
