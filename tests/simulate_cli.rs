@@ -4,31 +4,25 @@ mod common;
 
 use common::*;
 
-fn simulate_bytes(seed: &str) -> (Vec<u8>, Vec<u8>) {
+/// Two minutes at 10/s with `seed` and `more` arguments: the events' and
+/// the truth's bytes.
+fn simulate_bytes(seed: &str, more: &[&str]) -> (Vec<u8>, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
-    let (events, _) = simulate_to_file(
-        dir.path(),
-        &[
-            "--rate",
-            "10",
-            "--duration",
-            "2m",
-            "--seed",
-            seed,
-            "--malformed-share",
-            "0.01",
-        ],
-    );
+    let mut args = vec!["--rate", "10", "--duration", "2m", "--seed", seed];
+    args.extend_from_slice(more);
+    let (events, _) = simulate_to_file(dir.path(), &args);
     (
         std::fs::read(&events).unwrap(),
         std::fs::read(dir.path().join("events.truth.jsonl")).unwrap(),
     )
 }
 
+const MALFORMED: &[&str] = &["--malformed-share", "0.01"];
+
 #[test]
 fn same_seed_same_bytes() {
-    let (events_a, truth_a) = simulate_bytes("42");
-    let (events_b, truth_b) = simulate_bytes("42");
+    let (events_a, truth_a) = simulate_bytes("42", MALFORMED);
+    let (events_b, truth_b) = simulate_bytes("42", MALFORMED);
     assert!(events_a.len() > 100_000, "{} bytes", events_a.len());
     assert!(
         events_a == events_b,
@@ -38,7 +32,7 @@ fn same_seed_same_bytes() {
         truth_a == truth_b,
         "truth differs between two runs with one seed"
     );
-    let (events_c, _) = simulate_bytes("43");
+    let (events_c, _) = simulate_bytes("43", MALFORMED);
     assert!(events_a != events_c, "another seed gives another stream");
 }
 
@@ -78,24 +72,11 @@ fn ground_truth_describes_every_verification() {
 #[test]
 fn a_varied_world_has_its_own_providers_and_repeats() {
     let run = |family: &str| {
-        let dir = tempfile::tempdir().unwrap();
-        let (events, _) = simulate_to_file(
-            dir.path(),
-            &[
-                "--rate",
-                "10",
-                "--duration",
-                "2m",
-                "--seed",
-                "3",
-                "--world",
-                family,
-                "--attacks",
-                "mimicry,slow-spread",
-            ],
+        let (events, truth) = simulate_bytes(
+            "3",
+            &["--world", family, "--attacks", "mimicry,slow-spread"],
         );
-        let truth = std::fs::read_to_string(dir.path().join("events.truth.jsonl")).unwrap();
-        (std::fs::read(&events).unwrap(), truth)
+        (events, String::from_utf8(truth).unwrap())
     };
     let (a, truth) = run("varied:7");
     let (b, _) = run("varied:7");
@@ -121,66 +102,40 @@ fn a_varied_world_has_its_own_providers_and_repeats() {
 
 #[test]
 fn bad_arguments_get_clear_messages() {
-    let out = veriflow()
-        .args([
-            "simulate",
-            "--rate",
-            "1",
-            "--duration",
-            "ten",
-            "--out",
-            "file:///tmp/x",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a duration"));
-    let out = veriflow()
-        .args([
-            "simulate",
-            "--rate",
-            "1",
-            "--duration",
-            "1m",
-            "--out",
-            "ftp://x",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("kafka://host:port/topic"));
+    let simulate = |more: &[&str]| {
+        let mut args = vec!["simulate", "--rate", "1"];
+        args.extend_from_slice(more);
+        refused(&args)
+    };
+    let err = simulate(&["--duration", "ten", "--out", "file:///tmp/x"]);
+    assert!(err.contains("is not a duration"), "{err}");
+    let err = simulate(&["--duration", "1m", "--out", "ftp://x"]);
+    assert!(err.contains("kafka://host:port/topic"), "{err}");
     for (world, says) in [
         ("varied", "is not a world"),
         ("varied:x", "not a world family number"),
         ("earth", "standard or varied:<family>"),
     ] {
-        let out = veriflow()
-            .args([
-                "simulate",
-                "--rate",
-                "1",
-                "--duration",
-                "1m",
-                "--world",
-                world,
-                "--out",
-            ])
-            .arg("file:///tmp/x")
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = simulate(&[
+            "--duration",
+            "1m",
+            "--world",
+            world,
+            "--out",
+            "file:///tmp/x",
+        ]);
         assert!(err.contains(says), "{world}: {err}");
     }
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
     std::fs::write(&cfg, "[kafka]\nbrokerz = \"x\"\n").unwrap();
-    let out = veriflow()
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&["run", "--config", cfg.to_str().unwrap()]);
     assert!(err.contains("brokerz") && err.contains("bad.toml"), "{err}");
+}
+
+/// Runs `veriflow args`, which must fail; its standard error.
+fn refused(args: &[&str]) -> String {
+    let out = veriflow().args(args).output().unwrap();
+    assert!(!out.status.success(), "{args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }

@@ -137,11 +137,7 @@ impl ScoringModels {
                 p_success,
             })
             .collect();
-        routes.sort_by(|a, b| {
-            b.p_success
-                .total_cmp(&a.p_success)
-                .then(a.provider.cmp(&b.provider))
-        });
+        crate::router::rank(&mut routes);
         Ok(Score {
             fraud_score,
             fraud_reasons: contributions

@@ -388,16 +388,18 @@ pub struct Report {
 /// ([`FeedbackState`], the same type and updates). One state for the whole
 /// history, where the stream keeps one per partition (tenant-keyed input:
 /// tenants' thresholds are the same; a country's calibration pools more).
+/// Beside it, each example's raw `p_success` for its first attempt's
+/// provider (what the feedback learned from), when one was sent.
 fn replay_feedback(
     models: &ScoringModels,
     examples: &[Example],
     scores: &[f32],
-) -> Result<Vec<Feedback>, ModelError> {
+) -> Result<Vec<(Feedback, Option<f32>)>, ModelError> {
     let mut state = FeedbackState::default();
     let mut served = Vec::with_capacity(examples.len());
     for (e, score) in examples.iter().zip(scores) {
         state.advance(e.requested_at);
-        served.push(state.for_request(&e.tenant_id, &e.country));
+        let feedback = state.for_request(&e.tenant_id, &e.country);
         let first_raw = match &e.first_provider {
             Some(provider) => models
                 .success(&e.fraud_row, &[e.route(provider)])?
@@ -416,6 +418,7 @@ fn replay_feedback(
             },
             e.learned_at,
         );
+        served.push((feedback, first_raw));
     }
     Ok(served)
 }
@@ -440,7 +443,7 @@ pub fn evaluate(
     // Each request's (review, block) as served.
     let served: Vec<(f64, f64)> = feedback
         .iter()
-        .map(|f| f.thresholds(f64::from(models.card.review_threshold), f64::from(block)))
+        .map(|(f, _)| f.thresholds(f64::from(models.card.review_threshold), f64::from(block)))
         .collect();
     let share_blocked = |of: &dyn Fn(&Example) -> bool| {
         let (mut n, mut blocked) = (0usize, 0usize);
@@ -504,12 +507,8 @@ pub fn evaluate(
     // which way each coin fell.
     let (mut tp, mut tt) = (Vec::new(), Vec::new());
     let mut raw = Vec::new();
-    for (e, f) in examples.iter().zip(&feedback) {
-        if let Some(provider) = &e.first_provider {
-            let p = models.success(&e.fraud_row, &[e.route(provider)])?;
-            let Some(p_raw) = p.first().copied() else {
-                continue;
-            };
+    for (e, (f, first_raw)) in examples.iter().zip(&feedback) {
+        if let (Some(provider), Some(p_raw)) = (&e.first_provider, *first_raw) {
             let p = f.calibrated(p_raw);
             if let Some(truth) = e.p_success.get(provider) {
                 tp.push(p);
@@ -558,11 +557,7 @@ pub fn evaluate(
                 p_success: *p,
             })
             .collect();
-        ranked.sort_by(|a, b| {
-            b.p_success
-                .total_cmp(&a.p_success)
-                .then(a.provider.cmp(&b.provider))
-        });
+        crate::router::rank(&mut ranked);
         let position = |p: &str| candidates.iter().position(|c| c == p);
         let choice = best(&ranked, |p| e.route(p))
             .and_then(|i| position(&ranked[i].provider))

@@ -95,6 +95,16 @@ pub fn choose(
     others.last().map(|i| routes[*i].provider.clone())
 }
 
+/// Orders routes as every ranking is ordered: highest `p_success` first,
+/// ties by name (so equal probabilities rank alike everywhere).
+pub fn rank(routes: &mut [crate::RankedRoute]) {
+    routes.sort_by(|a, b| {
+        b.p_success
+            .total_cmp(&a.p_success)
+            .then(a.provider.cmp(&b.provider))
+    });
+}
+
 /// The index of the best route of `routes` (ranked by `p_success`): the first
 /// with evidence, else the first.
 pub fn best(routes: &[crate::RankedRoute], view: impl Fn(&str) -> RouteView) -> Option<usize> {

@@ -99,8 +99,6 @@ pub struct LegitThresholds {
     pub review: f32,
     /// Scores above which at most [`BLOCK_LEGIT_SHARE`] of approved ones lie.
     pub block: f32,
-    /// The (decayed) approved verifications they were learned from.
-    pub approved: f32,
 }
 
 /// What scoring one request reads of the feedback, as of the request.
@@ -156,39 +154,49 @@ pub struct Decided<'a> {
 /// current weight), so an update touches one bin; renormalized before the
 /// weight overflows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct DecayedBins<const N: usize> {
+struct DecayedBins<const N: usize, const K: usize> {
     #[serde(with = "serde_big_array")]
-    bins: [[f64; 3]; N],
+    bins: [[f64; K]; N],
     weight: f64,
     total: f64,
     updates: u64,
 }
 
-/// serde derives arrays only up to 32 long; these are stored as sequences.
+/// serde derives arrays only of fixed small lengths; the bins are stored
+/// as one flat sequence (bin by bin) and checked for length on reading.
 mod serde_big_array {
     use serde::de::Error;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    pub fn serialize<S: Serializer, const N: usize>(
-        v: &[[f64; 3]; N],
+    pub fn serialize<S: Serializer, const N: usize, const K: usize>(
+        v: &[[f64; K]; N],
         s: S,
     ) -> Result<S::Ok, S::Error> {
-        v.as_slice().serialize(s)
+        v.as_flattened().serialize(s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+    pub fn deserialize<'de, D: Deserializer<'de>, const N: usize, const K: usize>(
         d: D,
-    ) -> Result<[[f64; 3]; N], D::Error> {
-        let v = Vec::<[f64; 3]>::deserialize(d)?;
-        v.try_into()
-            .map_err(|v: Vec<_>| D::Error::invalid_length(v.len(), &"the bin count"))
+    ) -> Result<[[f64; K]; N], D::Error> {
+        let flat = Vec::<f64>::deserialize(d)?;
+        if flat.len() != N * K {
+            return Err(D::Error::invalid_length(
+                flat.len(),
+                &"bins × values per bin",
+            ));
+        }
+        let mut bins = [[0.0; K]; N];
+        for (bin, values) in bins.iter_mut().zip(flat.chunks_exact(K.max(1))) {
+            bin.copy_from_slice(values);
+        }
+        Ok(bins)
     }
 }
 
-impl<const N: usize> Default for DecayedBins<N> {
+impl<const N: usize, const K: usize> Default for DecayedBins<N, K> {
     fn default() -> Self {
         DecayedBins {
-            bins: [[0.0; 3]; N],
+            bins: [[0.0; K]; N],
             weight: 1.0,
             total: 0.0,
             updates: 0,
@@ -196,9 +204,9 @@ impl<const N: usize> Default for DecayedBins<N> {
     }
 }
 
-impl<const N: usize> DecayedBins<N> {
+impl<const N: usize, const K: usize> DecayedBins<N, K> {
     /// Adds `values` (each times the current weight) to `bin`.
-    fn add(&mut self, memory: f64, bin: usize, values: [f64; 3]) {
+    fn add(&mut self, memory: f64, bin: usize, values: [f64; K]) {
         let bin = bin.min(N - 1);
         for (slot, v) in self.bins[bin].iter_mut().zip(values) {
             *slot += v * self.weight;
@@ -219,7 +227,7 @@ impl<const N: usize> DecayedBins<N> {
     }
 
     /// The bins in units of recent updates (the newest counts about 1).
-    fn effective(&self) -> impl Iterator<Item = [f64; 3]> + '_ {
+    fn effective(&self) -> impl Iterator<Item = [f64; K]> + '_ {
         let k = 1.0 / self.weight;
         self.bins.iter().map(move |b| b.map(|v| v * k))
     }
@@ -233,7 +241,7 @@ impl<const N: usize> DecayedBins<N> {
 /// Bin values: outcomes, successes, sum of raw p.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 struct Reliability {
-    bins: DecayedBins<CALIBRATION_BINS>,
+    bins: DecayedBins<CALIBRATION_BINS, 3>,
     fit: Option<Platt>,
 }
 
@@ -255,7 +263,7 @@ impl Reliability {
 
 /// Newton's method on the binned log-loss plus a ridge prior towards the
 /// identity; `a` is kept positive (the map stays monotone).
-fn fit_platt(bins: &DecayedBins<CALIBRATION_BINS>) -> Platt {
+fn fit_platt(bins: &DecayedBins<CALIBRATION_BINS, 3>) -> Platt {
     let points: Vec<(f64, f64, f64)> = bins
         .effective()
         .filter(|b| b[0] > 1e-9)
@@ -296,10 +304,10 @@ fn fit_platt(bins: &DecayedBins<CALIBRATION_BINS>) -> Platt {
 }
 
 /// A tenant's approved verifications' scores and the thresholds drawn from them.
-/// Bin values: count (the other two slots unused).
+/// Bin value: the count.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 struct LegitScores {
-    bins: DecayedBins<SCORE_BINS>,
+    bins: DecayedBins<SCORE_BINS, 1>,
     thresholds: Option<LegitThresholds>,
 }
 
@@ -307,7 +315,7 @@ impl LegitScores {
     fn add(&mut self, score: f32) {
         let s = f64::from(score).clamp(0.0, 1.0);
         let bin = (s * SCORE_BINS as f64) as usize;
-        self.bins.add(SCORE_MEMORY, bin, [1.0, 0.0, 0.0]);
+        self.bins.add(SCORE_MEMORY, bin, [1.0]);
         if self.bins.updates.is_multiple_of(REFIT_EVERY) {
             let approved = self.bins.effective_total();
             self.thresholds = (approved >= MIN_LEGIT_SCORES).then(|| {
@@ -315,7 +323,6 @@ impl LegitScores {
                 LegitThresholds {
                     review: upper_quantile(&counts, REVIEW_LEGIT_SHARE) as f32,
                     block: upper_quantile(&counts, BLOCK_LEGIT_SHARE) as f32,
-                    approved: approved as f32,
                 }
             });
         }

@@ -375,6 +375,8 @@ impl Simulator {
         // Sizes keep each shape's share of pumping traffic comparable: an
         // attack sends ~45 s × rate requests on average, whatever its shape.
         let rate = self.cfg.rate;
+        // The slow shapes send ~45 s × rate requests spread over their duration.
+        let spread_over = |duration_ms: f64| 45.0 * rate / (duration_ms / 1000.0);
         let (ranges, ips, device, user_agent, rate_per_s, duration_ms) = match shape {
             AttackShape::Sweep => {
                 let country = premium(rng);
@@ -422,12 +424,17 @@ impl Simulator {
                 let country = own_or_premium(rng);
                 let ranges = (0..rng.int(5, 20)).map(|_| range(rng, country)).collect();
                 let duration_ms = rng.between(1_800_000.0, 7_200_000.0);
-                // ~45 s × rate requests spread over the whole duration.
-                let rate_per_s = 45.0 * rate / (duration_ms / 1000.0);
-                (ranges, Vec::new(), None, None, rate_per_s, duration_ms)
+                (
+                    ranges,
+                    Vec::new(),
+                    None,
+                    None,
+                    spread_over(duration_ms),
+                    duration_ms,
+                )
             }
             AttackShape::Mimicry => {
-                // The tenant's busiest kind of destination, in its users' blocks.
+                // One of the tenant's own destinations (by its traffic), in its users' blocks.
                 let weights: Vec<f64> = own.iter().map(|(_, w)| *w).collect();
                 let country = own[rng.weighted(&weights)].0;
                 let ranges = (0..rng.int(2, 12))
@@ -440,8 +447,14 @@ impl Simulator {
                     })
                     .collect();
                 let duration_ms = rng.between(600_000.0, 2_400_000.0);
-                let rate_per_s = 45.0 * rate / (duration_ms / 1000.0);
-                (ranges, Vec::new(), None, None, rate_per_s, duration_ms)
+                (
+                    ranges,
+                    Vec::new(),
+                    None,
+                    None,
+                    spread_over(duration_ms),
+                    duration_ms,
+                )
             }
             AttackShape::SlowSpread => {
                 let ranges = (0..rng.int(3, 6))
@@ -453,8 +466,14 @@ impl Simulator {
                     })
                     .collect();
                 let duration_ms = rng.between(7_200_000.0, 21_600_000.0);
-                let rate_per_s = 45.0 * rate / (duration_ms / 1000.0);
-                (ranges, Vec::new(), None, None, rate_per_s, duration_ms)
+                (
+                    ranges,
+                    Vec::new(),
+                    None,
+                    None,
+                    spread_over(duration_ms),
+                    duration_ms,
+                )
             }
         };
         self.attacks.push(Attack {

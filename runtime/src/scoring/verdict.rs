@@ -61,28 +61,24 @@ pub fn verdict(
     let card = &models.card;
     let default_policy = Default::default();
     let policy = settings.map_or(&default_policy, |s| &s.providers);
+    // The live routes' statistics as of the request, decayed once for the
+    // candidates, ranking and exploration.
+    let known: Vec<(&str, RouteView)> = routes
+        .iter()
+        .map(|(p, s)| (p.as_str(), RouteView::at(Some(s), request.at)))
+        .collect();
     // The card's providers stand in only while no route of the country has
     // evidence (a cold start): once the platform's own providers are known
     // here, a card provider it never uses is not a candidate (nor a probe).
-    let known_here = routes
-        .iter()
-        .any(|(_, s)| RouteView::at(Some(s), request.at).has_evidence());
+    let known_here = known.iter().any(|(_, v)| v.has_evidence());
     let card_providers = card.providers.iter().filter(|_| !known_here).cloned();
     let mut providers: Vec<String> = card_providers
-        .chain(routes.iter().map(|(p, _)| p.to_string()))
+        .chain(known.iter().map(|(p, _)| (*p).to_owned()))
         .collect();
     providers.sort();
     providers.dedup();
-    // Each candidate's live statistics, read once for ranking and exploration.
-    let views: Vec<(&str, RouteView)> = providers
-        .iter()
-        .map(|p| {
-            let snapshot = routes.iter().find(|(r, _)| r.as_str() == p).map(|(_, s)| s);
-            (p.as_str(), RouteView::at(snapshot, request.at))
-        })
-        .collect();
     let live = |provider: &str| {
-        views
+        known
             .iter()
             .find(|(p, _)| *p == provider)
             .map_or_else(|| RouteView::at(None, request.at), |(_, v)| *v)
