@@ -13,6 +13,7 @@
 //! integer, float and boolean columns are fields; nulls are left out.
 
 mod facts;
+pub mod lake;
 mod points;
 
 use std::collections::{BTreeMap, BTreeSet};

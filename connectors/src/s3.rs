@@ -10,7 +10,7 @@ use std::sync::Arc;
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
-use object_store::{ObjectStore, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use veriflow_pipelines::checkpoint::{CheckpointBackend, CheckpointError};
 
 pub struct S3Backend {

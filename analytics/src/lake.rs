@@ -1,0 +1,399 @@
+//! Analysts' SQL over the Parquet lake, scoped to one tenant in the plan.
+//!
+//! The lake's layout is `<root>/<table>/tenant=<tenant dir>/day=<YYYY-MM-DD>/*.parquet`
+//! ([`tenant_dir`] names a tenant's directory). Every query gets a session of its
+//! own (never one shared mutable session), holding only what the caller may read:
+//!
+//! - **rooted**: a tenant's table is a listing of `<table>/tenant=<its dir>/` only,
+//!   so no other tenant's file is ever listed;
+//! - **filtered**: the public name is a view `scan WHERE tenant_id = '<tenant>'`
+//!   built as a plan (not as SQL text), and the scan itself is registered under no
+//!   name, so nothing can reach it around the filter;
+//! - **checked**: before execution every file of every scan in the physical plan is
+//!   compared with the caller's allow-list ([`check_plan`]); a plan reading
+//!   anything else fails (defence in depth: it should be impossible).
+//!
+//! Only queries run: DDL (`CREATE EXTERNAL TABLE`, views), DML (`INSERT`, `COPY … TO`)
+//! and statements (`SET`, transactions) are refused at planning, files cannot be
+//! read by path (URL tables stay off), and each query has a row, memory and time
+//! limit, each a clear error with a PostgreSQL error code.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::{ViewTable, file_format::parquet::ParquetFormat, provider_as_source};
+use datafusion::error::DataFusionError;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::{LogicalPlanBuilder, col, lit};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
+use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+use url::Url;
+
+/// Longest query text accepted (the parser's nesting limit bounds the depth).
+pub const MAX_SQL_BYTES: usize = 256 << 10;
+
+/// Who is asking: the operator reads every tenant, a tenant's credential its own rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Operator,
+    Tenant(String),
+}
+
+/// One stored table of the lake: its name (a directory under the root) and the
+/// schema its files are written with.
+#[derive(Debug, Clone)]
+pub struct LakeTable {
+    pub name: String,
+    pub schema: SchemaRef,
+}
+
+/// Per-query limits.
+#[derive(Debug, Clone, Copy)]
+pub struct SqlLimits {
+    pub max_rows: usize,
+    pub max_memory_bytes: usize,
+    pub timeout: Duration,
+}
+
+impl Default for SqlLimits {
+    fn default() -> Self {
+        SqlLimits {
+            max_rows: 100_000,
+            max_memory_bytes: 512 << 20,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why a query gave no result. `code` is the PostgreSQL SQLSTATE a client of the
+/// wire protocol would get; the message says what to change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl SqlError {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        SqlError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// DataFusion's error, classified: syntax, unknown names, refused statements,
+    /// resources; anything else is an internal error.
+    fn from_datafusion(e: DataFusionError) -> Self {
+        let e = e.find_root().to_string();
+        let code = if e.contains("SQL error: ParserError") || e.contains("sql parser error") {
+            "42601"
+        } else if e.contains("not allowed")
+            || e.contains("not supported")
+            || e.contains("Unsupported")
+        {
+            "42501"
+        } else if e.contains("table") && e.contains("not found") {
+            "42P01"
+        } else if e.contains("No field named") || e.contains("Schema error") {
+            "42703"
+        } else if e.contains("Resources exhausted") {
+            "53200"
+        } else if e.contains("Error during planning") || e.contains("type") {
+            "42804"
+        } else {
+            "XX000"
+        };
+        SqlError::new(code, e)
+    }
+}
+
+impl fmt::Display for SqlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (SQLSTATE {})", self.message, self.code)
+    }
+}
+
+impl std::error::Error for SqlError {}
+
+/// A query's answer: its schema (also when no row matched) and its batches.
+#[derive(Debug)]
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl QueryResult {
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    /// The answer as an aligned text table (the CLI's output).
+    pub fn to_table(&self) -> Result<String, SqlError> {
+        arrow::util::pretty::pretty_format_batches(&self.batches)
+            .map(|t| t.to_string())
+            .map_err(|e| SqlError::new("XX000", e.to_string()))
+    }
+}
+
+/// The SQL engine over one lake: tables, views over them, limits.
+pub struct LakeSql {
+    /// The lake's root as a URL with a trailing slash (`file:///…/`, `s3://bucket/prefix/`).
+    root: Url,
+    /// The object store for `s3://` roots (local directories use DataFusion's own).
+    store: Option<Arc<dyn ObjectStore>>,
+    tables: Vec<LakeTable>,
+    /// `(name, query)`: views over the tables, planned in each session.
+    views: Vec<(String, String)>,
+    limits: SqlLimits,
+}
+
+impl LakeSql {
+    /// `location`: a directory (created if missing) or `s3://bucket/prefix`
+    /// (credentials and endpoint from the usual `AWS_*` variables).
+    pub fn open(
+        location: &str,
+        tables: Vec<LakeTable>,
+        views: Vec<(String, String)>,
+        limits: SqlLimits,
+    ) -> Result<Self, SqlError> {
+        let (root, store) = root_of(location)?;
+        Ok(LakeSql {
+            root,
+            store,
+            tables,
+            views,
+            limits,
+        })
+    }
+
+    /// Runs one query for `scope`: planned in a session holding only what the
+    /// scope may read, checked, executed under the limits.
+    pub async fn query(&self, scope: &Scope, sql: &str) -> Result<QueryResult, SqlError> {
+        if sql.len() > MAX_SQL_BYTES {
+            return Err(SqlError::new(
+                "54000",
+                format!("the query text is longer than {MAX_SQL_BYTES} bytes"),
+            ));
+        }
+        let limits = self.limits;
+        match tokio::time::timeout(limits.timeout, self.run(scope, sql)).await {
+            Ok(result) => result,
+            Err(_) => Err(SqlError::new(
+                "57014",
+                format!(
+                    "the query ran longer than its limit of {} s and was cancelled",
+                    limits.timeout.as_secs_f64()
+                ),
+            )),
+        }
+    }
+
+    async fn run(&self, scope: &Scope, sql: &str) -> Result<QueryResult, SqlError> {
+        let ctx = self.session(scope).await?;
+        let df = ctx
+            .sql_with_options(sql, read_only())
+            .await
+            .map_err(SqlError::from_datafusion)?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let plan = df
+            .create_physical_plan()
+            .await
+            .map_err(SqlError::from_datafusion)?;
+        check_plan(&plan, &self.allowed_prefixes(scope))?;
+        let mut stream = datafusion::physical_plan::execute_stream(plan, ctx.task_ctx())
+            .map_err(SqlError::from_datafusion)?;
+        let mut batches = Vec::new();
+        let mut rows = 0usize;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(SqlError::from_datafusion)?;
+            rows += batch.num_rows();
+            if rows > self.limits.max_rows {
+                return Err(SqlError::new(
+                    "54000",
+                    format!(
+                        "the result has more than {} rows; add a LIMIT or aggregate",
+                        self.limits.max_rows
+                    ),
+                ));
+            }
+            batches.push(batch);
+        }
+        Ok(QueryResult { schema, batches })
+    }
+
+    /// A fresh session: the scope's tables and the views, nothing else.
+    async fn session(&self, scope: &Scope) -> Result<SessionContext, SqlError> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(self.limits.max_memory_bytes, 1.0)
+            .build_arc()
+            .map_err(SqlError::from_datafusion)?;
+        if let Some(store) = &self.store {
+            runtime.register_object_store(&self.root, store.clone());
+        }
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_target_partitions(2);
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        for table in &self.tables {
+            let provider = self.scoped_table(scope, table)?;
+            ctx.register_table(table.name.as_str(), provider)
+                .map_err(SqlError::from_datafusion)?;
+        }
+        for (name, query) in &self.views {
+            // Trusted text (compiled in), planned over the scoped tables above.
+            let plan = ctx
+                .state()
+                .create_logical_plan(query)
+                .await
+                .map_err(SqlError::from_datafusion)?;
+            ctx.register_table(name.as_str(), Arc::new(ViewTable::new(plan, None)))
+                .map_err(SqlError::from_datafusion)?;
+        }
+        Ok(ctx)
+    }
+
+    /// A table as `scope` sees it: the listing rooted at its directory, and for a
+    /// tenant the filter on `tenant_id` in the plan.
+    fn scoped_table(
+        &self,
+        scope: &Scope,
+        table: &LakeTable,
+    ) -> Result<Arc<dyn TableProvider>, SqlError> {
+        let dir = self.table_dir(scope, &table.name);
+        let url = ListingTableUrl::parse(dir.as_str()).map_err(SqlError::from_datafusion)?;
+        let options =
+            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .with_schema(table.schema.clone());
+        let listing: Arc<dyn TableProvider> =
+            Arc::new(ListingTable::try_new(config).map_err(SqlError::from_datafusion)?);
+        let Scope::Tenant(tenant) = scope else {
+            return Ok(listing);
+        };
+        let plan = LogicalPlanBuilder::scan(table.name.as_str(), provider_as_source(listing), None)
+            .and_then(|b| b.filter(col("tenant_id").eq(lit(tenant.as_str()))))
+            .and_then(|b| b.build())
+            .map_err(SqlError::from_datafusion)?;
+        Ok(Arc::new(ViewTable::new(plan, None)))
+    }
+
+    fn table_dir(&self, scope: &Scope, table: &str) -> Url {
+        let path = match scope {
+            Scope::Operator => format!("{table}/"),
+            Scope::Tenant(t) => format!("{table}/tenant={}/", tenant_dir(t)),
+        };
+        // Joining a relative path of escaped segments onto a root ending in '/'.
+        self.root.join(&path).unwrap_or_else(|_| self.root.clone())
+    }
+
+    /// The path prefixes (inside the object store) a scope's scans may read.
+    fn allowed_prefixes(&self, scope: &Scope) -> Vec<String> {
+        self.tables
+            .iter()
+            .map(|t| {
+                let url = self.table_dir(scope, &t.name);
+                let path = url.path().trim_start_matches('/');
+                // Object store paths carry the percent-decoded segments.
+                object_store::path::Path::from_url_path(path)
+                    .map(|p| format!("{p}/"))
+                    .unwrap_or_else(|_| path.to_owned())
+            })
+            .collect()
+    }
+}
+
+/// The statements analysts may send: queries only.
+fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+/// Fails a physical plan that scans any file outside `allowed` (path prefixes).
+pub fn check_plan(plan: &Arc<dyn ExecutionPlan>, allowed: &[String]) -> Result<(), SqlError> {
+    let mut outside: Option<String> = None;
+    let _ = plan.apply(|node| {
+        if let Some(exec) = node.downcast_ref::<DataSourceExec>() {
+            if let Some(scan) = exec.data_source().downcast_ref::<FileScanConfig>() {
+                for group in &scan.file_groups {
+                    for file in group.iter() {
+                        let path = file.object_meta.location.to_string();
+                        if !allowed.iter().any(|p| path.starts_with(p.as_str())) {
+                            outside = Some(path);
+                            return Ok(TreeNodeRecursion::Stop);
+                        }
+                    }
+                }
+            } else {
+                outside = Some("a scan that is not of the lake's files".into());
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    match outside {
+        None => Ok(()),
+        Some(what) => Err(SqlError::new(
+            "42501",
+            format!("the plan reads outside the caller's data ({what}); refused"),
+        )),
+    }
+}
+
+/// A tenant's directory name: every byte outside `[A-Za-z0-9_-]` as `~XX`, so the
+/// name is one path segment, never `.` or `..`, and distinct tenants never share it.
+/// Not `%XX`: URLs and object store paths decode percent escapes (`%2E%2E` is `..`
+/// to a URL parser), while `~` is unreserved everywhere and means itself.
+pub fn tenant_dir(tenant: &str) -> String {
+    let mut out = String::with_capacity(tenant.len());
+    for b in tenant.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("~{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The root URL (with a trailing slash) and, for S3, its store.
+fn root_of(location: &str) -> Result<(Url, Option<Arc<dyn ObjectStore>>), SqlError> {
+    let bad = |why: String| SqlError::new("58000", format!("lake location {location:?}: {why}"));
+    if let Some(rest) = location.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(bad("the URL names no bucket".into()));
+        }
+        let store = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .build()
+            .map_err(|e| bad(e.to_string()))?;
+        let prefix = prefix.trim_matches('/');
+        let root = if prefix.is_empty() {
+            format!("s3://{bucket}/")
+        } else {
+            format!("s3://{bucket}/{prefix}/")
+        };
+        let url = Url::parse(&root).map_err(|e| bad(e.to_string()))?;
+        return Ok((url, Some(Arc::new(store))));
+    }
+    std::fs::create_dir_all(location).map_err(|e| bad(e.to_string()))?;
+    let dir = std::fs::canonicalize(location).map_err(|e| bad(e.to_string()))?;
+    let url = Url::from_directory_path(&dir).map_err(|_| bad("not an absolute path".into()))?;
+    Ok((url, None))
+}
