@@ -39,8 +39,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use object_store::ObjectStore;
-use object_store::aws::AmazonS3Builder;
 use url::Url;
+use veriflow_connectors::s3::S3Location;
 
 /// Longest query text accepted (the parser's nesting limit bounds the depth).
 pub const MAX_SQL_BYTES: usize = 256 << 10;
@@ -94,29 +94,26 @@ impl SqlError {
         }
     }
 
-    /// DataFusion's error, classified: syntax, unknown names, refused statements,
-    /// resources; anything else is an internal error.
+    /// DataFusion's error, classified by its kind (planning errors by what they
+    /// say): syntax, unknown names, refused statements, resources; anything else
+    /// is an internal error.
     fn from_datafusion(e: DataFusionError) -> Self {
-        let e = e.find_root().to_string();
-        let code = if e.contains("SQL error: ParserError") || e.contains("sql parser error") {
-            "42601"
-        } else if e.contains("not allowed")
-            || e.contains("not supported")
-            || e.contains("Unsupported")
-        {
-            "42501"
-        } else if e.contains("table") && e.contains("not found") {
-            "42P01"
-        } else if e.contains("No field named") || e.contains("Schema error") {
-            "42703"
-        } else if e.contains("Resources exhausted") {
-            "53200"
-        } else if e.contains("Error during planning") || e.contains("type") {
-            "42804"
-        } else {
-            "XX000"
+        let root = e.find_root();
+        let code = match root {
+            DataFusionError::SQL(..) => "42601",
+            DataFusionError::SchemaError(..) => "42703",
+            DataFusionError::ResourcesExhausted(_) => "53200",
+            DataFusionError::NotImplemented(_) => "42501",
+            DataFusionError::Plan(m)
+                if m.contains("not allowed") || m.contains("not supported") =>
+            {
+                "42501"
+            }
+            DataFusionError::Plan(m) if m.contains("table") && m.contains("not found") => "42P01",
+            DataFusionError::Plan(_) => "42804",
+            _ => "XX000",
         };
-        SqlError::new(code, e)
+        SqlError::new(code, root.to_string())
     }
 }
 
@@ -133,19 +130,6 @@ impl std::error::Error for SqlError {}
 pub struct QueryResult {
     pub schema: SchemaRef,
     pub batches: Vec<RecordBatch>,
-}
-
-impl QueryResult {
-    pub fn rows(&self) -> usize {
-        self.batches.iter().map(RecordBatch::num_rows).sum()
-    }
-
-    /// The answer as an aligned text table (the CLI's output).
-    pub fn to_table(&self) -> Result<String, SqlError> {
-        arrow::util::pretty::pretty_format_batches(&self.batches)
-            .map(|t| t.to_string())
-            .map_err(|e| SqlError::new("XX000", e.to_string()))
-    }
 }
 
 /// The SQL engine over one lake: tables, views over them, limits.
@@ -212,7 +196,7 @@ impl LakeSql {
             .create_physical_plan()
             .await
             .map_err(SqlError::from_datafusion)?;
-        check_plan(&plan, &self.allowed_prefixes(scope))?;
+        check_plan(&plan, &self.allowed_prefixes(scope)?)?;
         let mut stream = datafusion::physical_plan::execute_stream(plan, ctx.task_ctx())
             .map_err(SqlError::from_datafusion)?;
         let mut batches = Vec::new();
@@ -272,7 +256,7 @@ impl LakeSql {
         scope: &Scope,
         table: &LakeTable,
     ) -> Result<Arc<dyn TableProvider>, SqlError> {
-        let dir = self.table_dir(scope, &table.name);
+        let dir = self.table_dir(scope, &table.name)?;
         let url = ListingTableUrl::parse(dir.as_str()).map_err(SqlError::from_datafusion)?;
         let options =
             ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
@@ -291,26 +275,28 @@ impl LakeSql {
         Ok(Arc::new(ViewTable::new(plan, None)))
     }
 
-    fn table_dir(&self, scope: &Scope, table: &str) -> Url {
+    /// A scope's directory of `table`. An error, never a wider directory, if the
+    /// path does not join (it cannot: table names are ours, tenant segments escaped).
+    fn table_dir(&self, scope: &Scope, table: &str) -> Result<Url, SqlError> {
         let path = match scope {
             Scope::Operator => format!("{table}/"),
             Scope::Tenant(t) => format!("{table}/tenant={}/", tenant_dir(t)),
         };
-        // Joining a relative path of escaped segments onto a root ending in '/'.
-        self.root.join(&path).unwrap_or_else(|_| self.root.clone())
+        self.root
+            .join(&path)
+            .map_err(|e| SqlError::new("XX000", format!("lake path {path:?}: {e}")))
     }
 
     /// The path prefixes (inside the object store) a scope's scans may read.
-    fn allowed_prefixes(&self, scope: &Scope) -> Vec<String> {
+    fn allowed_prefixes(&self, scope: &Scope) -> Result<Vec<String>, SqlError> {
         self.tables
             .iter()
             .map(|t| {
-                let url = self.table_dir(scope, &t.name);
-                let path = url.path().trim_start_matches('/');
+                let url = self.table_dir(scope, &t.name)?;
                 // Object store paths carry the percent-decoded segments.
-                object_store::path::Path::from_url_path(path)
+                object_store::path::Path::from_url_path(url.path())
                     .map(|p| format!("{p}/"))
-                    .unwrap_or_else(|_| path.to_owned())
+                    .map_err(|e| SqlError::new("XX000", format!("lake path {url}: {e}")))
             })
             .collect()
     }
@@ -374,23 +360,14 @@ pub fn tenant_dir(tenant: &str) -> String {
 /// The root URL (with a trailing slash) and, for S3, its store.
 fn root_of(location: &str) -> Result<(Url, Option<Arc<dyn ObjectStore>>), SqlError> {
     let bad = |why: String| SqlError::new("58000", format!("lake location {location:?}: {why}"));
-    if let Some(rest) = location.strip_prefix("s3://") {
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(bad("the URL names no bucket".into()));
-        }
-        let store = AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .build()
-            .map_err(|e| bad(e.to_string()))?;
-        let prefix = prefix.trim_matches('/');
-        let root = if prefix.is_empty() {
-            format!("s3://{bucket}/")
-        } else {
-            format!("s3://{bucket}/{prefix}/")
+    if location.starts_with("s3://") {
+        let s3 = S3Location::parse(location).map_err(bad)?;
+        let root = match s3.prefix.as_str() {
+            "" => format!("s3://{}/", s3.bucket),
+            prefix => format!("s3://{}/{prefix}/", s3.bucket),
         };
         let url = Url::parse(&root).map_err(|e| bad(e.to_string()))?;
-        return Ok((url, Some(Arc::new(store))));
+        return Ok((url, Some(s3.store)));
     }
     std::fs::create_dir_all(location).map_err(|e| bad(e.to_string()))?;
     let dir = std::fs::canonicalize(location).map_err(|e| bad(e.to_string()))?;

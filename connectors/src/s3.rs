@@ -13,6 +13,36 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use veriflow_pipelines::checkpoint::{CheckpointBackend, CheckpointError};
 
+/// An `s3://bucket/prefix` URL opened: the bucket's store (credentials from the
+/// `AWS_*` variables) and the key prefix without surrounding slashes. Checkpoints
+/// and the lake both open their locations here.
+pub struct S3Location {
+    pub store: Arc<dyn ObjectStore>,
+    pub bucket: String,
+    pub prefix: String,
+}
+
+impl S3Location {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| "expected s3://bucket/prefix".to_owned())?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err("the URL names no bucket".into());
+        }
+        let store = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(S3Location {
+            store: Arc::new(store),
+            bucket: bucket.to_owned(),
+            prefix: prefix.trim_matches('/').to_owned(),
+        })
+    }
+}
+
 pub struct S3Backend {
     store: Arc<dyn ObjectStore>,
     /// Key prefix inside the bucket, without a trailing slash ("" for the root).
@@ -28,24 +58,14 @@ impl S3Backend {
             store: url.to_owned(),
             why,
         };
-        let rest = url
-            .strip_prefix("s3://")
-            .ok_or_else(|| fail("expected s3://bucket/prefix".into()))?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(fail("the URL names no bucket".into()));
-        }
-        let store = AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .build()
-            .map_err(|e| fail(e.to_string()))?;
+        let S3Location { store, prefix, .. } = S3Location::parse(url).map_err(fail)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| fail(format!("starting the I/O runtime: {e}")))?;
         Ok(S3Backend {
-            store: Arc::new(store),
-            prefix: prefix.trim_matches('/').to_owned(),
+            store,
+            prefix,
             url: url.to_owned(),
             runtime,
         })
