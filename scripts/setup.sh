@@ -49,6 +49,12 @@ if ! python3 -c 'import standardwebhooks, svix' 2>/dev/null; then
     || python3 -m pip install --quiet --break-system-packages standardwebhooks svix
 fi
 
+if ! python3 -c 'import duckdb, pyarrow' 2>/dev/null; then
+  log "pip install duckdb pyarrow (independent readers of the lake)"
+  python3 -m pip install --quiet duckdb pyarrow 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages duckdb pyarrow
+fi
+
 export PATH="$HOME/.cargo/bin:$PATH"
 if ! have tansu; then
   log "cargo install tansu 0.6.0 (one-time, several minutes)"

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use veriflow_analytics::lake::{ResultFormat, Scope};
 use veriflow_common::config::parse_duration;
 use veriflow_connectors::kafka::KafkaBroker;
 use veriflow_pipelines::time::parse_rfc3339;
@@ -54,6 +55,33 @@ enum Command {
     Demo(DemoArgs),
     /// Produce simulated contract events (and a ground-truth file) to Kafka or a file.
     Simulate(SimulateArgs),
+    /// Run one read-only SQL query over the history lake (lake.dir) and print
+    /// the result. Tables and views: verifications, outcomes, scored_requests,
+    /// kpi_minute, route_scorecard, fraud_signals, alerts.
+    Sql(SqlArgs),
+}
+
+#[derive(Args)]
+struct SqlArgs {
+    /// The query; `-` reads it from standard input.
+    query: String,
+    /// TOML configuration (see veriflow.toml). Env: VERIFLOW_SECTION__KEY.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Overrides lake.dir (a directory or s3://bucket/prefix).
+    #[arg(long)]
+    lake: Option<String>,
+    /// Answer as this tenant would see it (default: every tenant).
+    #[arg(long)]
+    tenant: Option<String>,
+    /// table, csv, json, arrow or parquet (the last two are binary).
+    #[arg(long, default_value = "table", value_parser = parse_format)]
+    format: ResultFormat,
+}
+
+fn parse_format(s: &str) -> Result<ResultFormat, String> {
+    ResultFormat::from_name(s)
+        .ok_or_else(|| format!("`{s}` is not one of table, csv, json, arrow, parquet"))
 }
 
 #[derive(Args)]
@@ -274,7 +302,35 @@ fn real_main() -> anyhow::Result<()> {
             shutdown,
         )?),
         Command::Simulate(a) => simulate(a),
+        Command::Sql(a) => sql(a),
     }
+}
+
+fn sql(a: SqlArgs) -> anyhow::Result<()> {
+    let mut config = Config::load(a.config.as_deref())?;
+    if let Some(lake) = a.lake {
+        config.lake.dir = (lake != "off").then_some(lake);
+    }
+    let lake = veriflow_runtime::sql::open(&config)?
+        .context("lake.dir is \"off\": set it (or pass --lake DIR) to query history")?;
+    let query = if a.query == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading the query from stdin")?
+    } else {
+        a.query
+    };
+    let scope = match a.tenant {
+        Some(t) => Scope::Tenant(t),
+        None => Scope::Operator,
+    };
+    let (_, bytes) = veriflow_runtime::sql::query_blocking(&lake, &scope, &query, a.format)?;
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&bytes).context("writing the result")?;
+    if a.format == ResultFormat::Json {
+        out.write_all(b"\n").context("writing the result")?;
+    }
+    out.flush().context("writing the result")?;
+    Ok(())
 }
 
 fn simulate(a: SimulateArgs) -> anyhow::Result<()> {

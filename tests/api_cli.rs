@@ -99,11 +99,14 @@ fn bad_database_url_is_a_clear_error() {
 #[test]
 fn api_conforms_to_its_openapi_document_under_fuzzing() {
     let dir = tempfile::tempdir().unwrap();
+    // An (empty) lake, so `POST /v1/sql` plans and runs the generated SQL.
+    let lake = dir.path().join("lake").display().to_string();
     let api = ApiProcess::start(
         &format!("sqlite://{}/api.db", dir.path().display()),
         &[
             ("VERIFLOW_API__RATE_LIMIT_PER_SECOND", "100000"),
             ("VERIFLOW_API__RATE_LIMIT_BURST", "100000"),
+            ("VERIFLOW_LAKE__DIR", lake.as_str()),
         ],
     );
     let r = api.call(

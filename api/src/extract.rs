@@ -147,7 +147,7 @@ fn whole_numbers_as_integers(v: &mut Value) {
     }
 }
 
-fn bytes_problem(rejection: BytesRejection) -> Problem {
+pub(crate) fn bytes_problem(rejection: BytesRejection) -> Problem {
     let status = rejection.status();
     let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
         "body_too_large"

@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod problem;
 pub mod routes;
 pub mod scoring;
+pub mod sql;
 pub mod state;
 pub mod store;
 pub mod templates;
@@ -54,8 +55,8 @@ pub use config::ApiConfig;
 pub use store::{Backend, Store};
 
 use crate::routes::{
-    health, keys, messages, scoring as scoring_routes, templates as tpl, tenants,
-    usage as usage_routes, webhooks as hooks,
+    health, keys, messages, scoring as scoring_routes, sql as sql_routes, templates as tpl,
+    tenants, usage as usage_routes, webhooks as hooks,
 };
 use crate::state::AppState;
 
@@ -87,6 +88,7 @@ pub enum ApiError {
         (name = "templates", description = "Localized SMS texts (Fluent)"),
         (name = "webhooks", description = "Signed, filtered, durable event delivery (Standard Webhooks)"),
         (name = "scoring", description = "Provider routing and fraud risk for a verification about to be sent, from live features"),
+        (name = "sql", description = "Read-only SQL over the tenant's history (the lake's tables and views)"),
         (name = "operations", description = "Health, readiness, metrics, this document")
     )
 )]
@@ -138,6 +140,7 @@ impl Api {
             webhooks,
             scoring_settings,
             scorer: Arc::default(),
+            sql: Arc::default(),
             keys: Arc::default(),
             limiter: Arc::new(limits::Limiter::new(
                 config.rate_limit_per_second,
@@ -183,6 +186,11 @@ impl Api {
     /// `POST /v1/route` and `/v1/score`, also after serving started.
     pub fn scorer_slot(&self) -> scoring::ScorerSlot {
         self.state.scorer.clone()
+    }
+
+    /// Where a [`sql::SqlEngine`] is attached (once) to serve `POST /v1/sql`.
+    pub fn sql_slot(&self) -> sql::SqlSlot {
+        self.state.sql.clone()
     }
 
     /// Writes pending usage counters to the store.
@@ -272,6 +280,7 @@ fn build(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(messages::event_types))
         .routes(routes!(scoring_routes::route))
         .routes(routes!(scoring_routes::score))
+        .routes(routes!(sql_routes::query))
         .split_for_parts();
     let v1 = v1.route_layer(from_fn_with_state(
         state.clone(),

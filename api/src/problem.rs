@@ -19,6 +19,7 @@ pub struct Problem {
     detail: String,
     retry_after: Option<u64>,
     errors: Vec<String>,
+    sqlstate: Option<&'static str>,
 }
 
 /// RFC 9457 problem details, as every error body reads.
@@ -42,6 +43,9 @@ pub struct ProblemBody {
     /// Each offending field or entry, when there are several.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// For SQL errors: the PostgreSQL error code a wire-protocol client gets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
 }
 
 impl Problem {
@@ -52,6 +56,7 @@ impl Problem {
             detail: detail.into(),
             retry_after: None,
             errors: Vec::new(),
+            sqlstate: None,
         }
     }
 
@@ -68,6 +73,7 @@ impl Problem {
             code: self.code.to_string(),
             retry_after: self.retry_after,
             errors: self.errors.clone(),
+            sqlstate: self.sqlstate.map(str::to_owned),
         }
     }
 
@@ -105,6 +111,11 @@ impl Problem {
 
     pub fn with_errors(mut self, errors: Vec<String>) -> Problem {
         self.errors = errors;
+        self
+    }
+
+    pub fn with_sqlstate(mut self, sqlstate: &'static str) -> Problem {
+        self.sqlstate = Some(sqlstate);
         self
     }
 

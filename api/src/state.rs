@@ -7,6 +7,7 @@ use crate::config::ApiConfig;
 use crate::limits::Limiter;
 use crate::metrics::HttpMetrics;
 use crate::scoring::{ScorerSlot, TenantScoring};
+use crate::sql::SqlSlot;
 use crate::store::Store;
 use crate::templates::Catalog;
 use crate::usage::Usage;
@@ -27,4 +28,6 @@ pub struct AppState {
     pub keys: Arc<KeyCache>,
     /// Live scoring, when the process runs the stream (`veriflow run`).
     pub scorer: ScorerSlot,
+    /// Analysts' SQL, when the process keeps a lake.
+    pub sql: SqlSlot,
 }

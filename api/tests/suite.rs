@@ -966,6 +966,7 @@ async fn openapi_lists_every_served_route(db: Db) {
         "POST /v1/auth/keys",
         "POST /v1/route",
         "POST /v1/score",
+        "POST /v1/sql",
         "POST /v1/templates/render",
         "POST /v1/tenants",
         "POST /v1/webhooks/endpoints",

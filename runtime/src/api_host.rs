@@ -21,6 +21,7 @@ pub struct ApiServer {
     /// Tenants' scoring settings, kept fresh by the API (the stream reads them).
     pub scoring_settings: Arc<veriflow_api::scoring::TenantScoring>,
     scorer: veriflow_api::scoring::ScorerSlot,
+    sql: veriflow_api::sql::SqlSlot,
     stop: Arc<AtomicBool>,
     thread: JoinHandle<Result<()>>,
 }
@@ -62,6 +63,7 @@ impl ApiServer {
         let webhooks = api.webhooks().clone();
         let scoring_settings = api.scoring_settings();
         let scorer = api.scorer_slot();
+        let sql = api.sql_slot();
         let handle = runtime.handle().clone();
         let stop = Arc::new(AtomicBool::new(false));
         let stop_requested = stop.clone();
@@ -87,6 +89,7 @@ impl ApiServer {
             runtime: handle,
             scoring_settings,
             scorer,
+            sql,
             stop,
             thread,
         })
@@ -95,6 +98,15 @@ impl ApiServer {
     /// Serves `POST /v1/route` and `/v1/score` from `scorer`.
     pub fn attach_scorer(&self, scorer: Arc<dyn veriflow_api::scoring::LiveScorer>) {
         let _ = self.scorer.set(scorer);
+    }
+
+    /// Serves `POST /v1/sql` from the lake `config` names (nothing when
+    /// `lake.dir` is off).
+    pub fn attach_sql(&self, config: &crate::config::Config) -> Result<()> {
+        if let Some(sql) = crate::sql::open(config)? {
+            let _ = self.sql.set(Arc::new(crate::sql::LakeQueries(sql)));
+        }
+        Ok(())
     }
 
     /// Stops serving (in-flight requests finish) and waits for it.

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use veriflow_analytics::KpiConfig;
+use veriflow_analytics::lake::SqlLimits;
 use veriflow_api::ApiConfig;
 use veriflow_api::webhooks::WebhooksConfig;
 use veriflow_common::config::{ConfigError, Validate, duration, ensure, or_off};
@@ -29,6 +30,7 @@ use veriflow_connectors::kafka::KafkaConfig;
 use veriflow_pipelines::alerts::AlertsConfig;
 use veriflow_pipelines::{PipelineConfig, PipelineSettings};
 
+use crate::lake::LakeConfig;
 use crate::scoring::ScoringConfig;
 use crate::topics::TopicsConfig;
 
@@ -49,6 +51,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub webhooks: WebhooksConfig,
     pub scoring: ScoringConfig,
+    pub lake: LakeConfig,
+    pub sql: SqlLimits,
 }
 
 /// `[checkpoint]`: where operator state and offsets are saved together.
@@ -245,6 +249,8 @@ impl Validate for Config {
         self.alerts.validate().map_err(|e| e.within("alerts"))?;
         self.webhooks.validate().map_err(|e| e.within("webhooks"))?;
         self.scoring.validate().map_err(|e| e.within("scoring"))?;
+        self.lake.validate().map_err(|e| e.within("lake"))?;
+        self.sql.validate().map_err(|e| e.within("sql"))?;
         let listens: Vec<&String> = [&self.api.listen, &self.metrics.listen]
             .into_iter()
             .flatten()

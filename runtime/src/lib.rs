@@ -8,7 +8,8 @@
 //! - [`config`]: the whole configuration, composed of each crate's own
 //!   section, validated at load;
 //! - the stages: [`scoring`] (models, rollout, the verdict), [`kpi`]
-//!   (DataFusion → InfluxDB), [`fanout`] (outputs → webhooks), [`metrics`],
+//!   (DataFusion → InfluxDB), [`fanout`] (outputs → webhooks), [`lake`]
+//!   (outputs → Parquet history), [`metrics`],
 //!   [`summary`]; and [`routes`], the global route statistics;
 //! - [`runtime`]: `veriflow run` and `veriflow api` as a [`Runtime`] that owns
 //!   every thread it starts and stops them in a declared order;
@@ -26,6 +27,7 @@ pub mod fanout;
 pub mod forecast_eval;
 pub mod history;
 pub mod kpi;
+pub mod lake;
 pub mod metrics;
 pub mod pace;
 pub mod replay;
@@ -33,6 +35,7 @@ pub mod routes;
 pub mod runtime;
 pub mod scoring;
 pub mod simulate;
+pub mod sql;
 pub mod summary;
 pub mod topics;
 

@@ -11,10 +11,12 @@
 //! 3. model reload watchers
 //! 4. route statistics follower
 //! 5. webhook fan-out
+//! 6. lake writer
 //!
 //! and the driver runs on the calling thread between start and stop; the KPI
-//! sink closes with it. So the fan-out publishes what it read while the API's
-//! database is still there, and the API drains after the stream stopped.
+//! sink closes with it. So the lake and the fan-out read up to what the driver
+//! wrote last, the fan-out publishes while the API's database is still there,
+//! and the API drains after the stream stopped.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +35,7 @@ use crate::driver::{Driver, DriverOptions, Outputs, Stage};
 use crate::error::{Context, Result};
 use crate::fanout::FanOut;
 use crate::kpi::{KpiPlan, KpiStage};
+use crate::lake::LakeService;
 use crate::metrics::{Metrics, MetricsServer, MetricsStage};
 use crate::routes::GlobalRouteStats;
 use crate::scoring::ScoringStage;
@@ -190,6 +193,9 @@ fn start_and_drive<B: Broker>(
             Err(_) => Err(crate::invalid!("the API is still in use")),
         });
     }
+    if let Some(api) = &api {
+        api.attach_sql(config)?;
+    }
     // 3. models
     if let Some(stage) = &plan.scoring {
         let stage = stage.clone();
@@ -255,6 +261,20 @@ fn start_and_drive<B: Broker>(
         });
     }
 
+    // 6. lake
+    if let Some(lake) = LakeService::start(
+        broker,
+        group,
+        topics,
+        config.kafka.resume_rewind,
+        &config.lake,
+    )? {
+        runtime.started("lake writer", move || {
+            lake.stop_and_join();
+            Ok(())
+        });
+    }
+
     let mut stages: Vec<Box<dyn Stage>> = vec![
         Box::new(SummaryLog::default()),
         Box::new(MetricsStage {
@@ -299,6 +319,7 @@ fn start_and_drive<B: Broker>(
 /// `veriflow api`: the HTTP API alone, until `shutdown` is set.
 pub fn serve_api(config: &Config, shutdown: Arc<AtomicBool>) -> Result<()> {
     let server = ApiServer::start(&config.api, &config.webhooks, shutdown)?;
+    server.attach_sql(config)?;
     eprintln!("veriflow API on http://{}/ (Ctrl-C stops)", server.addr);
     server.join()
 }

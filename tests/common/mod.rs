@@ -201,6 +201,8 @@ pub struct Deployment {
     pub input: String,
     pub outcomes: String,
     pub features: String,
+    pub scored: String,
+    pub alerts: String,
     pub route_stats: String,
     pub dlq: String,
     pub late: String,
@@ -216,6 +218,8 @@ impl Deployment {
             input: format!("{base}.in"),
             outcomes: format!("{base}.outcomes"),
             features: format!("{base}.features"),
+            scored: format!("{base}.scored"),
+            alerts: format!("{base}.alerts"),
             route_stats: format!("{base}.route-stats"),
             dlq: format!("{base}.dlq"),
             late: format!("{base}.late"),
@@ -242,6 +246,8 @@ impl Deployment {
         cmd.env("VERIFLOW_TOPICS__INPUT", &self.input)
             .env("VERIFLOW_TOPICS__OUTCOMES", &self.outcomes)
             .env("VERIFLOW_TOPICS__FEATURES", &self.features)
+            .env("VERIFLOW_TOPICS__SCORED", &self.scored)
+            .env("VERIFLOW_TOPICS__ALERTS", &self.alerts)
             .env("VERIFLOW_TOPICS__ROUTE_STATS", &self.route_stats)
             .env("VERIFLOW_TOPICS__DLQ", &self.dlq)
             .env("VERIFLOW_TOPICS__LATE", &self.late)

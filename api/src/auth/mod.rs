@@ -67,7 +67,7 @@ impl Role {
             ),
             Role::Analyst => matches!(
                 permission,
-                ReadTenant | ReadTemplates | ReadUsage | ReadWebhooks
+                ReadTenant | ReadTemplates | ReadUsage | ReadWebhooks | QuerySql
             ),
             Role::Viewer => matches!(
                 permission,
@@ -93,6 +93,8 @@ pub enum Permission {
     ManageWebhooks,
     /// `POST /v1/route` and `/v1/score`.
     Score,
+    /// `POST /v1/sql`: the tenant's history, read-only.
+    QuerySql,
 }
 
 impl Permission {
@@ -108,10 +110,11 @@ impl Permission {
             Permission::ReadWebhooks => "webhooks:read",
             Permission::ManageWebhooks => "webhooks:manage",
             Permission::Score => "scoring:call",
+            Permission::QuerySql => "sql:query",
         }
     }
 
-    pub const ALL: [Permission; 10] = [
+    pub const ALL: [Permission; 11] = [
         Permission::ReadTenant,
         Permission::ManageTenant,
         Permission::ManageKeys,
@@ -122,6 +125,7 @@ impl Permission {
         Permission::ReadWebhooks,
         Permission::ManageWebhooks,
         Permission::Score,
+        Permission::QuerySql,
     ];
 }
 

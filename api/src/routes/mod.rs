@@ -6,6 +6,7 @@ pub mod health;
 pub mod keys;
 pub mod messages;
 pub mod scoring;
+pub mod sql;
 pub mod templates;
 pub mod tenants;
 pub mod usage;

@@ -39,8 +39,12 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use object_store::ObjectStore;
+use serde::{Deserialize, Serialize};
 use url::Url;
-use veriflow_connectors::s3::S3Location;
+use veriflow_common::config::{ConfigError, Validate, duration, ensure};
+
+use super::tables::LakeTable;
+use super::{Location, tenant_dir};
 
 /// Longest query text accepted (the parser's nesting limit bounds the depth).
 pub const MAX_SQL_BYTES: usize = 256 << 10;
@@ -52,20 +56,28 @@ pub enum Scope {
     Tenant(String),
 }
 
-/// One stored table of the lake: its name (a directory under the root) and the
-/// schema its files are written with.
-#[derive(Debug, Clone)]
-pub struct LakeTable {
-    pub name: String,
-    pub schema: SchemaRef,
+/// `[sql]`: per-query limits of analysts' SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqlLimits {
+    /// Rows a result may have; more is an error (add a LIMIT or aggregate).
+    pub max_rows: usize,
+    /// Memory a query's sorts, joins and aggregates may hold.
+    pub max_memory_bytes: usize,
+    #[serde(with = "duration")]
+    pub timeout: Duration,
 }
 
-/// Per-query limits.
-#[derive(Debug, Clone, Copy)]
-pub struct SqlLimits {
-    pub max_rows: usize,
-    pub max_memory_bytes: usize,
-    pub timeout: Duration,
+impl Validate for SqlLimits {
+    fn validate(&self) -> Result<(), ConfigError> {
+        ensure(self.max_rows >= 1, "max_rows", "must be at least 1")?;
+        ensure(
+            self.max_memory_bytes >= 1 << 20,
+            "max_memory_bytes",
+            "must be at least 1 MiB",
+        )?;
+        ensure(!self.timeout.is_zero(), "timeout", "must be positive")
+    }
 }
 
 impl Default for SqlLimits {
@@ -87,7 +99,7 @@ pub struct SqlError {
 }
 
 impl SqlError {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
         SqlError {
             code,
             message: message.into(),
@@ -145,18 +157,18 @@ pub struct LakeSql {
 }
 
 impl LakeSql {
-    /// `location`: a directory (created if missing) or `s3://bucket/prefix`
-    /// (credentials and endpoint from the usual `AWS_*` variables).
+    /// `location`: see [`Location::parse`].
     pub fn open(
         location: &str,
         tables: Vec<LakeTable>,
         views: Vec<(String, String)>,
         limits: SqlLimits,
     ) -> Result<Self, SqlError> {
-        let (root, store) = root_of(location)?;
+        let location =
+            Location::parse(location).map_err(|e| SqlError::new("58000", e.to_string()))?;
         Ok(LakeSql {
-            root,
-            store,
+            root: location.root,
+            store: location.s3.then_some(location.store),
             tables,
             views,
             limits,
@@ -339,38 +351,4 @@ pub fn check_plan(plan: &Arc<dyn ExecutionPlan>, allowed: &[String]) -> Result<(
             format!("the plan reads outside the caller's data ({what}); refused"),
         )),
     }
-}
-
-/// A tenant's directory name: every byte outside `[A-Za-z0-9_-]` as `~XX`, so the
-/// name is one path segment, never `.` or `..`, and distinct tenants never share it.
-/// Not `%XX`: URLs and object store paths decode percent escapes (`%2E%2E` is `..`
-/// to a URL parser), while `~` is unreserved everywhere and means itself.
-pub fn tenant_dir(tenant: &str) -> String {
-    let mut out = String::with_capacity(tenant.len());
-    for b in tenant.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("~{b:02X}"));
-        }
-    }
-    out
-}
-
-/// The root URL (with a trailing slash) and, for S3, its store.
-fn root_of(location: &str) -> Result<(Url, Option<Arc<dyn ObjectStore>>), SqlError> {
-    let bad = |why: String| SqlError::new("58000", format!("lake location {location:?}: {why}"));
-    if location.starts_with("s3://") {
-        let s3 = S3Location::parse(location).map_err(bad)?;
-        let root = match s3.prefix.as_str() {
-            "" => format!("s3://{}/", s3.bucket),
-            prefix => format!("s3://{}/{prefix}/", s3.bucket),
-        };
-        let url = Url::parse(&root).map_err(|e| bad(e.to_string()))?;
-        return Ok((url, Some(s3.store)));
-    }
-    std::fs::create_dir_all(location).map_err(|e| bad(e.to_string()))?;
-    let dir = std::fs::canonicalize(location).map_err(|e| bad(e.to_string()))?;
-    let url = Url::from_directory_path(&dir).map_err(|_| bad("not an absolute path".into()))?;
-    Ok((url, None))
 }
