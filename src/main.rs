@@ -322,7 +322,7 @@ fn sql(a: SqlArgs) -> anyhow::Result<()> {
         Some(t) => Scope::Tenant(t),
         None => Scope::Operator,
     };
-    let (_, bytes) = veriflow_runtime::sql::query_blocking(&lake, &scope, &query, a.format)?;
+    let bytes = veriflow_runtime::sql::query_blocking(&lake, &scope, &query, a.format)?;
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     out.write_all(&bytes).context("writing the result")?;

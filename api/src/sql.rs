@@ -22,7 +22,6 @@ pub enum SqlCaller {
 pub struct SqlAnswer {
     pub content_type: &'static str,
     pub body: Vec<u8>,
-    pub rows: usize,
 }
 
 /// Why a query gave no answer: the PostgreSQL error code and what to change.

@@ -30,7 +30,6 @@ use veriflow_connectors::kafka::KafkaConfig;
 use veriflow_pipelines::alerts::AlertsConfig;
 use veriflow_pipelines::{PipelineConfig, PipelineSettings};
 
-use crate::lake::LakeConfig;
 use crate::scoring::ScoringConfig;
 use crate::topics::TopicsConfig;
 
@@ -79,22 +78,77 @@ impl Default for CheckpointConfig {
 
 impl Validate for CheckpointConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        ensure(
-            !self.dir.as_os_str().is_empty(),
-            "dir",
-            "must name a directory or s3://bucket/prefix",
-        )?;
-        let dir = self.dir.to_string_lossy();
-        if let Some(rest) = dir.strip_prefix("s3://") {
-            ensure(
-                !rest.split('/').next().unwrap_or("").is_empty(),
-                "dir",
-                format!("{dir:?} names no bucket (s3://bucket/prefix)"),
-            )?;
-        }
+        store_location(&self.dir.to_string_lossy(), "dir")?;
         ensure(!self.interval.is_zero(), "interval", "must be positive")?;
         ensure(self.keep >= 1, "keep", "must be at least 1")
     }
+}
+
+/// `[lake]`: where history is kept, and how files are rolled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LakeConfig {
+    /// A directory or `s3://bucket/prefix`; `"off"` keeps no history.
+    #[serde(with = "or_off")]
+    pub dir: Option<String>,
+    /// A partition's rows are written at least this often (a file per tenant
+    /// and day each time): the lake's delay behind the topics.
+    #[serde(with = "duration")]
+    pub flush_interval: Duration,
+    /// ... or as soon as this many rows wait.
+    pub max_rows: usize,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        LakeConfig {
+            dir: None,
+            flush_interval: Duration::from_secs(30),
+            max_rows: 100_000,
+        }
+    }
+}
+
+impl Validate for LakeConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(dir) = &self.dir {
+            ensure(
+                !dir.is_empty(),
+                "dir",
+                "must name a directory, s3://bucket/prefix or \"off\"",
+            )?;
+            if let Some(rest) = dir.strip_prefix("s3://") {
+                ensure(
+                    !rest.split('/').next().unwrap_or("").is_empty(),
+                    "dir",
+                    format!("{dir:?} names no bucket (s3://bucket/prefix)"),
+                )?;
+            }
+        }
+        ensure(
+            !self.flush_interval.is_zero(),
+            "flush_interval",
+            "must be positive",
+        )?;
+        ensure(self.max_rows >= 1, "max_rows", "must be at least 1")
+    }
+}
+
+/// A directory or `s3://bucket/prefix` (checkpoints, the lake).
+fn store_location(dir: &str, key: &str) -> Result<(), ConfigError> {
+    ensure(
+        !dir.is_empty(),
+        key,
+        "must name a directory or s3://bucket/prefix",
+    )?;
+    if let Some(rest) = dir.strip_prefix("s3://") {
+        ensure(
+            !rest.split('/').next().unwrap_or("").is_empty(),
+            key,
+            format!("{dir:?} names no bucket (s3://bucket/prefix)"),
+        )?;
+    }
+    Ok(())
 }
 
 /// `[metrics]`: Prometheus `/metrics`, `/healthz`, `/readyz`.

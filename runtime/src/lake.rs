@@ -17,10 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use veriflow_analytics::lake::LakeWriter;
 use veriflow_analytics::lake::tables::{AlertRow, LakeRow, OutcomeRow, ScoredRow};
-use veriflow_common::config::{ConfigError, Validate, duration, ensure, or_off};
 use veriflow_connectors::records::AlertRecord;
 use veriflow_connectors::stream::{
     Broker, Message, OutputLog, PartitionListener, Source, SourceEvent,
@@ -28,59 +26,10 @@ use veriflow_connectors::stream::{
 use veriflow_pipelines::outcome::OutcomeRecord;
 use veriflow_pipelines::time::parse_rfc3339;
 
+use crate::config::LakeConfig;
 use crate::error::{Context, Result};
 use crate::scoring::verdict::ScoredRecord;
 use crate::topics::{OutputTopic, TopicsConfig};
-
-/// `[lake]`: where history is kept, and how files are rolled.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LakeConfig {
-    /// A directory or `s3://bucket/prefix`; `"off"` keeps no history.
-    #[serde(with = "or_off")]
-    pub dir: Option<String>,
-    /// A partition's rows are written at least this often (a file per tenant
-    /// and day each time): the lake's delay behind the topics.
-    #[serde(with = "duration")]
-    pub flush_interval: Duration,
-    /// ... or as soon as this many rows wait.
-    pub max_rows: usize,
-}
-
-impl Default for LakeConfig {
-    fn default() -> Self {
-        LakeConfig {
-            dir: None,
-            flush_interval: Duration::from_secs(30),
-            max_rows: 100_000,
-        }
-    }
-}
-
-impl Validate for LakeConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(dir) = &self.dir {
-            ensure(
-                !dir.is_empty(),
-                "dir",
-                "must name a directory, s3://bucket/prefix or \"off\"",
-            )?;
-            if let Some(rest) = dir.strip_prefix("s3://") {
-                ensure(
-                    !rest.split('/').next().unwrap_or("").is_empty(),
-                    "dir",
-                    format!("{dir:?} names no bucket (s3://bucket/prefix)"),
-                )?;
-            }
-        }
-        ensure(
-            !self.flush_interval.is_zero(),
-            "flush_interval",
-            "must be positive",
-        )?;
-        ensure(self.max_rows >= 1, "max_rows", "must be at least 1")
-    }
-}
 
 /// The lake writer's threads (one per topic) and the I/O runtime they share.
 pub struct LakeService {
@@ -387,7 +336,7 @@ impl<R: LakeRow> Worker<R> {
             if finished {
                 if let Some((ends, _)) = &drain {
                     let floor = lock(&self.shared.floor).clone();
-                    tracing::info!(topic = %self.topic, ?ends, ?floor, read = ?self.read, "lake writer stopped");
+                    tracing::debug!(topic = %self.topic, ?ends, ?floor, read = ?self.read, "lake writer stopped");
                 }
                 break;
             }

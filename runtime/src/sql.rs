@@ -2,9 +2,7 @@
 //! (`POST /v1/sql`, through [`veriflow_api::sql::SqlEngine`]): one
 //! [`LakeSql`] over `lake.dir` with the `[sql]` limits.
 
-use veriflow_analytics::lake::{
-    LakeSql, QueryResult, ResultFormat, Scope, SqlError, lake_tables, lake_views,
-};
+use veriflow_analytics::lake::{LakeSql, ResultFormat, Scope, SqlError, lake_tables, lake_views};
 use veriflow_api::sql::{SqlAnswer, SqlCaller, SqlEngine, SqlFailure, SqlFuture};
 
 use crate::config::Config;
@@ -25,15 +23,13 @@ pub fn query_blocking(
     scope: &Scope,
     text: &str,
     format: ResultFormat,
-) -> std::result::Result<(QueryResult, Vec<u8>), SqlError> {
+) -> std::result::Result<Vec<u8>, SqlError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| SqlError::new("58000", format!("starting the query runtime: {e}")))?;
-    let result = runtime.block_on(sql.query(scope, text))?;
-    let bytes = result.encode(format)?;
-    Ok((result, bytes))
+    runtime.block_on(sql.query(scope, text))?.encode(format)
 }
 
 /// The API's SQL engine.
@@ -67,7 +63,6 @@ impl SqlEngine for LakeQueries {
             let body = result.encode(format).map_err(failure)?;
             Ok(SqlAnswer {
                 content_type: format.media_type(),
-                rows: result.rows(),
                 body,
             })
         })

@@ -131,11 +131,6 @@ impl QueryResult {
             self.batches.clone()
         }
     }
-
-    /// Rows in all batches.
-    pub fn rows(&self) -> usize {
-        self.batches.iter().map(|b| b.num_rows()).sum()
-    }
 }
 
 #[cfg(test)]

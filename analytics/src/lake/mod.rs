@@ -12,6 +12,7 @@
 //! `<table>/tenant=<tenant_dir(id)>/day=<YYYY-MM-DD>/p<partition>-<first offset>.parquet`
 //! and `_positions/<table>/p<partition>.json`.
 
+pub mod error;
 pub mod export;
 pub mod sql;
 pub mod tables;
@@ -25,10 +26,11 @@ use object_store::path::Path;
 use url::Url;
 use veriflow_connectors::s3::S3Location;
 
+pub use error::LakeError;
 pub use export::ResultFormat;
 pub use sql::{LakeSql, QueryResult, Scope, SqlError, SqlLimits, check_plan};
 pub use tables::{LakeTable, lake_tables, lake_views};
-pub use writer::{LakeError, LakeWriter};
+pub use writer::LakeWriter;
 
 /// Where a lake is: its root URL (with a trailing slash), the object store that
 /// holds it, and the root's path inside that store.

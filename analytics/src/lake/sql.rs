@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 use veriflow_common::config::{ConfigError, Validate, duration, ensure};
 
+use super::error::LakeError;
 use super::tables::LakeTable;
 use super::{Location, tenant_dir};
 
@@ -136,6 +137,13 @@ impl fmt::Display for SqlError {
 }
 
 impl std::error::Error for SqlError {}
+
+/// The lake's storage failing under a query.
+impl From<LakeError> for SqlError {
+    fn from(e: LakeError) -> Self {
+        SqlError::new("58000", e.to_string())
+    }
+}
 
 /// A query's answer: its schema (also when no row matched) and its batches.
 #[derive(Debug)]

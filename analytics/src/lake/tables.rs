@@ -18,8 +18,7 @@ use veriflow_pipelines::features::Features;
 use veriflow_pipelines::outcome::OutcomeRecord;
 use veriflow_pipelines::time::{EventTime, parse_rfc3339};
 
-use super::sql::SqlError;
-use super::writer::LakeError;
+use super::error::LakeError;
 
 /// One stored table of the lake: its name (a directory under the root) and the
 /// schema its files are written with.
@@ -40,7 +39,11 @@ pub trait LakeRow: Serialize + Sized {
     /// The schema files are written with.
     fn schema() -> SchemaRef;
     /// Rows as one batch of [`LakeRow::schema`].
-    fn to_batch(rows: &[&Self]) -> Result<RecordBatch, LakeError>;
+    fn to_batch(rows: &[&Self]) -> Result<RecordBatch, LakeError> {
+        let schema = Self::schema();
+        let columns = arrays(schema.fields(), rows)?;
+        batch(schema, columns)
+    }
 
     fn table() -> LakeTable {
         LakeTable {
@@ -160,11 +163,6 @@ impl LakeRow for OutcomeRow {
         static FIELDS: LazyLock<Vec<FieldRef>> =
             LazyLock::new(|| fields_of::<OutcomeRow>(&["requested_at", "decided_at"]));
         Arc::new(Schema::new(FIELDS.clone()))
-    }
-    fn to_batch(rows: &[&Self]) -> Result<RecordBatch, LakeError> {
-        let schema = Self::schema();
-        let columns = arrays(schema.fields(), rows)?;
-        batch(schema, columns)
     }
 }
 
@@ -288,11 +286,6 @@ impl LakeRow for AlertRow {
             LazyLock::new(|| fields_of::<AlertRow>(&["raised_at", "window_start"]));
         Arc::new(Schema::new(FIELDS.clone()))
     }
-    fn to_batch(rows: &[&Self]) -> Result<RecordBatch, LakeError> {
-        let schema = Self::schema();
-        let columns = arrays(schema.fields(), rows)?;
-        batch(schema, columns)
-    }
 }
 
 /// The Arrow fields of `T`'s serde form (`#[serde(skip)]` fields left out),
@@ -328,10 +321,4 @@ fn arrays<T: Serialize>(fields: &[FieldRef], rows: &[T]) -> Result<Vec<ArrayRef>
 
 fn batch(schema: SchemaRef, columns: Vec<ArrayRef>) -> Result<RecordBatch, LakeError> {
     RecordBatch::try_new(schema, columns).map_err(|e| LakeError::Encode(e.to_string()))
-}
-
-impl From<LakeError> for SqlError {
-    fn from(e: LakeError) -> Self {
-        SqlError::new("58000", e.to_string())
-    }
 }

@@ -16,28 +16,16 @@
 use std::collections::BTreeMap;
 
 use futures::TryStreamExt;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use veriflow_pipelines::time::format_rfc3339;
 
+use super::error::LakeError;
 use super::tables::LakeRow;
 use super::{Location, tenant_dir};
-
-/// What went wrong writing the lake.
-#[derive(Debug, thiserror::Error)]
-pub enum LakeError {
-    #[error("lake location {location:?}: {why}")]
-    Location { location: String, why: String },
-    #[error("lake store: {0}")]
-    Store(#[from] object_store::Error),
-    #[error("encoding lake rows: {0}")]
-    Encode(String),
-    #[error("lake position {path}: {why}")]
-    Position { path: String, why: String },
-}
 
 /// The next offset of a partition to read, as stored.
 #[derive(Debug, Serialize, Deserialize)]
@@ -185,11 +173,6 @@ impl LakeWriter {
     ) -> Result<object_store::path::Path, LakeError> {
         self.location
             .path(&format!("_positions/{table}/p{partition}.json"))
-    }
-
-    /// The object store and root, for readers in this crate and tests.
-    pub fn store(&self) -> &dyn ObjectStore {
-        self.location.store.as_ref()
     }
 }
 
